@@ -1,6 +1,22 @@
-"""hetrlhf: uncertainty-aware reward learning from heterogeneous human feedback."""
+"""hetrlhf: uncertainty-aware reward learning from heterogeneous human feedback.
+
+Precision: inference (standard errors, intervals) is exact to statsmodels' level in
+float64. On CPU enable it yourself before creating arrays:
+``jax.config.update("jax_enable_x64", True)``; hetrlhf never flips the flag. float32 is
+fine for the point estimates and on accelerators (tolerances follow the dtype).
+"""
 
 from hetrlhf import model
+from hetrlhf.estimate import ConvergenceWarning, alternating_gd, fit, run_alternating
+from hetrlhf.inference import (
+    compare_rewards,
+    confidence_intervals,
+    covariance,
+    fisher_information,
+    reward_interval,
+    standard_errors,
+)
+from hetrlhf.selection import best_of_n, lower_confidence_bound, pessimistic_best_of_n
 from hetrlhf.types import (
     Comparisons,
     FitResult,

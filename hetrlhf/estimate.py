@@ -1,0 +1,443 @@
+"""Estimation of (θ, γ) in the heterogeneous Bradley–Terry model.
+
+Two estimators, both pure, jittable and vmappable over a leading replicate axis:
+
+* ``alternating_gd`` — Algorithm 1 of Liu, Lu & Sun (2025) exactly as written:
+  θ_t = θ_{t−1} − η₁∇_θL_n(θ_{t−1}, γ_{t−1}),  γ_t = γ_{t−1} − η₂∇_γL_n(θ_t, γ_{t−1})
+  (Gauss–Seidel order; ``order="jacobi"`` updates both blocks from the old iterate).
+  It converges linearly and slowly, and only from a start near the truth.
+
+* ``newton_fit`` — the default solver of ``fit``. L_n is biconvex, not jointly convex,
+  so it proceeds in phases that each only decrease the loss:
+
+  1. the homogeneous fit (γ = 0): plain logistic regression on ψ0·Δφ, convex, solved by
+     damped Newton from θ = 0 — a cold start that needs no guess;
+  2. the joint fit from (θ̂_hom, 0) (or from a user's ``init``) by modified Newton: the
+     Hessian's eigenvalues are replaced by their absolute values (floored), so every
+     direction is a descent direction, and an Armijo backtracking line search
+     guarantees a monotone decrease; near the optimum the steps are pure Newton steps
+     and convergence is quadratic;
+  3. if a user ``init`` ends at a loss worse than the run from the homogeneous start
+     (e.g. the wrong basin θ → −θ with σ < 0), the better of the two is returned.
+
+  Stopping rule: ‖∇L_n‖₂ ≤ tol. ``converged`` is True only if that holds, the Hessian
+  is positive definite there (a minimum, not a saddle), the loss is not above the
+  homogeneous fit's (γ = 0 is feasible, so the MLE can't be worse), and the data are not
+  perfectly separated by the fitted logits (then no MLE exists: θ̂ runs off to ∞ while
+  the gradient vanishes).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from hetrlhf import model
+from hetrlhf.types import Comparisons, FitResult, Params
+
+__all__ = [
+    "ConvergenceWarning",
+    "AlternatingState",
+    "alternating_gd",
+    "run_alternating",
+    "newton_fit",
+    "fit",
+    "default_tol",
+    "ravel_params",
+    "unravel_params",
+    "is_separated",
+    "derivatives",
+]
+
+
+class ConvergenceWarning(UserWarning):
+    """An eager ``fit`` did not converge (reason in the message)."""
+
+
+def default_tol(dtype) -> float:
+    """Gradient-norm tolerance ε^{2/3} of the dtype: ≈3.7e−11 (float64), ≈4.9e−5 (float32)."""
+    return float(jnp.finfo(dtype).eps) ** (2.0 / 3.0)
+
+
+def ravel_params(params: Params) -> jax.Array:
+    """Params -> [d + k] vector (θ first, then γ)."""
+    return jnp.concatenate([params.theta, params.gamma], axis=-1)
+
+
+def unravel_params(x: jax.Array, d: int) -> Params:
+    """[d + k] vector -> Params (``d`` is a static Python int)."""
+    return Params(theta=x[..., :d], gamma=x[..., d:])
+
+
+def is_separated(params: Params, data: Comparisons) -> jax.Array:
+    """[] bool: every comparison is classified correctly by sign(η_i).
+
+    Then scaling θ by c → ∞ drives L_n to 0, so the MLE does not exist.
+    """
+    eta = model.logits(params, data)
+    return jnp.all((2.0 * data.y - 1.0) * eta > 0)
+
+
+# --------------------------------------------------------------------------------------
+# Algorithm 1: alternating gradient descent.
+# --------------------------------------------------------------------------------------
+
+
+class AlternatingState(NamedTuple):
+    """State of Algorithm 1.
+
+    Attributes:
+      params: current (θ_t, γ_t).
+      count: [] int32, iterations done.
+    """
+
+    params: Params
+    count: jax.Array
+
+
+class Solver(NamedTuple):
+    """An optax-style pair of pure functions."""
+
+    init: callable
+    update: callable
+
+
+def alternating_gd(lr_theta, lr_gamma, *, order: str = "gauss_seidel") -> Solver:
+    """Algorithm 1 of Liu, Lu & Sun (2025) as an ``(init, update)`` pair.
+
+    Args:
+      lr_theta: η₁, step size of the θ block (float or [] array; vmappable).
+      lr_gamma: η₂, step size of the γ block.
+      order: "gauss_seidel" (the paper: γ's gradient is taken at the new θ_t) or
+        "jacobi" (both gradients at the old iterate).
+
+    Returns:
+      ``Solver(init, update)`` with ``init(params) -> AlternatingState`` and
+      ``update(state, data) -> AlternatingState``.
+
+    >>> solver = alternating_gd(0.5, 0.5)
+    >>> state = solver.init(params0)
+    >>> state = solver.update(state, data)   # one iteration t -> t + 1
+    """
+    if order not in ("gauss_seidel", "jacobi"):
+        raise ValueError(f"order must be 'gauss_seidel' or 'jacobi', got {order!r}")
+
+    def init(params: Params) -> AlternatingState:
+        return AlternatingState(params=params, count=jnp.zeros((), jnp.int32))
+
+    def update(state: AlternatingState, data: Comparisons) -> AlternatingState:
+        theta, gamma = state.params
+        grad_theta = jax.grad(lambda t: model.loss(Params(t, gamma), data))(theta)
+        new_theta = theta - lr_theta * grad_theta
+        theta_for_gamma = new_theta if order == "gauss_seidel" else theta
+        grad_gamma = jax.grad(lambda g: model.loss(Params(theta_for_gamma, g), data))(
+            gamma
+        )
+        new_gamma = gamma - lr_gamma * grad_gamma
+        return AlternatingState(Params(new_theta, new_gamma), state.count + 1)
+
+    return Solver(init, update)
+
+
+def run_alternating(
+    data: Comparisons,
+    init: Params,
+    *,
+    lr_theta=0.5,
+    lr_gamma=0.5,
+    num_steps: int = 1000,
+    order: str = "gauss_seidel",
+    tol=None,
+    record: bool = False,
+):
+    """Runs ``num_steps`` iterations of Algorithm 1 with ``lax.scan``.
+
+    A fixed number of steps is the paper's algorithm, not a stopping rule: the result's
+    ``converged`` flag says whether ‖∇L_n‖ ≤ tol was actually reached (and the data are
+    not separated).
+
+    Args:
+      data: one dataset.
+      init: starting point (the paper assumes one near the truth).
+      lr_theta, lr_gamma: η₁, η₂.
+      num_steps: T (static).
+      order: see ``alternating_gd``.
+      tol: gradient-norm tolerance; default ``default_tol(dtype)``.
+      record: also return the path.
+
+    Returns:
+      ``FitResult``; with ``record=True`` a tuple ``(FitResult, path, losses)`` where
+      ``path`` is a Params of [T, d] / [T, k] iterates θ_1..θ_T and ``losses`` is [T]
+      (the loss at each iterate).
+    """
+    solver = alternating_gd(lr_theta, lr_gamma, order=order)
+    tol = default_tol(data.y.dtype) if tol is None else tol
+
+    def body(state, _):
+        state = solver.update(state, data)
+        out = (state.params, model.loss(state.params, data)) if record else None
+        return state, out
+
+    state, outs = jax.lax.scan(body, solver.init(init), None, length=num_steps)
+    result = _finish(state.params, data, state.count, tol, ok=jnp.array(True))
+    if record:
+        return result, outs[0], outs[1]
+    return result
+
+
+# --------------------------------------------------------------------------------------
+# Modified Newton with line search.
+# --------------------------------------------------------------------------------------
+
+
+def derivatives(x: jax.Array, data: Comparisons):
+    """Closed-form value, gradient, Hessian and Fisher information of L_n at x = (θ, γ).
+
+    With σ_i = ψ0_i + ψ_iᵀγ, r_i = θᵀΔφ_i, η_i = σ_i r_i, p_i = sigmoid(η_i) and
+    g_i = ∂η_i/∂(θ, γ) = [σ_i Δφ_i ; r_i ψ_i]:
+
+        ∇L_n = (1/n) Σ (p_i − y_i) g_i
+        F    = (1/n) Σ p_i(1 − p_i) g_i g_iᵀ                      (expected information)
+        ∇²L_n = F + [[0, C], [Cᵀ, 0]],  C = (1/n) Σ (p_i − y_i) Δφ_i ψ_iᵀ
+
+    (∂²η/∂θ∂γᵀ = Δφψᵀ; the θθ and γγ blocks of ∂²η vanish). Two matrix products
+    instead of an autodiff Hessian: this is the hot loop of every Monte Carlo study.
+    ``inference.fisher_information`` keeps the autodiff Hessian, and the tests check
+    the two agree.
+
+    Args:
+      x: [d + k] parameters.
+      data: one dataset.
+
+    Returns:
+      (value [], grad [p], hessian [p, p], fisher [p, p]).
+    """
+    d = data.phi0.shape[-1]
+    params = unravel_params(x, d)
+    dphi = data.dphi
+    r = dphi @ params.theta
+    sigma = data.psi0 + data.psi @ params.gamma
+    eta = sigma * r
+    n = eta.shape[-1]
+    value = jnp.mean(jax.nn.softplus(eta) - data.y * eta)
+    p = jax.nn.sigmoid(eta)
+    resid = (p - data.y) / n
+    g = jnp.concatenate([sigma[:, None] * dphi, r[:, None] * data.psi], axis=-1)
+    grad = g.T @ resid
+    fisher = (g.T * (p * (1 - p) / n)) @ g
+    cross = (dphi.T * resid) @ data.psi  # [d, k]
+    k = cross.shape[-1]
+    zeros_dd = jnp.zeros((d, d), x.dtype)
+    zeros_kk = jnp.zeros((k, k), x.dtype)
+    hess = fisher + jnp.block([[zeros_dd, cross], [cross.T, zeros_kk]])
+    return value, grad, hess, fisher
+
+
+class _NewtonState(NamedTuple):
+    x: jax.Array  # [p]
+    value: jax.Array  # []
+    grad: jax.Array  # [p]
+    hess: jax.Array  # [p, p]
+    fisher: jax.Array  # [p, p]
+    count: jax.Array  # [] int32
+    stalled: jax.Array  # [] bool: the line search found no decrease
+
+
+def _newton(data: Comparisons, x0, *, tol, max_steps: int, count0=None):
+    """Minimises L_n over x = (θ, γ) by Newton / Fisher scoring + Armijo backtracking.
+
+    Each step solves H s = −∇L_n with the exact Hessian when its Cholesky factor
+    exists (positive definite: quadratic convergence near the optimum), and otherwise
+    with the expected information F (always positive semi-definite: Fisher scoring, a
+    guaranteed descent direction in the indefinite region of the biconvex loss). The
+    backtracking line search makes every accepted step decrease the loss (up to a
+    rounding allowance, see below).
+    Stops when ‖∇L_n‖₂ ≤ tol, after ``max_steps`` iterations, or when no step along the
+    direction decreases the loss any more.
+
+    Every trial point gets all its derivatives at once (one pass over the data), so an
+    accepted full step — the common case — costs one evaluation per iteration.
+    """
+    count0 = jnp.zeros((), jnp.int32) if count0 is None else count0
+    state0 = _NewtonState(x0, *derivatives(x0, data), count0, jnp.array(False))
+    limit = count0 + max_steps
+
+    def cond(s):
+        return (jnp.linalg.norm(s.grad) > tol) & (s.count < limit) & ~s.stalled
+
+    def body(s):
+        chol_h = jnp.linalg.cholesky(s.hess)
+        chol_f = jnp.linalg.cholesky(s.fisher)
+        chol = jnp.where(jnp.all(jnp.isfinite(chol_h)), chol_h, chol_f)
+        direction = -jax.scipy.linalg.cho_solve((chol, True), s.grad)
+        direction = jnp.where(jnp.all(jnp.isfinite(direction)), direction, -s.grad)
+        slope = s.grad @ direction  # < 0
+        # Armijo with a rounding allowance: at the floating-point floor of L_n a
+        # decrease can no longer be seen, and without the allowance the line search
+        # would shrink exact Newton steps and turn quadratic convergence into a crawl.
+        allowance = 8 * jnp.finfo(s.value.dtype).eps * jnp.abs(s.value)
+
+        def insufficient(c):
+            t, trial, i = c
+            return ~(trial[0] <= s.value + 1e-4 * t * slope + allowance) & (i < 40)
+
+        def halve(c):
+            t, _, i = c
+            t = 0.5 * t
+            return t, derivatives(s.x + t * direction, data), i + 1
+
+        one = jnp.ones_like(s.value)
+        t, trial, i = jax.lax.while_loop(
+            insufficient, halve, (one, derivatives(s.x + direction, data), 0)
+        )
+        accepted = ~insufficient((t, trial, 0))
+        new = _NewtonState(s.x + t * direction, *trial, s.count + 1, ~accepted)
+        return jax.tree.map(lambda a, b: jnp.where(accepted, a, b), new, s)._replace(
+            count=s.count + 1, stalled=~accepted
+        )
+
+    return jax.lax.while_loop(cond, body, state0)
+
+
+def _finish(params: Params, data: Comparisons, count, tol, ok) -> FitResult:
+    """Builds an honest FitResult at ``params``."""
+    d = data.phi0.shape[-1]
+
+    value, grad, hess, _ = derivatives(ravel_params(params), data)
+    lam = jnp.linalg.eigvalsh(hess)
+    grad_norm = jnp.linalg.norm(grad)
+    positive_definite = lam[0] > 100 * jnp.finfo(lam.dtype).eps * jnp.abs(lam[-1])
+    converged = (
+        ok
+        & jnp.isfinite(value)
+        & (grad_norm <= tol)
+        & positive_definite
+        & ~is_separated(params, data)
+    )
+    return FitResult(params, converged, count, grad_norm, value)
+
+
+def newton_fit(
+    data: Comparisons,
+    init: Params | None = None,
+    *,
+    tol=None,
+    max_steps: int = 100,
+    warmup_steps: int = 0,
+    lr_theta=0.5,
+    lr_gamma=0.5,
+    start_tol=1e-2,
+) -> FitResult:
+    """The default solver (see the module docstring). Pure; jit/vmap at the call site.
+
+    Args:
+      data: one dataset (``Comparisons`` with [n, d], [n, k] fields).
+      init: optional start. Without it the fit starts cold from the homogeneous MLE.
+      tol: tolerance on ‖∇L_n‖₂; default ``default_tol(dtype)``.
+      max_steps: Newton iterations allowed per phase (static).
+      warmup_steps: optional Algorithm-1 iterations before the joint Newton phase
+        (static; 0 by default: the homogeneous start already lies in the right basin).
+      lr_theta, lr_gamma: step sizes of the warm-up.
+      start_tol: gradient-norm tolerance of the homogeneous start. It only has to put
+        the joint phase in the right basin, so it is loose; the joint phase then runs
+        to ``tol``.
+
+    Returns:
+      ``FitResult``; ``num_steps`` counts Newton iterations of every phase plus warm-up
+      iterations.
+    """
+    d = data.phi0.shape[-1]
+    k = data.psi.shape[-1]
+    dtype = data.y.dtype
+    tol = default_tol(dtype) if tol is None else tol
+
+    # Phase 1: the convex homogeneous fit (γ = 0, i.e. no ψ columns) from θ = 0.
+    homogeneous_data = data._replace(psi=data.psi[..., :0])
+    hom = _newton(
+        homogeneous_data, jnp.zeros((d,), dtype), tol=start_tol, max_steps=max_steps
+    )
+    hom_start = model.homogeneous_params(hom.x, k)
+    count = hom.count
+
+    def run_joint(start: Params, count):
+        if warmup_steps:
+            warm = run_alternating(
+                data,
+                start,
+                lr_theta=lr_theta,
+                lr_gamma=lr_gamma,
+                num_steps=warmup_steps,
+                tol=tol,
+            )
+            start, count = warm.params, count + warm.num_steps
+        return _newton(data, ravel_params(start), tol=tol, max_steps=max_steps, count0=count)
+
+    if init is None:
+        best = run_joint(hom_start, count)
+    else:
+        from_init = run_joint(init, count)
+        from_hom = run_joint(hom_start, from_init.count)
+        # Escape a wrong basin: keep the lower loss (a tie keeps the user's run).
+        use_hom = from_hom.value < from_init.value
+        best = jax.tree.map(lambda a, b: jnp.where(use_hom, a, b), from_hom, from_init)
+        best = best._replace(count=from_hom.count)
+    params = unravel_params(best.x, d)
+    # γ = 0 is feasible, so a minimiser can't be worse than the homogeneous fit.
+    slack = 10 * jnp.finfo(dtype).eps * (1 + jnp.abs(hom.value))
+    ok = best.value <= hom.value + slack
+    return _finish(params, data, best.count, tol, ok)
+
+
+def fit(data: Comparisons, init: Params | None = None, *, method: str = "newton", **options):
+    """Fits the heterogeneous Bradley–Terry model by maximum likelihood.
+
+    ``hr.fit`` is traceable: ``jax.jit(jax.vmap(hr.fit))(stacked_data)`` fits many
+    replicates in one program. Called eagerly (outside ``jit``), it also warns with a
+    ``ConvergenceWarning`` that says why a fit did not converge.
+
+    Args:
+      data: ``Comparisons`` from ``hr.comparisons`` (or the simulator).
+      init: optional starting ``Params`` (required for ``method="alternating"``;
+        ``newton`` starts cold from the homogeneous fit and, given ``init``, also runs
+        from it and keeps the better of the two).
+      method: "newton" (default; see ``newton_fit``) or "alternating" (Algorithm 1,
+        ``run_alternating``).
+      **options: keyword options of the chosen solver (``tol``, ``max_steps``,
+        ``warmup_steps``, ``lr_theta``, ``lr_gamma``, ``num_steps``, ``order``).
+
+    Returns:
+      ``FitResult(params, converged, num_steps, grad_norm, loss)``.
+    """
+    if method == "newton":
+        result = newton_fit(data, init, **options)
+    elif method == "alternating":
+        if init is None:
+            raise ValueError("method='alternating' (Algorithm 1) needs an init near the truth")
+        result = run_alternating(data, init, **options)
+    else:
+        raise ValueError(f"method must be 'newton' or 'alternating', got {method!r}")
+    if not isinstance(result.converged, jax.core.Tracer) and result.converged.ndim == 0:
+        _warn_if_not_converged(result, data)
+    return result
+
+
+def _warn_if_not_converged(result: FitResult, data: Comparisons) -> None:
+    if bool(result.converged):
+        return
+    if bool(is_separated(result.params, data)):
+        reason = (
+            "the data are perfectly separated by the fitted rewards: the MLE does not "
+            "exist (θ̂ grows without bound while the gradient vanishes)"
+        )
+    elif not bool(jnp.isfinite(result.loss)):
+        reason = "the loss is not finite"
+    else:
+        reason = (
+            f"gradient norm {float(result.grad_norm):.3g} after {int(result.num_steps)} "
+            "steps, or the Hessian is not positive definite there (a saddle or a flat, "
+            "non-identified direction)"
+        )
+    warnings.warn(f"hetrlhf.fit did not converge: {reason}", ConvergenceWarning, stacklevel=3)
