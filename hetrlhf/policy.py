@@ -98,7 +98,11 @@ def _check_distribution(name: str, p) -> None:
             f"{name} must be a probability vector: it has negative entries"
         )
     total = float(np.sum(arr))
-    if abs(total - 1.0) > 1e-5:
+    # Rounding of a sum of K entries in the input's own precision.
+    dtype = np.asarray(p).dtype
+    eps = np.finfo(dtype if np.issubdtype(dtype, np.floating) else np.float64).eps
+    tol = 1e-6 + 10 * np.sqrt(arr.size) * eps
+    if abs(total - 1.0) > tol:
         raise ValueError(
             f"{name} must sum to 1 (a probability vector), sums to {total}"
         )
