@@ -108,6 +108,16 @@ def _check_distribution(name: str, p) -> None:
         )
 
 
+def _as_float(*xs) -> list[jax.Array]:
+    """jnp arrays of one float dtype: the promoted dtype of the non-scalar inputs,
+    or JAX's default float dtype if that is not a float (e.g. integer input)."""
+    xs = [jnp.asarray(x) for x in xs]
+    dtype = jnp.result_type(*[x for x in xs if x.ndim > 0])
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.zeros(()).dtype
+    return [x.astype(dtype) for x in xs]
+
+
 def _check_shapes(arms: dict, scalars: dict | None = None) -> None:
     """Static shape checks (trace-safe): [K] arm vectors of one shape, [] scalars."""
     shape = None
@@ -162,8 +172,7 @@ def vanilla_step(r_hat: jax.Array, eps, simplex: bool = True) -> jax.Array:
     Returns:
       [K] the step δ.
     """
-    r_hat = jnp.asarray(r_hat)
-    eps = jnp.asarray(eps, dtype=r_hat.dtype)
+    r_hat, eps = _as_float(r_hat, eps)
     _check_shapes({"r_hat": r_hat}, {"eps": eps})
     _check_finite("r_hat", r_hat)
     _check_nonnegative("eps", eps)
@@ -212,9 +221,7 @@ def variance_aware_step(
     Returns:
       [K] the step δ.
     """
-    r_hat = jnp.asarray(r_hat)
-    var = jnp.asarray(var, dtype=r_hat.dtype)
-    eps = jnp.asarray(eps, dtype=r_hat.dtype)
+    r_hat, var, eps = _as_float(r_hat, var, eps)
     _check_shapes({"r_hat": r_hat, "var": var}, {"eps": eps})
     _check_finite("r_hat", r_hat)
     _check_positive("var", var)
@@ -256,8 +263,7 @@ def underperformance_probability(
     Returns:
       [] the probability that the step does not improve the true value.
     """
-    r = jnp.asarray(r)
-    var = jnp.asarray(var, dtype=r.dtype)
+    r, var = _as_float(r, var)
     _check_shapes({"r": r, "var": var})
     _check_finite("r", r)
     _check_positive("var", var)
@@ -306,10 +312,7 @@ def sharpe_policy(pi0: jax.Array, r_hat: jax.Array, var: jax.Array, beta) -> jax
     Returns:
       [K] the policy π.
     """
-    pi0 = jnp.asarray(pi0)
-    r_hat = jnp.asarray(r_hat, dtype=pi0.dtype)
-    var = jnp.asarray(var, dtype=pi0.dtype)
-    beta = jnp.asarray(beta, dtype=pi0.dtype)
+    pi0, r_hat, var, beta = _as_float(pi0, r_hat, var, beta)
     _check_shapes({"pi0": pi0, "r_hat": r_hat, "var": var}, {"beta": beta})
     _check_distribution("pi0", pi0)
     _check_finite("r_hat", r_hat)
@@ -356,10 +359,7 @@ def variance_penalized_policy(
     Returns:
       [K] the policy π (zero where π₀ is zero).
     """
-    pi0 = jnp.asarray(pi0)
-    r_hat = jnp.asarray(r_hat, dtype=pi0.dtype)
-    var = jnp.asarray(var, dtype=pi0.dtype)
-    beta = jnp.asarray(beta, dtype=pi0.dtype)
+    pi0, r_hat, var, beta = _as_float(pi0, r_hat, var, beta)
     _check_shapes({"pi0": pi0, "r_hat": r_hat, "var": var}, {"beta": beta})
     _check_distribution("pi0", pi0)
     _check_finite("r_hat", r_hat)

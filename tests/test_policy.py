@@ -511,3 +511,14 @@ def test_kernels_trace_under_jit():
         (policy.variance_penalized_policy, (pi0, r_hat, var, 2.0)),
     ]:
         np.testing.assert_allclose(jax.jit(fn)(*args), fn(*args), rtol=1e-12)
+
+
+def test_integer_input_is_promoted_to_float():
+    np.testing.assert_allclose(
+        policy.vanilla_step([1, 0, 2], 0.01), [0.0, -0.1 / np.sqrt(2), 0.1 / np.sqrt(2)]
+    )
+    np.testing.assert_allclose(
+        policy.sharpe_policy([1, 0], [0, 1], [1, 1], 1), [1.0, 0.0]
+    )
+    risk = policy.underperformance_probability([1, 0], [1, 1], variance_aware=False)
+    np.testing.assert_allclose(risk, scipy.stats.norm.cdf(-0.5 / np.sqrt(0.5)))
