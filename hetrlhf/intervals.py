@@ -1,0 +1,106 @@
+"""Interval-valued ("prompted") rewards (Banerjee, Saha & Gopalan 2025, §B1 of DESIGN.md).
+
+A judge (e.g. an LLM prompted for a score range) returns an interval [lo, hi] for each
+response instead of a point score. We read the interval as a uniform distribution of
+the reward, r ~ Uniform(lo, hi), so
+
+    mean = (lo + hi) / 2,    var = (hi − lo)² / 12,
+
+and return both as the library's uncertainty currency ``RewardEstimate(mean, var)``,
+which every consumer (pessimistic best-of-N, variance-aware policies) accepts.
+
+Two entry points:
+  * ``interval_moments(lo, hi)``: the pure, jittable kernel (no checks; any shape).
+  * ``interval_rewards(lo, hi)``: the eager entry point for user input; validates
+    (numeric, same shape, finite, lo <= hi) and then calls the kernel.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hetrlhf.types import RewardEstimate
+
+__all__ = ["interval_moments", "interval_rewards"]
+
+
+def interval_moments(lo: jax.Array, hi: jax.Array) -> RewardEstimate:
+    """Mean and variance of r ~ Uniform(lo, hi), elementwise.
+
+    Pure kernel: no validation, jit/vmap-compatible. ``lo`` > ``hi`` is not checked
+    here (the formulas are symmetric, so swapped end points give the same moments);
+    use ``interval_rewards`` for user input.
+
+    Args:
+      lo: [...] lower end points.
+      hi: [...] upper end points, same shape as ``lo``.
+
+    Returns:
+      ``RewardEstimate(mean=(lo + hi)/2, var=(hi − lo)²/12)``, each of shape [...].
+    """
+    lo = jnp.asarray(lo)
+    hi = jnp.asarray(hi)
+    if lo.shape != hi.shape:  # static shapes: a Python-level check is trace-safe
+        raise ValueError(
+            f"lo and hi must have the same shape, got {lo.shape} and {hi.shape}"
+        )
+    width = hi - lo
+    return RewardEstimate(mean=0.5 * (lo + hi), var=width * width / 12.0)
+
+
+def _as_real_array(name: str, value) -> np.ndarray:
+    if value is None:
+        raise ValueError(f"{name} is required, got None")
+    arr = np.asarray(value)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.integer)
+        or np.issubdtype(arr.dtype, np.floating)
+        or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.sum(~np.isfinite(arr)))
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
+    return arr
+
+
+def interval_rewards(lo, hi, *, dtype=None) -> RewardEstimate:
+    """Validates judge intervals [lo, hi] and returns their uniform-reward moments.
+
+    The reward of a response whose judge interval is [lo, hi] is modelled as
+    Uniform(lo, hi) (DESIGN.md §B1): mean (lo + hi)/2, variance (hi − lo)²/12.
+    A degenerate interval lo == hi is allowed (a point reward, variance 0); note the
+    variance-aware policies need strictly positive variances.
+
+    Args:
+      lo: [...] lower end points (array-like, real, finite).
+      hi: [...] upper end points, same shape as ``lo``.
+      dtype: float dtype of the result; defaults to JAX's default float dtype.
+
+    Returns:
+      ``RewardEstimate(mean, var)`` of jnp arrays with the shape of ``lo``.
+
+    Raises:
+      TypeError: non-numeric or complex input.
+      ValueError: ``lo`` and ``hi`` of different shapes, NaN/inf entries, or some
+        ``lo`` > ``hi``.
+    """
+    lo_np = _as_real_array("lo", lo)
+    hi_np = _as_real_array("hi", hi)
+    if lo_np.shape != hi_np.shape:
+        raise ValueError(
+            f"lo and hi must have the same shape, got lo {lo_np.shape} and hi {hi_np.shape}"
+        )
+    bad = lo_np > hi_np
+    if np.any(bad):
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"lo must be <= hi elementwise; {int(np.sum(bad))} interval(s) have lo > hi "
+            f"(first at index {first}: lo={lo_np[first]}, hi={hi_np[first]})"
+        )
+    if dtype is None:
+        dtype = jnp.zeros(()).dtype
+    return interval_moments(jnp.asarray(lo_np, dtype), jnp.asarray(hi_np, dtype))
