@@ -1,0 +1,252 @@
+"""Tests of hetrlhf.simulate against independent references (numpy, scipy, statsmodels)."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+import scipy.stats
+import statsmodels.api as sm
+
+from hetrlhf import model
+from hetrlhf import simulate as sim
+
+# One jitted simulator, cached per static (design, n): keeping n = N across tests
+# keeps the number of compilations (the dominant cost) small.
+_SIMULATE = jax.jit(sim.simulate, static_argnums=(1, 2))
+_CANDIDATES = jax.jit(sim.simulate_candidates, static_argnums=(1, 2, 3))
+N = 40_000
+
+
+def _draw(design, n=N, seed=0):
+    return jax.tree.map(np.asarray, _SIMULATE(jax.random.key(seed), design, n))
+
+
+def _numpy_probability(design, data):
+    # Independent re-implementation of the generating law in numpy/scipy.
+    theta = np.array(design.theta)
+    gamma = np.array(design.gamma)
+    sigma = data.psi0 + data.psi @ gamma + design.quadratic * data.psi[:, 0] ** 2
+    eta = sigma * ((data.phi1 - data.phi0) @ theta)
+    if design.link == "probit":
+        return scipy.stats.norm.cdf(eta)
+    return scipy.special.expit(eta)
+
+
+@pytest.mark.parametrize("name", sorted(sim.PRESETS))
+def test_shapes_and_dtypes_every_preset(name):
+    # Shapes and dtypes by tracing the vmapped simulator (no compilation).
+    design = sim.get_design(name)
+    keys = jax.random.split(jax.random.key(1), 3)
+    data = jax.eval_shape(jax.vmap(lambda k: sim.simulate(k, design, 7)), keys)
+    assert data.phi0.shape == data.phi1.shape == (3, 7, 5)
+    assert data.y.shape == data.psi0.shape == (3, 7)
+    assert data.psi.shape == (3, 7, 3)
+    assert all(leaf.dtype == jnp.float64 for leaf in data)
+    cands = jax.eval_shape(lambda k: sim.simulate_candidates(k, design, 4, 6), keys[0])
+    assert cands.shape == (4, 6, 5) and cands.dtype == jnp.float64
+
+
+def test_vmapped_replicates_are_valid_and_independent():
+    design = sim.get_design("binary")
+    keys = jax.random.split(jax.random.key(1), 3)
+    data = jax.jit(jax.vmap(lambda k: sim.simulate(k, design, 7)))(keys)
+    for leaf in data:
+        assert np.all(np.isfinite(leaf))
+    assert set(np.unique(data.y)) <= {0.0, 1.0}
+    assert not np.allclose(data.phi0[0], data.phi0[1])
+
+
+def test_float32_and_determinism():
+    design = sim.get_design("paper")
+    a = sim.simulate(jax.random.key(3), design, 50, dtype=jnp.float32)
+    b = sim.simulate(jax.random.key(3), design, 50, dtype=jnp.float32)
+    assert a.phi0.dtype == a.y.dtype == jnp.float32
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_homogeneous_design_k0():
+    design = sim.get_design("paper", gamma=())
+    data = jax.eval_shape(lambda k: sim.simulate(k, design, 10), jax.random.key(0))
+    assert data.psi.shape == (10, 0)
+    data = _draw(design)
+    np.testing.assert_array_equal(data.psi0, 1.0)
+
+
+@pytest.mark.parametrize(
+    "design",
+    [
+        sim.get_design("paper"),
+        sim.get_design("heavy"),
+        sim.get_design("imbalanced"),
+        sim.get_design("misspecified"),
+        sim.get_design("paper", link="probit", psi0_low=2.0, psi0_high=2.0),
+        sim.get_design("binary"),
+        sim.get_design("scaled_psi0"),
+    ],
+    ids=["paper", "heavy", "imbalanced", "misspecified", "probit", "binary", "psi0"],
+)
+def test_label_frequencies_match_model_probabilities(design):
+    data = _draw(design, seed=4)
+    p = _numpy_probability(design, data)
+    np.testing.assert_allclose(
+        np.asarray(sim.label_probability(design, data)), p, rtol=1e-10, atol=1e-12
+    )
+    # Overall: Σy ~ Poisson-binomial with mean Σp, variance Σp(1−p).
+    z = (data.y.sum() - p.sum()) / np.sqrt(np.sum(p * (1 - p)))
+    assert abs(z) < 4.0, z
+    # Within 10 probability bins: chi-square goodness of fit.
+    edges = np.quantile(p, np.linspace(0, 1, 11))
+    bins = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, 9)
+    stat = 0.0
+    for b in range(10):
+        m = bins == b
+        stat += (data.y[m].sum() - p[m].sum()) ** 2 / np.sum(p[m] * (1 - p[m]))
+    assert stat < scipy.stats.chi2.ppf(0.9999, 10), stat
+
+
+def test_imbalanced_design_is_imbalanced():
+    data = _draw(sim.get_design("imbalanced"))
+    assert data.y.mean() > 0.85
+
+
+def test_correlated_feature_covariance_matches_design():
+    design = sim.get_design("correlated")  # ρ = 0.7
+    n = N
+    data = _draw(design, seed=5)
+    idx = np.arange(5)
+    target = 0.7 ** np.abs(idx[:, None] - idx[None, :])
+    for phi in (data.phi0, data.phi1):
+        np.testing.assert_allclose(phi.mean(0), 0.0, atol=5 / np.sqrt(n))
+        cov = np.cov(phi, rowvar=False)
+        # se of a sample covariance entry ≈ sqrt((1 + ρ_ij²)/n) ≤ sqrt(2/n).
+        np.testing.assert_allclose(cov, target, atol=5 * np.sqrt(2 / n))
+    cands = np.asarray(_CANDIDATES(jax.random.key(6), design, 400, 100)).reshape(-1, 5)
+    np.testing.assert_allclose(
+        np.cov(cands, rowvar=False), target, atol=5 * np.sqrt(2 / n)
+    )
+
+
+def test_imbalanced_feature_means():
+    design = sim.get_design("imbalanced")
+    n = N
+    data = _draw(design, seed=7)
+    theta = np.array(design.theta)
+    np.testing.assert_allclose(
+        data.phi1.mean(0), 2.5 * theta / np.linalg.norm(theta), atol=5 / np.sqrt(n)
+    )
+    np.testing.assert_allclose(data.phi0.mean(0), 0.0, atol=5 / np.sqrt(n))
+    np.testing.assert_allclose(np.cov(data.phi1, rowvar=False), np.eye(5), atol=0.04)
+
+
+def test_heavy_tailed_marginals_are_student_t():
+    # Each coordinate of a multivariate t (ν = 3) with unit covariance is
+    # sqrt((ν−2)/ν)·t_ν; compare with scipy's t distribution (KS test).
+    design = sim.get_design("heavy_tailed")
+    data = _draw(design, seed=8)
+    scale = math.sqrt(1.0 / 3.0)
+    for j in (0, 3):
+        res = scipy.stats.kstest(data.phi0[:, j], scipy.stats.t(df=3, scale=scale).cdf)
+        assert res.pvalue > 1e-4, res
+    # Heavy tails: a Gaussian of the same covariance essentially never has ‖φ‖ > 8.
+    norms = np.linalg.norm(data.phi0, axis=1)
+    assert np.mean(norms > 8) > 1e-3
+
+
+def test_covariate_laws():
+    n = N
+    paper = _draw(sim.get_design("paper"), seed=10)
+    assert paper.psi.min() >= -1 and paper.psi.max() <= 1
+    for j in range(3):
+        res = scipy.stats.kstest(paper.psi[:, j], scipy.stats.uniform(-1, 2).cdf)
+        assert res.pvalue > 1e-4
+    binary = _draw(sim.get_design("binary"), seed=11)
+    assert set(np.unique(binary.psi)) == {0.0, 1.0}
+    np.testing.assert_allclose(binary.psi.mean(0), 0.5, atol=5 * np.sqrt(0.25 / n))
+    scaled = _draw(sim.get_design("scaled_psi0"), seed=12)
+    assert scaled.psi0.min() >= 1.5 and scaled.psi0.max() <= 2.5
+    res = scipy.stats.kstest(scaled.psi0, scipy.stats.uniform(1.5, 1.0).cdf)
+    assert res.pvalue > 1e-4
+    const2 = _draw(sim.get_design("paper", link="probit", psi0_low=2.0, psi0_high=2.0))
+    np.testing.assert_array_equal(const2.psi0, 2.0)
+
+
+def test_sigma_range_default_design():
+    design = sim.get_design("paper")
+    data = _draw(design, seed=13)
+    sigma = data.psi0 + data.psi @ np.array(design.gamma)
+    # Theoretical range 1 ± (0.5 + 0.3 + 0.4) = [−0.2, 2.2].
+    assert -0.2 <= sigma.min() < -0.1
+    assert 2.1 < sigma.max() <= 2.2
+
+
+def test_log_likelihood_is_highest_near_truth():
+    design = sim.get_design("paper")
+    data = jax.tree.map(jnp.asarray, _draw(design, seed=14))
+    truth = sim.design_truth(design)
+    at_truth = model.loss(truth, data)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        dt, dg = rng.normal(size=5), rng.normal(size=3)
+        scale = 0.15 / np.sqrt(np.sum(dt**2) + np.sum(dg**2))
+        perturbed = truth._replace(
+            theta=truth.theta + scale * dt, gamma=truth.gamma + scale * dg
+        )
+        assert model.loss(perturbed, data) > at_truth
+
+
+def test_homogeneous_special_case_statsmodels_logit():
+    # γ* = 0: labels follow a plain logistic regression on Δφ without intercept, so
+    # statsmodels' Logit MLE must be consistent for θ* (Wald χ² test).
+    design = sim.get_design("correlated", gamma=(0.0, 0.0, 0.0))
+    data = _draw(design, seed=15)
+    res = sm.Logit(data.y, data.phi1 - data.phi0).fit(disp=0)
+    err = res.params - np.array(design.theta)
+    wald = err @ np.linalg.solve(res.cov_params(), err)
+    assert wald < scipy.stats.chi2.ppf(0.999, 5), (wald, res.params)
+    assert np.all(np.abs(err) < 4 * res.bse)
+
+
+def test_design_truth_and_config():
+    truth = sim.design_truth(sim.get_design("heavy"))
+    np.testing.assert_array_equal(truth.theta, [1.0, -0.5, 0.8, 0.3, -1.0])
+    np.testing.assert_array_equal(truth.gamma, [1.5, -1.0, 1.2])
+    cfg = ml_collections.ConfigDict(
+        {"preset": "correlated", "rho": 0.3, "gamma": [0.1, 0.2], "link": None}
+    )
+    design = sim.design_from_config(cfg)
+    assert design == sim.Design(rho=0.3, gamma=(0.1, 0.2))
+    assert sim.get_design() == sim.Design() == sim.PRESETS["default"]
+    assert not sim.get_design("misspecified").well_specified
+    hash(design)  # static: usable as a jit static argument
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"rho": 1.0}, "rho"),
+        ({"feature_df": 2.0}, "feature_df"),
+        ({"psi_dist": "normal"}, "psi_dist"),
+        ({"psi_p": 0.0}, "psi_p"),
+        ({"psi0_low": 0.0}, "psi0_low"),
+        ({"psi0_low": 2.0, "psi0_high": 1.0}, "psi0_low"),
+        ({"link": "cauchit"}, "link"),
+        ({"theta": (0.0, 0.0)}, "theta"),
+        ({"gamma": (), "quadratic": 1.0}, "quadratic"),
+        ({"gamma": (float("nan"),)}, "finite"),
+        ({"bogus": 1}, "bogus"),
+    ],
+)
+def test_bad_designs_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sim.get_design("paper", **kwargs)
+
+
+def test_unknown_preset_and_wrong_type():
+    with pytest.raises(ValueError, match="unknown design"):
+        sim.get_design("nope")
+    with pytest.raises(TypeError, match="Design"):
+        sim.simulate(jax.random.key(0), {"rho": 0.0}, 5)
