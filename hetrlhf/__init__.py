@@ -6,7 +6,7 @@ float64. On CPU enable it yourself before creating arrays:
 fine for the point estimates and on accelerators (tolerances follow the dtype).
 """
 
-from hetrlhf import model
+from hetrlhf import checkpoint, data, features, intervals, model, parallel, policy, simulate
 from hetrlhf.estimate import ConvergenceWarning, alternating_gd, fit, run_alternating
 from hetrlhf.inference import (
     compare_rewards,
@@ -16,6 +16,7 @@ from hetrlhf.inference import (
     reward_interval,
     standard_errors,
 )
+from hetrlhf.intervals import interval_rewards
 from hetrlhf.selection import best_of_n, lower_confidence_bound, pessimistic_best_of_n
 from hetrlhf.types import (
     Comparisons,
