@@ -32,6 +32,10 @@ def get_config():
     config.data_dir = os.path.normpath(os.path.join(_REPO_ROOT, "..", "shared", "data"))
     # Comma-separated datasets to run: "pandalm", "tulu1".
     config.datasets = "pandalm,tulu1"
+    # Comma-separated rationality models to fit: "homogeneous" (σ ≡ 1, needed for the
+    # likelihood-ratio test), "annotator_type" (PandaLM only: human vs LLM judge) and
+    # "annotator" (one level per annotator id).
+    config.models = "homogeneous,annotator_type,annotator"
     # Per-file row limit (0 = all rows); the smoke test uses a small slice.
     config.max_rows = 0
     # Train PandaLM on the two LLM judges' labels as well as the three humans'.
@@ -49,6 +53,9 @@ def get_config():
     # SVD components kept from the n-gram / embedding block (fitted on training Δφ);
     # the pair statistics of hetrlhf.features.STATISTIC_NAMES are appended.
     config.num_components = 8
+    # A pair statistic is used only if its Δφ is non-zero on at least this many
+    # training rows (a rarer one, like "empty", can separate its rows: no finite MLE).
+    config.min_feature_rows = 10
     # Embedding cache root for featurizer="minilm" ("" = hetrlhf's default cache dir).
     config.cache_dir = ""
     # Annotators with fewer training comparisons are pooled with the reference level.

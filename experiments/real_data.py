@@ -18,6 +18,22 @@ reports (our study design; the paper has no real-data table to reproduce):
    two candidates are skipped and counted. The pBoN − BoN difference gets a bootstrap
    interval that resamples held-out prompts (clustered over the splits).
 
+Rationality coding (ψ, ψ0). ψ0 ≡ 1 for every row, and ψ is the one-hot of the
+annotator level with one reference level dropped (``hetrlhf.data.fit_levels``), so
+σ = 1 for the reference and σ = 1 + γ_j for level j: γ_j > 0 means level j follows the
+reward more sharply than the reference, γ_j < 0 less, 1 + γ_j < 0 adversarial, and the
+reward θ is in the reference's units. References: PandaLM by annotator type — the
+humans (k = 1, γ is the LLM judges' shift); PandaLM by annotator — ``pandalm_h1``;
+Tülu — the most frequent annotator of the training rows (``tulu1_reference`` to fix
+one). Levels with fewer than ``min_annotator_count`` training rows get no column and are
+pooled with the reference; a held-out row of an unseen level is scored as the
+reference. Keeping all levels would put ψ0 in the span of ψ (not identified).
+
+Every fit is jitted once per (d, k) and run on rows padded to the dataset's size (see
+``_pad``: padding leaves the estimate and the covariance exactly unchanged). A fit
+that does not converge, whose rows are perfectly separated, or whose information is
+singular is reported with that status (and no intervals), never raised or hidden.
+
 Features φ(s, a): hashed n-grams of the response (or MiniLM sentence embeddings with
 the [text] extra) projected by an SVD fitted on the training Δφ (uncentered, whitened)
 to ``num_components`` dimensions, plus the pair statistics of
@@ -52,6 +68,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 _DATASETS = ("pandalm", "tulu1")
+_MODELS = ("homogeneous", "annotator_type", "annotator")
 
 
 class Design(NamedTuple):
@@ -104,7 +121,13 @@ def _load(config, name: str):
         raise ValueError(
             f"config.datasets: unknown dataset {name!r}; known: {_DATASETS}"
         )
-    return records, summary, gold, specs
+    wanted = [m.strip() for m in config.models.split(",") if m.strip()]
+    unknown = set(wanted) - set(_MODELS)
+    if unknown:
+        raise ValueError(
+            f"config.models: unknown model(s) {sorted(unknown)}; known: {_MODELS}"
+        )
+    return records, summary, gold, [s for s in specs if s.name in wanted]
 
 
 def _raw_features(config, pairs: Sequence[tuple[str, str]]) -> tuple[np.ndarray, int]:
@@ -134,11 +157,23 @@ def _index(records, position: dict) -> D.TextIndex:
     )
 
 
-def _fit_design(raw: np.ndarray, index: D.TextIndex, block: int, k: int) -> Design:
+def _fit_design(config, raw: np.ndarray, index: D.TextIndex, block: int) -> Design:
+    """Fits the feature map on the training rows of ``index``.
+
+    A pair statistic is kept only if its Δφ is non-zero on at least
+    ``config.min_feature_rows`` training rows: a rare one (e.g. "empty", when the few
+    empty responses all lose) separates those rows, and its coefficient runs off to
+    infinity (quasi-complete separation, no finite MLE).
+    """
     dphi = raw[index.index1] - raw[index.index0]
-    projection = F.fit_projection(dphi[:, :block], k, center=False, whiten=True)
-    rms = np.sqrt(np.mean(dphi[:, block:] ** 2, axis=0))
-    keep = rms > 1e-12
+    projection = F.fit_projection(
+        dphi[:, :block], config.num_components, center=False, whiten=True
+    )
+    stats = dphi[:, block:]
+    rms = np.sqrt(np.mean(stats**2, axis=0))
+    keep = (np.sum(np.abs(stats) > 1e-12, axis=0) >= config.min_feature_rows) & (
+        rms > 1e-12
+    )
     return Design(projection, block, keep, rms[keep])
 
 
@@ -354,7 +389,7 @@ def _cluster_bootstrap(diffs: np.ndarray, prompts: Sequence[str], key, num: int,
 def _inference(config, records, position, raw, block, specs) -> dict:
     """Full-data fits: γ intervals per model and likelihood-ratio tests."""
     index = _index(records, position)
-    design = _fit_design(raw, index, block, config.num_components)
+    design = _fit_design(config, raw, index, block)
     phi = _phi(design, raw)
     out, hom_loss = {}, None
     for spec in specs:
@@ -428,7 +463,7 @@ def _evaluate_splits(config, key, records, gold, position, raw, block, specs) ->
             records, test_fraction=config.test_fraction, seed=config.seed + split
         )
         train_index, test_index = _index(train, position), _index(test, position)
-        design = _fit_design(raw, train_index, block, config.num_components)
+        design = _fit_design(config, raw, train_index, block)
         phi = _phi(design, raw)
         test_prompts = {r.prompt for r in test}
         kept, rows, golds, num_skipped = _candidates(gold, test_prompts, position)
@@ -731,6 +766,29 @@ def _figures(payload: dict) -> dict:
     return figs
 
 
+class Prepared(NamedTuple):
+    """One dataset loaded and featurized (features of every distinct text, unfitted)."""
+
+    records: list  # training-eligible records (ties excluded)
+    summary: D.LoadSummary
+    gold: list  # human records with ties kept (the BoN gold standard)
+    specs: list  # the rationality models to fit
+    position: dict  # (prompt, response) -> row of ``raw``
+    raw: np.ndarray  # [m, hash_dim or 384 + stats] raw features
+    block: int  # width of the text block of ``raw`` (the rest are statistics)
+
+
+def prepare(config, name: str) -> Prepared:
+    """Loads dataset ``name`` and computes the raw features of its distinct texts."""
+    records, summary, gold, specs = _load(config, name)
+    position: dict = {}
+    for r in [*records, *gold]:
+        for pair in ((r.prompt, r.response_0), (r.prompt, r.response_1)):
+            position.setdefault(pair, len(position))
+    raw, block = _raw_features(config, list(position))
+    return Prepared(records, summary, gold, specs, position, raw, block)
+
+
 def run(config) -> dict:
     """Runs the study on the datasets of ``config`` and writes ``config.results_dir``."""
     jax.config.update("jax_enable_x64", True)
@@ -745,12 +803,8 @@ def run(config) -> dict:
     key = jax.random.key(config.seed)
     payload: dict[str, Any] = {"config": config.to_dict(), "datasets": {}}
     for name in tqdm(names, desc="datasets"):
-        records, summary, gold, specs = _load(config, name)
-        position: dict = {}
-        for r in [*records, *gold]:
-            for pair in ((r.prompt, r.response_0), (r.prompt, r.response_1)):
-                position.setdefault(pair, len(position))
-        raw, block = _raw_features(config, list(position))
+        prepared = prepare(config, name)
+        records, summary, gold, specs, position, raw, block = prepared
         key, sub = jax.random.split(key)
         payload["datasets"][name] = {
             "summary": summary._asdict(),
