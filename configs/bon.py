@@ -52,6 +52,9 @@ def get_config():
     config.num_seeds = 64
     # Seeds per jitted vmapped call (memory: chunk · prompts · max(N) · d floats).
     config.chunk_size = 64
+    # Orbax checkpoint root ("" = none); each regime's seed chunks are saved in
+    # <checkpoint_dir>/<regime> and a rerun of the same config resumes from them.
+    config.checkpoint_dir = ""
     # 1 − level of the lower confidence bound used by pBoN: r̂ − z_{1−α/2}·se.
     config.alpha = 0.05
     # Share of the worst prompts averaged for the lower-tail (CVaR) gold reward.

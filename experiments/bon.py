@@ -20,6 +20,7 @@ differences. The simulation constants are our design (DESIGN.md §6), not the pa
 from __future__ import annotations
 
 import math
+import os
 from typing import NamedTuple
 
 import jax
@@ -308,6 +309,12 @@ def run(config) -> dict:
             jax.jit(jax.vmap(replicate)),
             jax.random.split(sub, config.num_seeds),
             chunk_size=config.chunk_size,
+            directory=(
+                os.path.join(os.path.abspath(config.checkpoint_dir), name)
+                if config.checkpoint_dir
+                else None
+            ),
+            fingerprint={"config": config.to_dict(), "regime": name},
             desc=name,
         )
         payload["regimes"][name] = {
