@@ -331,16 +331,17 @@ def run(config) -> dict:
     return payload
 
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/bon.py", "Study configuration.", lock_config=True
-)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    jax.config.update("jax_enable_x64", True)
     run(_CONFIG.value)
 
 
 if __name__ == "__main__":
+    # Defined only when run as a script, so that tests can import several studies
+    # (absl forbids two flags named "config" in one process).
+    _CONFIG = config_flags.DEFINE_config_file(
+        "config", "configs/bon.py", "Study configuration.", lock_config=True
+    )
     app.run(main)

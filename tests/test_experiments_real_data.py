@@ -77,26 +77,58 @@ def test_real_data_study_end_to_end_on_a_slice(tmp_path, capsys):
     assert payload["datasets"]["tulu1"]["summary"]["num_ties"] > 0
 
 
+def _split_fit_inputs(config):
+    """The training rows of one split of a Tülu slice, as the study builds them."""
+    prep = real_data.prepare(config, "tulu1")
+    train, _ = D.split_by_prompt(prep.records, test_fraction=0.3, seed=config.seed)
+    index = real_data._index(train, prep.position)
+    design = real_data._fit_design(config, prep.raw, index, prep.block)
+    phi = real_data._phi(design, prep.raw)
+    dphi = phi[index.index1] - phi[index.index0]
+    y = np.array([r.label for r in train], float)
+    return prep, train, index, phi, dphi, y
+
+
 def test_homogeneous_fit_matches_statsmodels_logit(tmp_path):
     """The study's padded, jitted homogeneous fit = statsmodels Logit without intercept."""
     config = _small_config(tmp_path)
-    config.max_rows = 300
-    prep = real_data.prepare(config, "tulu1")
-    index = real_data._index(prep.records, prep.position)
-    design = real_data._fit_design(config, prep.raw, index, prep.block)
-    phi = real_data._phi(design, prep.raw)
-    cmp = D.to_comparisons(prep.records, phi, index)
+    prep, train, index, phi, dphi, y = _split_fit_inputs(config)
+    cmp = D.to_comparisons(train, phi, index)
     n = cmp.num_comparisons
-    fit = real_data._fit(config, cmp, n + 57)  # 57 padded rows
+    assert len(prep.records) > n  # the fit below runs on padded rows
+    fit = real_data._fit(config, cmp, len(prep.records))
 
-    dphi = phi[index.index1] - phi[index.index0]
-    y = np.array([r.label for r in prep.records], float)
     ref = sm.Logit(y, dphi).fit(disp=0, method="newton", tol=1e-12)
     assert ref.mle_retvals["converged"]
     assert fit.status == "ok" and fit.converged
     np.testing.assert_allclose(np.asarray(fit.params.theta), ref.params, rtol=1e-6)
     np.testing.assert_allclose(np.sqrt(np.diag(fit.cov)), ref.bse, rtol=1e-6)
     np.testing.assert_allclose(fit.loss, -ref.llf / n, rtol=1e-10)
+
+
+def test_heterogeneous_fit_is_both_conditional_statsmodels_mles(tmp_path):
+    """At the joint MLE, θ̂ is the Logit MLE on σ̂_i·Δφ_i (γ fixed) and γ̂ the GLM MLE
+    with offset r̂_i and design r̂_i·ψ_i (θ fixed): both blocks are stationary."""
+    config = _small_config(tmp_path)
+    prep, train, index, phi, dphi, y = _split_fit_inputs(config)
+    spec = next(s for s in prep.specs if s.name == "annotator")
+    _, psi, _ = real_data._psi(spec, train, train, config.min_annotator_count)
+    cmp = D.to_comparisons(train, phi, index, psi=psi)
+    fit = real_data._fit(config, cmp, len(prep.records))
+    assert fit.status in ("ok", "not converged", "separated", "singular information")
+    if fit.status != "ok":
+        pytest.skip(f"heterogeneous fit on this slice: {fit.status}")
+    theta, gamma = np.asarray(fit.params.theta), np.asarray(fit.params.gamma)
+
+    sigma = 1.0 + psi @ gamma
+    ref_theta = sm.Logit(y, sigma[:, None] * dphi).fit(disp=0, tol=1e-12)
+    np.testing.assert_allclose(theta, ref_theta.params, rtol=1e-5, atol=1e-8)
+    r = dphi @ theta
+    ref_gamma = sm.GLM(
+        y, r[:, None] * psi, family=sm.families.Binomial(), offset=r
+    ).fit(tol=1e-12)
+    np.testing.assert_allclose(gamma, ref_gamma.params, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(fit.loss, -ref_theta.llf / len(y), rtol=1e-10)
 
 
 def test_unknown_model_and_dataset_raise(tmp_path):
