@@ -230,33 +230,38 @@ def _table(payload: dict) -> str:
 
 
 def _figure(payload: dict):
+    """Top: mean gold reward vs N; bottom: the worst-tail mean (± 2 MC errors)."""
     grid = np.array(payload["config"]["num_candidates"])
     regimes = list(payload["regimes"].items())
     fig, axes = plt.subplots(
-        1, len(regimes), figsize=(4.5 * len(regimes), 3.8), squeeze=False
+        2, len(regimes), figsize=(4.5 * len(regimes), 7), squeeze=False
     )
-    for ax, (name, reg) in zip(axes[0], regimes):
+    rows = (
+        (("oracle", "oracle", "k--"), ("bon", "BoN", "o-"), ("pbon", "pBoN", "s-")),
+        (("tail_bon", "BoN", "o-"), ("tail_pbon", "pBoN", "s-")),
+    )
+    for col, (name, reg) in enumerate(regimes):
         stats = reg["summary"].get("stats")
-        if stats is None:
-            ax.set_title(f"{name}: no usable seed")
-            continue
-        for key, label, style in (
-            ("oracle", "oracle", "k--"),
-            ("bon", "BoN", "o-"),
-            ("pbon", "pBoN", "s-"),
+        for row, (curves, ylabel) in enumerate(
+            zip(rows, ("mean gold reward of the choice", "worst-tail mean gold reward"))
         ):
-            ax.errorbar(
-                grid,
-                stats[key]["mean"],
-                yerr=2 * stats[key]["se"],
-                fmt=style,
-                capsize=3,
-                label=label,
-            )
-        ax.set_xlabel("N candidates")
-        ax.set_ylabel("gold reward of the choice")
-        ax.set_title(f"{name} (n = {reg['n']})", fontsize=9)
-        ax.legend(fontsize=8)
+            ax = axes[row, col]
+            if stats is None:
+                ax.set_title(f"{name}: no usable seed")
+                continue
+            for key, label, style in curves:
+                ax.errorbar(
+                    grid,
+                    np.asarray(stats[key]["mean"]),
+                    yerr=2 * np.asarray(stats[key]["se"]),
+                    fmt=style,
+                    capsize=3,
+                    label=label,
+                )
+            ax.set_xlabel("N candidates")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{name} (n = {reg['n']})", fontsize=9)
+            ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
