@@ -142,9 +142,34 @@ def _geomean(x: np.ndarray, axis=0) -> np.ndarray:
     return np.exp(np.mean(np.log(np.maximum(x, 1e-300)), axis=axis))
 
 
+def check_config(config) -> None:
+    """Raises ValueError naming the first bad field of a (resolved) convergence config."""
+    sizes = tuple(config.sample_sizes)
+    if not sizes or any(
+        isinstance(n, bool) or not isinstance(n, int) or n < 2 for n in sizes
+    ):
+        raise ValueError(
+            f"config.sample_sizes must be a non-empty tuple of ints >= 2, got {sizes}"
+        )
+    if len(set(sizes)) != len(sizes):
+        raise ValueError(f"config.sample_sizes has duplicates: {sizes}")
+    for field in ("num_replicates", "chunk_size", "num_steps", "fisher_sample_size"):
+        value = config[field]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"config.{field} must be an int >= 1, got {value!r}")
+    for field in ("lr_theta", "lr_gamma", "init_radius"):
+        if not config[field] > 0:
+            raise ValueError(f"config.{field} must be > 0, got {config[field]!r}")
+    if config.order not in ("gauss_seidel", "jacobi"):
+        raise ValueError(
+            f"config.order must be 'gauss_seidel' or 'jacobi', got {config.order!r}"
+        )
+
+
 def run(config) -> dict:
     """Runs the study described by ``config``; writes results_dir; returns the payload."""
     config = configs.apply_preset(config, convergence_config.PRESETS)
+    check_config(config)
     design = sim.get_design(config.design)
     d = design.d
     mesh = parallel.replicate_mesh() if config.shard else None
@@ -228,7 +253,10 @@ def run(config) -> dict:
 
     sizes = np.array(config.sample_sizes, float)
     rmse = np.array([per_n[str(n)]["rmse_mle"] for n in config.sample_sizes])
-    slope, intercept = np.polyfit(np.log(sizes), np.log(rmse), 1)
+    if len(sizes) >= 2:
+        slope, intercept = np.polyfit(np.log(sizes), np.log(rmse), 1)
+    else:  # one sample size: no slope to fit
+        slope = intercept = float("nan")
     rates = np.array(
         [per_n[str(n)]["rate_empirical_median"] for n in config.sample_sizes]
     )

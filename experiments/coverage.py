@@ -229,9 +229,39 @@ def _figure(names, sizes, stats, config):
     return fig
 
 
+def check_config(config) -> None:
+    """Raises ValueError naming the first bad field of a (resolved) coverage config."""
+    sizes = tuple(config.sample_sizes)
+    if not sizes or any(
+        isinstance(n, bool) or not isinstance(n, int) or n < 2 for n in sizes
+    ):
+        raise ValueError(
+            f"config.sample_sizes must be a non-empty tuple of ints >= 2, got {sizes}"
+        )
+    if len(set(sizes)) != len(sizes):
+        raise ValueError(f"config.sample_sizes has duplicates: {sizes}")
+    for field in ("num_replicates", "chunk_size"):
+        value = config[field]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"config.{field} must be an int >= 1, got {value!r}")
+    if not 0.0 < config.alpha < 1.0:
+        raise ValueError(f"config.alpha must lie in (0, 1), got {config.alpha}")
+    if config.information not in ("observed", "expected"):
+        raise ValueError(
+            "config.information must be 'observed' or 'expected', got "
+            f"{config.information!r}"
+        )
+    if config.fit_method != "newton":
+        raise ValueError(
+            "config.fit_method must be 'newton' (the alternating method needs a start "
+            f"near the truth; see the convergence study), got {config.fit_method!r}"
+        )
+
+
 def run(config) -> dict:
     """Runs the study described by ``config``; writes results_dir; returns the payload."""
     config = configs.apply_preset(config, coverage_config.PRESETS)
+    check_config(config)
     design = sim.get_design(config.design)
     names = coordinate_names(design)
     truth = np.asarray(ravel_params(sim.design_truth(design)), float)
