@@ -57,6 +57,11 @@ def get_config():
     config.fisher_sample_size = 400_000
     # Replicates per jitted chunk (one checkpoint per chunk).
     config.chunk_size = 64
+    # Replicates per vmapped batch inside a chunk (jax.lax.map over batches; 0: one
+    # vmap over the whole chunk). Narrow batches stay in cache on a CPU (~1.7x less CPU
+    # than a vmap over 1000); use 0 on a GPU. Make chunk_size a multiple of it (a
+    # remainder compiles a second program).
+    config.vmap_size = 16
     # Save each finished chunk under <results_dir>/checkpoints and resume from it.
     config.checkpoint = True
     # Discard existing checkpoints instead of resuming.

@@ -45,6 +45,11 @@ def get_config():
     # Replicates per jitted chunk (one checkpoint per chunk; rounded up to a multiple
     # of the device count).
     config.chunk_size = 100
+    # Replicates per vmapped batch inside a chunk (jax.lax.map over batches; 0: one
+    # vmap over the whole chunk). Narrow batches stay in cache on a CPU (~1.7x less CPU
+    # than a vmap over 1000); use 0 on a GPU. Make chunk_size a multiple of it (a
+    # remainder compiles a second program).
+    config.vmap_size = 25
     # Save each finished chunk under <results_dir>/checkpoints and resume from it.
     config.checkpoint = True
     # Discard existing checkpoints instead of resuming (needed after changing fields

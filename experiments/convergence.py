@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-from absl import app
+from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
@@ -44,10 +44,6 @@ from configs import convergence as convergence_config
 from hetrlhf import checkpoint, parallel, reporting
 from hetrlhf import simulate as sim
 from hetrlhf.estimate import derivatives, ravel_params, unravel_params
-
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/convergence.py", "Convergence study config.", lock_config=True
-)
 
 
 class Replicate(NamedTuple):
@@ -157,6 +153,9 @@ def check_config(config) -> None:
         value = config[field]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"config.{field} must be an int >= 1, got {value!r}")
+    vmap_size = config.vmap_size
+    if isinstance(vmap_size, bool) or not isinstance(vmap_size, int) or vmap_size < 0:
+        raise ValueError(f"config.vmap_size must be an int >= 0, got {vmap_size!r}")
     for field in ("lr_theta", "lr_gamma", "init_radius"):
         if not config[field] > 0:
             raise ValueError(f"config.{field} must be > 0, got {config[field]!r}")
@@ -198,7 +197,11 @@ def run(config) -> dict:
             else None
         )
         out = checkpoint.run_chunked(
-            jax.jit(jax.vmap(make_replicate(design, n, config))),
+            jax.jit(
+                parallel.batched_vmap(
+                    make_replicate(design, n, config), config.vmap_size or None
+                )
+            ),
             keys,
             chunk_size=config.chunk_size,
             directory=directory,
@@ -384,8 +387,20 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     jax.config.update("jax_enable_x64", True)  # errors down to 1e-12 need float64
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
-    run(_CONFIG.value)
+    run(flags.FLAGS.config)
+
+
+def define_flags() -> None:
+    """Defines ``--config`` (at start-up of the command only: absl flags are global,
+    so importing several study modules in one process must not define them)."""
+    config_flags.DEFINE_config_file(
+        "config",
+        "configs/convergence.py",
+        "Convergence study config.",
+        lock_config=True,
+    )
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

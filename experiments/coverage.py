@@ -26,7 +26,7 @@ from typing import NamedTuple
 import jax
 import matplotlib
 import numpy as np
-from absl import app
+from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
@@ -39,10 +39,6 @@ from configs import coverage as coverage_config
 from hetrlhf import checkpoint, parallel, reporting
 from hetrlhf import simulate as sim
 from hetrlhf.estimate import ravel_params
-
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/coverage.py", "Coverage study config.", lock_config=True
-)
 
 
 class Replicate(NamedTuple):
@@ -244,6 +240,9 @@ def check_config(config) -> None:
         value = config[field]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"config.{field} must be an int >= 1, got {value!r}")
+    vmap_size = config.vmap_size
+    if isinstance(vmap_size, bool) or not isinstance(vmap_size, int) or vmap_size < 0:
+        raise ValueError(f"config.vmap_size must be an int >= 0, got {vmap_size!r}")
     if not 0.0 < config.alpha < 1.0:
         raise ValueError(f"config.alpha must lie in (0, 1), got {config.alpha}")
     if config.information not in ("observed", "expected"):
@@ -290,7 +289,7 @@ def run(config) -> dict:
             else None
         )
         out = checkpoint.run_chunked(
-            jax.jit(jax.vmap(replicate)),
+            jax.jit(parallel.batched_vmap(replicate, config.vmap_size or None)),
             keys,
             chunk_size=config.chunk_size,
             directory=directory,
@@ -334,8 +333,17 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     jax.config.update("jax_enable_x64", True)  # standard errors need float64 on CPU
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
-    run(_CONFIG.value)
+    run(flags.FLAGS.config)
+
+
+def define_flags() -> None:
+    """Defines ``--config`` (at start-up of the command only: absl flags are global,
+    so importing several study modules in one process must not define them)."""
+    config_flags.DEFINE_config_file(
+        "config", "configs/coverage.py", "Coverage study config.", lock_config=True
+    )
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -14,6 +14,7 @@ def test_smoke_rate_matches_linearised_map(tmp_path):
     config.sample_sizes = (300,)
     config.num_replicates = 8
     config.chunk_size = 8
+    config.vmap_size = 4
     config.num_steps = 120
     config.fisher_sample_size = 50_000
     config.results_dir = str(tmp_path)

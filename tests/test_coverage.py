@@ -29,6 +29,7 @@ TINY = [
     "--config.sample_sizes=(120,)",
     "--config.num_replicates=14",  # 4 chunks of 4, the last padded
     "--config.chunk_size=4",
+    "--config.vmap_size=2",  # lax.map over 2 vmapped batches per chunk
     "--config.progress=False",
     "--config.shard=False",  # the kill counter below counts un-sharded chunk calls
     "--config.seed=3",
@@ -66,6 +67,7 @@ def run_chunked(fn, keys, **kwargs):
 checkpoint.run_chunked = run_chunked
 from experiments import coverage  # noqa: E402
 
+coverage.define_flags()
 app.run(coverage.main)
 """
 
@@ -163,6 +165,7 @@ def test_bad_config_fields_raise(tmp_path):
     for field, value, match in [
         ("num_replicates", 0, "num_replicates"),
         ("chunk_size", 0, "chunk_size"),
+        ("vmap_size", -1, "vmap_size"),
         ("alpha", 1.5, "alpha"),
         ("information", "fisher", "information"),
         ("fit_method", "alternating", "fit_method"),
@@ -212,6 +215,7 @@ def test_coverage_inside_binomial_band(tmp_path):
     config.sample_sizes = (600,)
     config.num_replicates = 400
     config.chunk_size = 200
+    config.vmap_size = 25
     config.results_dir = str(tmp_path)
     config.progress = False
     config.checkpoint = False
