@@ -41,7 +41,11 @@ import optax
 
 from hetrlhf import model
 from hetrlhf.estimate import ravel_params, unravel_params
-from hetrlhf.inference import condition_number, fisher_information
+from hetrlhf.inference import (
+    condition_number,
+    default_max_condition,
+    fisher_information,
+)
 from hetrlhf.types import Comparisons, Params, RewardEstimate
 
 __all__ = [
@@ -257,6 +261,9 @@ def last_layer_laplace(
 
     Returns:
       ``LastLayerLaplace(head, cov [m + k, m + k], condition_number)``.
+
+    Raises (eagerly only):
+      ValueError: singular or badly conditioned posterior precision.
     """
     hdata = feature_data(net, params.body, data)
     m, k = params.head.theta.shape[-1], params.head.gamma.shape[-1]
@@ -267,9 +274,21 @@ def last_layer_laplace(
     precision = n * fisher_information(params.head, hdata) + prior_precision * jnp.diag(
         prior
     )
+    cond = condition_number(precision)
+    if not isinstance(cond, jax.core.Tracer):
+        limit = default_max_condition(precision.dtype)
+        if not float(cond) <= limit:
+            raise ValueError(
+                "last_layer_laplace: the last layer's posterior precision is singular or "
+                f"badly conditioned (condition number {float(cond):.3g} > {limit:.3g}): "
+                "collinear or dead features h(φ); use prior_precision > 0 or fewer "
+                "hidden units"
+            )
+    # Cholesky solve instead of an inverse; NaN only under jit, where the condition
+    # number (inf) reports it.
     chol = jax.scipy.linalg.cho_factor(precision, lower=True)
     cov = jax.scipy.linalg.cho_solve(chol, jnp.eye(m + k, dtype=precision.dtype))
-    return LastLayerLaplace(params.head, cov, condition_number(precision))
+    return LastLayerLaplace(params.head, cov, cond)
 
 
 def reward_estimate(
