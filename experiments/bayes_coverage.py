@@ -249,11 +249,6 @@ def run(config) -> dict:
     return payload
 
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/bayes_coverage.py", lock_config=True
-)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -262,4 +257,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # Defined here, not at import, so that several study modules can be imported in
+    # one process (tests) without a duplicate absl flag "config".
+    _CONFIG = config_flags.DEFINE_config_file(
+        "config", "configs/bayes_coverage.py", lock_config=True
+    )
     app.run(main)

@@ -104,8 +104,8 @@ def test_training_decreases_loss_and_vmaps():
     assert np.all(losses[:, -1] < 0.8 * losses[:, 0])
     assert np.all(np.diff(losses[:, 100:], axis=1) < 1e-6)  # late steps: monotone
     for i in range(2):
-        one = jax.tree.map(lambda x: x[i], params)
-        d_i = jax.tree.map(lambda x: x[i], data)
+        one = jax.tree.map(lambda x, i=i: x[i], params)
+        d_i = jax.tree.map(lambda x, i=i: x[i], data)
         # The Newton polish lowers the objective below the last Adam value.
         assert float(neural.objective(NET, one, d_i, 1.0)) <= losses[i, -1] + 1e-9
         # The polished last layer is stationary: gradient of n·L_n + λ/2‖w‖² ≈ 0.
