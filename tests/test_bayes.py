@@ -75,6 +75,7 @@ def test_nuts_matches_grid_quadrature():
         assert abs(float(getattr(post.upper, name)[0]) - hi) < 0.2 * sd, name
 
 
+@pytest.mark.slow
 def test_bernstein_von_mises_large_sample():
     design = simulate.get_design("paper", theta=(1.0, -0.5), gamma=(0.5,))
     data = simulate.simulate(jax.random.key(1), design, 4000)
