@@ -7,11 +7,13 @@ fine for the point estimates and on accelerators (tolerances follow the dtype).
 """
 
 from hetrlhf import (
+    bayes,
     checkpoint,
     data,
     features,
     intervals,
     model,
+    neural,
     parallel,
     policy,
     simulate,
