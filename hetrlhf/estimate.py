@@ -208,39 +208,16 @@ def run_alternating(
 
 
 class _Prepared(NamedTuple):
-    """Per-dataset quantities that stay fixed during a fit (computed once).
-
-    ``q_tt``, ``q_tg``, ``q_gg`` hold the per-comparison products of the columns of
-    Δφ and ψ, so every Fisher block is a weighted column sum — a matrix-vector
-    product — instead of a Gram matrix per iteration (batched small Gram products are
-    slow on CPU).
-    """
+    """The arrays a fit reads on every pass (Δφ computed once)."""
 
     dphi: jax.Array  # [n, d]
     psi: jax.Array  # [n, k]
     psi0: jax.Array  # [n]
     y: jax.Array  # [n]
-    q_tt: jax.Array  # [n, d*d]  Δφ_a Δφ_b (row-major in (a, b))
-    q_tg: jax.Array  # [n, d*k]  Δφ_a ψ_b
-    q_gg: jax.Array  # [n, k*k]  ψ_a ψ_b
-
-
-def _outer(a: jax.Array, b: jax.Array) -> jax.Array:
-    """[n, p], [n, q] -> [n, p*q] per-row outer products."""
-    return (a[:, :, None] * b[:, None, :]).reshape(a.shape[0], -1)
 
 
 def _prepare(data: Comparisons) -> _Prepared:
-    dphi, psi = data.dphi, data.psi
-    return _Prepared(
-        dphi=dphi,
-        psi=psi,
-        psi0=data.psi0,
-        y=data.y,
-        q_tt=_outer(dphi, dphi),
-        q_tg=_outer(dphi, psi),
-        q_gg=_outer(psi, psi),
-    )
+    return _Prepared(dphi=data.dphi, psi=data.psi, psi0=data.psi0, y=data.y)
 
 
 def _derivatives(x: jax.Array, prep: _Prepared):
@@ -257,12 +234,10 @@ def _derivatives(x: jax.Array, prep: _Prepared):
     p = jnp.where(eta >= 0, 1.0, e) / (1.0 + e)
     resid = (p - prep.y) / n
     w = e / ((1.0 + e) ** 2 * n)  # p(1 − p)/n
-    grad = jnp.concatenate([prep.dphi.T @ (resid * sigma), prep.psi.T @ (resid * r)])
-    f_tt = jnp.einsum("nm,n->m", prep.q_tt, w * sigma**2).reshape(d, d)
-    f_gg = jnp.einsum("nm,n->m", prep.q_gg, w * r**2).reshape(k, k)
-    tg = jnp.einsum("nm,nc->mc", prep.q_tg, jnp.stack([w * sigma * r, resid], axis=-1))
-    f_tg, cross = tg[:, 0].reshape(d, k), tg[:, 1].reshape(d, k)
-    fisher = jnp.block([[f_tt, f_tg], [f_tg.T, f_gg]])
+    g = jnp.concatenate([sigma[:, None] * prep.dphi, r[:, None] * prep.psi], axis=-1)
+    grad = g.T @ resid
+    fisher = (g.T * w) @ g
+    cross = (prep.dphi.T * resid) @ prep.psi  # [d, k]
     zeros_dd = jnp.zeros((d, d), x.dtype)
     zeros_kk = jnp.zeros((k, k), x.dtype)
     hess = fisher + jnp.block([[zeros_dd, cross], [cross.T, zeros_kk]])
@@ -279,7 +254,7 @@ def derivatives(x: jax.Array, data: Comparisons):
         F    = (1/n) Σ p_i(1 − p_i) g_i g_iᵀ                      (expected information)
         ∇²L_n = F + [[0, C], [Cᵀ, 0]],  C = (1/n) Σ (p_i − y_i) Δφ_i ψ_iᵀ
 
-    (∂²η/∂θ∂γᵀ = Δφψᵀ; the θθ and γγ blocks of ∂²η vanish). Matrix-vector products
+    (∂²η/∂θ∂γᵀ = Δφψᵀ; the θθ and γγ blocks of ∂²η vanish). Two matrix products
     instead of an autodiff Hessian: this is the hot loop of every Monte Carlo study.
     ``inference.fisher_information`` keeps the autodiff Hessian, and the tests check
     the two agree (and agree with finite differences).
@@ -433,9 +408,7 @@ def newton_fit(
 
     prep = _prepare(data)
     # Phase 1: the convex homogeneous fit (γ = 0, i.e. no ψ columns) from θ = 0.
-    hom_prep = prep._replace(
-        psi=prep.psi[:, :0], q_tg=prep.q_tg[:, :0], q_gg=prep.q_gg[:, :0]
-    )
+    hom_prep = prep._replace(psi=prep.psi[:, :0])
     hom = _newton(hom_prep, jnp.zeros((d,), dtype), tol=start_tol, max_steps=max_steps)
     hom_start = model.homogeneous_params(hom.x, k)
     count = hom.count
