@@ -27,7 +27,6 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-import orbax.checkpoint as ocp
 from absl import app, logging
 from ml_collections import config_flags
 from scipy import stats
@@ -35,12 +34,12 @@ from tqdm import tqdm
 
 import configs
 from configs import ppo as ppo_config
-from hetrlhf import ensemble, ppo
+from hetrlhf import checkpoint, ensemble, intervals, ppo
 from hetrlhf.reporting import markdown_table, write_results
 from hetrlhf.types import RewardEstimate
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/ppo.py", lock_config=True)
 
@@ -55,8 +54,11 @@ def interval_reward(params: dict, phi: jax.Array) -> RewardEstimate:
 
     h(φ) = h0·exp(spread·uᵀφ − spread²); reward ~ Uniform(lo, hi): mean r, var (2h)²/12.
     """
-    h = params["h0"] * jnp.exp(params["spread"] * (phi @ params["u"]) - params["spread"] ** 2)
-    return RewardEstimate(mean=phi @ params["theta"], var=(2.0 * h) ** 2 / 12.0)
+    h = params["h0"] * jnp.exp(
+        params["spread"] * (phi @ params["u"]) - params["spread"] ** 2
+    )
+    r = phi @ params["theta"]
+    return intervals.interval_moments(r - h, r + h)
 
 
 def _tempered(reward_fn):
@@ -127,7 +129,9 @@ def build_world(config, key) -> dict[str, Any]:
         ids = jnp.repeat(jnp.arange(config.num_prompts), 16)
         phi_ref = task.response_features(ids, task.sample(k_phi, reference_params, ids))
     else:
-        raise ValueError(f"config.policy must be 'candidates' or 'transformer', got {config.policy!r}")
+        raise ValueError(
+            f"config.policy must be 'candidates' or 'transformer', got {config.policy!r}"
+        )
 
     info: dict[str, Any] = {}
     if config.reward_source == "ensemble":
@@ -193,24 +197,12 @@ def build_world(config, key) -> dict[str, Any]:
 # Running 2·M policies in segments with orbax checkpoints.
 
 
-def _saveable(state: ppo.TrainState) -> ppo.TrainState:
-    return state._replace(
-        key=jax.random.key_data(state.key), reward_key=jax.random.key_data(state.reward_key)
-    )
-
-
-def _from_saveable(state: ppo.TrainState) -> ppo.TrainState:
-    return state._replace(
-        key=jax.random.wrap_key_data(state.key),
-        reward_key=jax.random.wrap_key_data(state.reward_key),
-    )
-
-
 def _config_hash(config, name: str) -> str:
     relevant = {
         k: v
         for k, v in config.to_dict().items()
-        if k not in ("results_dir", "resume", "checkpoint_every", "sweep", "alpha", "preset")
+        if k
+        not in ("results_dir", "resume", "checkpoint_every", "sweep", "alpha", "preset")
     }
     blob = json.dumps([name, relevant], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
@@ -251,13 +243,18 @@ def make_runner(config, world):
     init = jax.jit(jax.vmap(learner.init))
     segment = jax.jit(
         jax.vmap(
-            lambda s, rp: ppo.run_updates(learner, s, rp, per_segment), in_axes=(0, None)
+            lambda s, rp: ppo.run_updates(learner, s, rp, per_segment),
+            in_axes=(0, None),
         )
     )
     evaluate = jax.jit(jax.vmap(learner.evaluate))
     ref_gold = float(jax.jit(learner.evaluate)(learner.reference_params))
     return dict(
-        init=init, segment=segment, evaluate=evaluate, ref_gold=ref_gold, per_segment=per_segment
+        init=init,
+        segment=segment,
+        evaluate=evaluate,
+        ref_gold=ref_gold,
+        per_segment=per_segment,
     )
 
 
@@ -272,36 +269,28 @@ def run_policies(config, runner, reward_params, name: str) -> dict[str, Any]:
     state = runner["init"](keys, flags)
     curve = np.full((2 * m, config.ppo.num_updates), np.nan)
     start = 0
-    manager = None
-    if config.checkpoint_every > 0:
-        directory = os.path.abspath(
-            os.path.join(config.results_dir, "checkpoints", f"{name}-{_config_hash(config, name)}")
-        )
-        manager = ocp.CheckpointManager(
-            directory, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
-        )
-        if config.resume and manager.latest_step() is not None:
-            target = jax.tree.map(
-                lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
-                {"state": _saveable(state), "curve": curve},
+    directory = os.path.join(
+        config.results_dir, "checkpoints", f"{name}-{_config_hash(config, name)}"
+    )
+    if config.checkpoint_every > 0 and config.resume:
+        latest = checkpoint.latest_step(directory)
+        if latest is not None:
+            restored = checkpoint.restore_pytree(
+                directory, latest, {"state": state, "curve": curve}
             )
-            start = int(manager.latest_step())
-            restored = manager.restore(start, args=ocp.args.StandardRestore(target))
-            state, curve = _from_saveable(restored["state"]), np.asarray(restored["curve"])
+            state, curve = restored["state"], np.array(restored["curve"])
+            start = latest
     u = runner["per_segment"]
     for seg in tqdm(range(start, config.num_segments), desc=name, leave=False):
         state, metrics = runner["segment"](state, reward_params)
         curve[:, seg * u : (seg + 1) * u] = np.asarray(metrics.gold)
         done = seg + 1
-        if manager is not None and (done % config.checkpoint_every == 0 or done == config.num_segments):
-            manager.save(
-                done,
-                args=ocp.args.StandardSave({"state": _saveable(state), "curve": curve}),
-                force=True,
+        if config.checkpoint_every > 0 and (
+            done % config.checkpoint_every == 0 or done == config.num_segments
+        ):
+            checkpoint.save_pytree(
+                directory, done, {"state": state, "curve": curve}, max_to_keep=1
             )
-    if manager is not None:
-        manager.wait_until_finished()
-        manager.close()
     gold = np.asarray(runner["evaluate"](state.params), np.float64)
     return dict(
         gold_vanilla=gold[:m],
@@ -358,7 +347,9 @@ def _histogram(result, title):
     both = np.concatenate([result["gold_vanilla"], result["gold_variance_aware"]])
     bins = np.linspace(both.min(), both.max(), 25) if np.ptp(both) > 0 else 10
     ax.hist(result["gold_vanilla"], bins=bins, alpha=0.6, label="vanilla PPO")
-    ax.hist(result["gold_variance_aware"], bins=bins, alpha=0.6, label="variance-aware PPO")
+    ax.hist(
+        result["gold_variance_aware"], bins=bins, alpha=0.6, label="variance-aware PPO"
+    )
     ax.axvline(result["reference_gold"], color="k", ls="--", label="reference policy")
     ax.set_xlabel("gold reward of the trained policy")
     ax.set_ylabel("policies")
@@ -375,7 +366,9 @@ def run(config) -> dict[str, Any]:
     runner = make_runner(config, world)
     m, alpha = config.num_policies, config.alpha
 
-    main_params = _tempering(world["base_params"], world["base_fn"], world["phi_ref"], 1.0)
+    main_params = _tempering(
+        world["base_params"], world["base_fn"], world["phi_ref"], 1.0
+    )
     main = run_policies(config, runner, main_params, "main")
     main_stats = compare(
         main["gold_vanilla"], main["gold_variance_aware"], main["reference_gold"], alpha
@@ -386,13 +379,17 @@ def run(config) -> dict[str, Any]:
         for s in tqdm(config.sweep.exponents, desc="sweep"):
             rp = _tempering(world["base_params"], world["base_fn"], world["phi_ref"], s)
             var = np.asarray(world["reward_fn"](rp, world["phi_ref"]).var)
-            res = run_policies(config, runner, rp, f"sweep_{s:g}")
+            # s = 1 is the main run (same variances): reuse it.
+            res = main if s == 1.0 else run_policies(config, runner, rp, f"sweep_{s:g}")
             sweep.append(
                 dict(
                     exponent=float(s),
                     var_cv=float(var.std() / var.mean()),
                     **compare(
-                        res["gold_vanilla"], res["gold_variance_aware"], res["reference_gold"], alpha
+                        res["gold_vanilla"],
+                        res["gold_variance_aware"],
+                        res["reference_gold"],
+                        alpha,
                     ),
                     result=res,
                 )
@@ -410,18 +407,61 @@ def run(config) -> dict[str, Any]:
         "Our simulation and PPO formulation, not the paper's numbers.\n"
     )
     t1 = markdown_table(
-        ["var (vanilla)", "var (variance-aware)", "F = ratio", f"F crit {df}, α={alpha}", "p (F-test)", "reject H0"],
-        [[st["var_vanilla"], st["var_variance_aware"], st["f_stat"], st["f_critical"], st["f_p_value"], bool(st["f_stat"] > st["f_critical"])]],
+        [
+            "var (vanilla)",
+            "var (variance-aware)",
+            "F = ratio",
+            f"F crit {df}, α={alpha}",
+            "p (F-test)",
+            "reject H0",
+        ],
+        [
+            [
+                st["var_vanilla"],
+                st["var_variance_aware"],
+                st["f_stat"],
+                st["f_critical"],
+                st["f_p_value"],
+                bool(st["f_stat"] > st["f_critical"]),
+            ]
+        ],
         digits=4,
     )
     t2 = markdown_table(
         ["mean (vanilla)", "mean (variance-aware)", "difference", "Welch t", "df", "p"],
-        [[st["mean_vanilla"], st["mean_variance_aware"], st["mean_difference"], st["welch_t"], st["welch_df"], st["welch_p_value"]]],
+        [
+            [
+                st["mean_vanilla"],
+                st["mean_variance_aware"],
+                st["mean_difference"],
+                st["welch_t"],
+                st["welch_df"],
+                st["welch_p_value"],
+            ]
+        ],
         digits=4,
     )
     t3 = markdown_table(
-        ["reference gold", "risk (vanilla)", "risk (variance-aware)", "difference", "z", "p (z)", "p (Fisher)"],
-        [[main["reference_gold"], st["risk_vanilla"], st["risk_variance_aware"], st["risk_difference"], st["risk_z"], st["risk_z_p_value"], st["risk_fisher_p_value"]]],
+        [
+            "reference gold",
+            "risk (vanilla)",
+            "risk (variance-aware)",
+            "difference",
+            "z",
+            "p (z)",
+            "p (Fisher)",
+        ],
+        [
+            [
+                main["reference_gold"],
+                st["risk_vanilla"],
+                st["risk_variance_aware"],
+                st["risk_difference"],
+                st["risk_z"],
+                st["risk_z_p_value"],
+                st["risk_fisher_p_value"],
+            ]
+        ],
         digits=4,
     )
     text = (
@@ -436,9 +476,33 @@ def run(config) -> dict[str, Any]:
     )
     if sweep:
         t4 = markdown_table(
-            ["exponent s", "CV of σ²", "var (v)", "var (va)", "F", "p (F)", "mean (v)", "mean (va)", "p (Welch)", "risk (v)", "risk (va)"],
             [
-                [r["exponent"], r["var_cv"], r["var_vanilla"], r["var_variance_aware"], r["f_stat"], r["f_p_value"], r["mean_vanilla"], r["mean_variance_aware"], r["welch_p_value"], r["risk_vanilla"], r["risk_variance_aware"]]
+                "exponent s",
+                "CV of σ²",
+                "var (v)",
+                "var (va)",
+                "F",
+                "p (F)",
+                "mean (v)",
+                "mean (va)",
+                "p (Welch)",
+                "risk (v)",
+                "risk (va)",
+            ],
+            [
+                [
+                    r["exponent"],
+                    r["var_cv"],
+                    r["var_vanilla"],
+                    r["var_variance_aware"],
+                    r["f_stat"],
+                    r["f_p_value"],
+                    r["mean_vanilla"],
+                    r["mean_variance_aware"],
+                    r["welch_p_value"],
+                    r["risk_vanilla"],
+                    r["risk_variance_aware"],
+                ]
                 for r in sweep
             ],
             digits=4,
@@ -448,7 +512,11 @@ def run(config) -> dict[str, Any]:
             "(σ²_s ∝ (σ²)^s, same mean; s = 0: all equal)\n\n" + t4 + "\n"
         )
 
-    figures = {"gold_histogram": _histogram(main, f"{config.reward_source} rewards, {config.policy}")}
+    figures = {
+        "gold_histogram": _histogram(
+            main, f"{config.reward_source} rewards, {config.policy}"
+        )
+    }
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(main["curve_vanilla"], label="vanilla PPO")
     ax.plot(main["curve_variance_aware"], label="variance-aware PPO")
@@ -461,7 +529,9 @@ def run(config) -> dict[str, Any]:
         fig, ax = plt.subplots(figsize=(6, 4))
         cv = [r["var_cv"] for r in sweep]
         ax.plot(cv, [r["var_vanilla"] for r in sweep], "o-", label="vanilla")
-        ax.plot(cv, [r["var_variance_aware"] for r in sweep], "s-", label="variance-aware")
+        ax.plot(
+            cv, [r["var_variance_aware"] for r in sweep], "s-", label="variance-aware"
+        )
         ax.set_xlabel("coefficient of variation of the reward variances")
         ax.set_ylabel("variance of the policies' gold rewards")
         ax.legend()

@@ -39,12 +39,12 @@ from hetrlhf.types import RewardEstimate
 
 __all__ = [
     "EnsembleFit",
-    "init_ensemble",
     "bootstrap_weights",
-    "head_loss",
-    "fit_heads",
-    "train_ensemble",
     "ensemble_reward",
+    "fit_heads",
+    "head_loss",
+    "init_ensemble",
+    "train_ensemble",
 ]
 
 

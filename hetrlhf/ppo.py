@@ -66,22 +66,22 @@ import optax
 from hetrlhf.types import RewardEstimate
 
 __all__ = [
-    "PPOConfig",
-    "TrainState",
-    "Metrics",
-    "TrainOutput",
-    "PPOLearner",
-    "ppo_loss",
-    "kl_weights",
-    "group_advantages",
-    "noisy_reward",
     "CandidatePolicy",
     "CandidateTask",
+    "Metrics",
+    "PPOConfig",
+    "PPOLearner",
     "TinyTransformer",
     "TokenTask",
+    "TrainOutput",
+    "TrainState",
+    "group_advantages",
+    "kl_weights",
     "make_learner",
-    "run_updates",
     "make_train",
+    "noisy_reward",
+    "ppo_loss",
+    "run_updates",
 ]
 
 _KL_ESTIMATORS = ("k1", "k3")
