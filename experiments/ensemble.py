@@ -38,18 +38,16 @@ from hetrlhf.reporting import markdown_table, write_results
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/ensemble.py", lock_config=True
-)
 
 _QUANTILES = (0.1, 0.5, 0.9, 0.99)
 
 
 def _summary(x: np.ndarray) -> dict[str, float]:
     x = np.asarray(x, np.float64)
-    out = dict(
-        mean=float(x.mean()), cv=float(x.std() / x.mean()) if x.mean() > 0 else 0.0
-    )
+    out = {
+        "mean": float(x.mean()),
+        "cv": float(x.std() / x.mean()) if x.mean() > 0 else 0.0,
+    }
     out.update({f"q{int(100 * q)}": float(np.quantile(x, q)) for q in _QUANTILES})
     out["max"] = float(x.max())
     return out
@@ -78,18 +76,20 @@ def analyse(heads, phi0, phi1, y) -> dict[str, Any]:
     response_var = np.concatenate([np.asarray(r0.var), np.asarray(r1.var)])
     diff_var = np.asarray(diff.var)
     head_acc = np.mean(np.asarray((chosen - rejected) @ heads.T) > 0, axis=0)
-    return dict(
-        response_var=response_var,
-        diff_var=diff_var,
-        response_summary=_summary(response_var),
-        diff_summary=_summary(diff_var),
+    return {
+        "response_var": response_var,
+        "diff_var": diff_var,
+        "response_summary": _summary(response_var),
+        "diff_summary": _summary(diff_var),
         # Var(r_c − r_r) = Var(r_c) + Var(r_r) − 2 Cov: < 1 means the heads' errors
         # on the two responses are positively correlated.
-        diff_to_sum_ratio=float(diff_var.mean() / (np.asarray(r0.var + r1.var)).mean()),
-        accuracy=float(np.mean(np.asarray(diff.mean) > 0)),
-        head_accuracy=float(head_acc.mean()),
-        num_test=int(y.shape[0]),
-    )
+        "diff_to_sum_ratio": float(
+            diff_var.mean() / (np.asarray(r0.var + r1.var)).mean()
+        ),
+        "accuracy": float(np.mean(np.asarray(diff.mean) > 0)),
+        "head_accuracy": float(head_acc.mean()),
+        "num_test": int(y.shape[0]),
+    }
 
 
 def _train(config, key, phi0, phi1, y):
@@ -262,11 +262,11 @@ def run(config) -> dict[str, Any]:
     )
     write_results(
         config.results_dir,
-        dict(config=config, results=results),
+        {"config": config, "results": results},
         text,
         {"variance_histograms": _figure(results, config.num_bins)},
     )
-    return dict(config=config, results=results)
+    return {"config": config, "results": results}
 
 
 def main(argv):
@@ -276,4 +276,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # Defined here, not at import, so several study modules can be imported in one
+    # process (tests) without absl's duplicate-flag error.
+    _CONFIG = config_flags.DEFINE_config_file(
+        "config", "configs/ensemble.py", lock_config=True
+    )
     app.run(main)

@@ -41,8 +41,6 @@ from hetrlhf.types import RewardEstimate
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/ppo.py", lock_config=True)
-
 
 # --------------------------------------------------------------------------------------
 # Reward sources. Both are ``fn(params, phi [B, d]) -> RewardEstimate``; PPO only ever sees
@@ -181,16 +179,16 @@ def build_world(config, key) -> dict[str, Any]:
     est = base_fn(base_params, phi_ref)
     info["reference_set_var"] = est.var
     info["reference_set_rmse"] = jnp.sqrt(jnp.mean((est.mean - phi_ref @ theta) ** 2))
-    return dict(
-        task=task,
-        reference_params=reference_params,
-        reward_fn=_tempered(base_fn),
-        base_fn=base_fn,
-        base_params=base_params,
-        noise=noise,
-        phi_ref=phi_ref,
-        info=info,
-    )
+    return {
+        "task": task,
+        "reference_params": reference_params,
+        "reward_fn": _tempered(base_fn),
+        "base_fn": base_fn,
+        "base_params": base_params,
+        "noise": noise,
+        "phi_ref": phi_ref,
+        "info": info,
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -249,13 +247,13 @@ def make_runner(config, world):
     )
     evaluate = jax.jit(jax.vmap(learner.evaluate))
     ref_gold = float(jax.jit(learner.evaluate)(learner.reference_params))
-    return dict(
-        init=init,
-        segment=segment,
-        evaluate=evaluate,
-        ref_gold=ref_gold,
-        per_segment=per_segment,
-    )
+    return {
+        "init": init,
+        "segment": segment,
+        "evaluate": evaluate,
+        "ref_gold": ref_gold,
+        "per_segment": per_segment,
+    }
 
 
 def run_policies(config, runner, reward_params, name: str) -> dict[str, Any]:
@@ -292,14 +290,14 @@ def run_policies(config, runner, reward_params, name: str) -> dict[str, Any]:
                 directory, done, {"state": state, "curve": curve}, max_to_keep=1
             )
     gold = np.asarray(runner["evaluate"](state.params), np.float64)
-    return dict(
-        gold_vanilla=gold[:m],
-        gold_variance_aware=gold[m:],
-        reference_gold=runner["ref_gold"],
-        curve_vanilla=np.nanmean(curve[:m], axis=0),
-        curve_variance_aware=np.nanmean(curve[m:], axis=0),
-        resumed_from_segment=start,
-    )
+    return {
+        "gold_vanilla": gold[:m],
+        "gold_variance_aware": gold[m:],
+        "reference_gold": runner["ref_gold"],
+        "curve_vanilla": np.nanmean(curve[:m], axis=0),
+        "curve_variance_aware": np.nanmean(curve[m:], axis=0),
+        "resumed_from_segment": start,
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -321,25 +319,25 @@ def compare(gold_v, gold_va, reference, alpha) -> dict[str, float]:
     se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
     z = (p1 - p2) / se if se > 0 else 0.0
     fisher = stats.fisher_exact([[x1, n1 - x1], [x2, n2 - x2]])
-    return dict(
-        var_vanilla=var_v,
-        var_variance_aware=var_va,
-        f_stat=f_stat,
-        f_critical=f_crit,
-        f_p_value=f_p,
-        mean_vanilla=gold_v.mean(),
-        mean_variance_aware=gold_va.mean(),
-        mean_difference=gold_v.mean() - gold_va.mean(),
-        welch_t=float(welch.statistic),
-        welch_df=float(welch.df),
-        welch_p_value=float(welch.pvalue),
-        risk_vanilla=p1,
-        risk_variance_aware=p2,
-        risk_difference=p1 - p2,
-        risk_z=z,
-        risk_z_p_value=2 * stats.norm.sf(abs(z)),
-        risk_fisher_p_value=float(fisher.pvalue),
-    )
+    return {
+        "var_vanilla": var_v,
+        "var_variance_aware": var_va,
+        "f_stat": f_stat,
+        "f_critical": f_crit,
+        "f_p_value": f_p,
+        "mean_vanilla": gold_v.mean(),
+        "mean_variance_aware": gold_va.mean(),
+        "mean_difference": gold_v.mean() - gold_va.mean(),
+        "welch_t": float(welch.statistic),
+        "welch_df": float(welch.df),
+        "welch_p_value": float(welch.pvalue),
+        "risk_vanilla": p1,
+        "risk_variance_aware": p2,
+        "risk_difference": p1 - p2,
+        "risk_z": z,
+        "risk_z_p_value": 2 * stats.norm.sf(abs(z)),
+        "risk_fisher_p_value": float(fisher.pvalue),
+    }
 
 
 def _histogram(result, title):
@@ -537,12 +535,12 @@ def run(config) -> dict[str, Any]:
         ax.legend()
         figures["sweep_variance"] = fig
 
-    payload = dict(
-        config=config,
-        main=dict(**main, **main_stats),
-        sweep=sweep,
-        reference_set_var=var,
-    )
+    payload = {
+        "config": config,
+        "main": dict(**main, **main_stats),
+        "sweep": sweep,
+        "reference_set_var": var,
+    }
     write_results(config.results_dir, payload, text, figures)
     return payload
 
@@ -554,4 +552,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # Defined here, not at import, so several study modules can be imported in one
+    # process (tests) without absl's duplicate-flag error.
+    _CONFIG = config_flags.DEFINE_config_file(
+        "config", "configs/ppo.py", lock_config=True
+    )
     app.run(main)

@@ -81,7 +81,9 @@ def init_ensemble(
     return init_scale * jax.random.normal(key, (num_heads, dim), dtype)
 
 
-def bootstrap_weights(key: jax.Array, num_heads: int, n: int, *, dtype=None) -> jax.Array:
+def bootstrap_weights(
+    key: jax.Array, num_heads: int, n: int, *, dtype=None
+) -> jax.Array:
     """Bootstrap counts: row k is Multinomial(n, (1/n, …, 1/n)), one resample per head.
 
     Drawing n indices uniformly with replacement and counting them gives the counts
@@ -187,7 +189,19 @@ def fit_heads(
 @functools.partial(
     jax.jit, static_argnames=("num_heads", "num_steps", "bootstrap", "optimizer")
 )
-def _train(key, dphi, y, learning_rate, l2, init_scale, *, num_heads, num_steps, bootstrap, optimizer):
+def _train(
+    key,
+    dphi,
+    y,
+    learning_rate,
+    l2,
+    init_scale,
+    *,
+    num_heads,
+    num_steps,
+    bootstrap,
+    optimizer,
+):
     init_key, boot_key = jax.random.split(key)
     params = init_ensemble(
         init_key, num_heads, dphi.shape[1], init_scale=init_scale, dtype=dphi.dtype
@@ -215,7 +229,9 @@ def _check_array(name, value, ndim):
     if arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains {int(np.sum(~np.isfinite(arr)))} NaN/inf value(s)")
+        raise ValueError(
+            f"{name} contains {int(np.sum(~np.isfinite(arr)))} NaN/inf value(s)"
+        )
     return arr
 
 
@@ -233,7 +249,9 @@ def _check_scalar(name, value, *, positive):
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a real number, got {value!r}") from exc
     if not math.isfinite(v) or (v <= 0 if positive else v < 0):
-        raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'} and finite, got {value}")
+        raise ValueError(
+            f"{name} must be {'> 0' if positive else '>= 0'} and finite, got {value}"
+        )
     return v
 
 
@@ -289,12 +307,16 @@ def train_ensemble(
         )
     n, d = phi0.shape
     if n == 0 or d == 0:
-        raise ValueError(f"phi0 must have n >= 1 rows and d >= 1 columns, got {phi0.shape}")
+        raise ValueError(
+            f"phi0 must have n >= 1 rows and d >= 1 columns, got {phi0.shape}"
+        )
     y = _check_array("y", y, 1)
     if y.shape != (n,):
         raise ValueError(f"y must have shape [n] = ({n},), got {y.shape}")
     if not np.all(np.isin(y, (0, 1))):
-        raise ValueError(f"y must contain only labels 0 and 1; found {np.unique(y)[:5].tolist()}")
+        raise ValueError(
+            f"y must contain only labels 0 and 1; found {np.unique(y)[:5].tolist()}"
+        )
     num_heads = _check_positive_int("num_heads", num_heads, 1)
     num_steps = _check_positive_int("num_steps", num_steps, 1)
     if optimizer is None:

@@ -131,7 +131,13 @@ class PPOConfig(NamedTuple):
 def _validate_config(config: PPOConfig) -> None:
     if not isinstance(config, PPOConfig):
         raise TypeError(f"config must be a PPOConfig, got {type(config).__name__}")
-    for name in ("num_updates", "num_prompts", "group_size", "num_epochs", "num_minibatches"):
+    for name in (
+        "num_updates",
+        "num_prompts",
+        "group_size",
+        "num_epochs",
+        "num_minibatches",
+    ):
         v = getattr(config, name)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"config.{name} must be an int >= 1, got {v!r}")
@@ -149,16 +155,26 @@ def _validate_config(config: PPOConfig) -> None:
         ("value_coef", False),
     ):
         v = getattr(config, name)
-        if not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v):
+        if not isinstance(
+            v, (int, float, np.floating, np.integer)
+        ) or not math.isfinite(v):
             raise ValueError(f"config.{name} must be a finite number, got {v!r}")
         if v < 0 or (positive and v == 0):
-            raise ValueError(f"config.{name} must be {'> 0' if positive else '>= 0'}, got {v}")
+            raise ValueError(
+                f"config.{name} must be {'> 0' if positive else '>= 0'}, got {v}"
+            )
     if config.kl_estimator not in _KL_ESTIMATORS:
-        raise ValueError(f"config.kl_estimator must be one of {_KL_ESTIMATORS}, got {config.kl_estimator!r}")
+        raise ValueError(
+            f"config.kl_estimator must be one of {_KL_ESTIMATORS}, got {config.kl_estimator!r}"
+        )
     if config.baseline not in _BASELINES:
-        raise ValueError(f"config.baseline must be one of {_BASELINES}, got {config.baseline!r}")
+        raise ValueError(
+            f"config.baseline must be one of {_BASELINES}, got {config.baseline!r}"
+        )
     if config.reward_noise not in _NOISES:
-        raise ValueError(f"config.reward_noise must be one of {_NOISES}, got {config.reward_noise!r}")
+        raise ValueError(
+            f"config.reward_noise must be one of {_NOISES}, got {config.reward_noise!r}"
+        )
     c = config.noise_correlation
     if not isinstance(c, (int, float, np.floating, np.integer)) or not 0.0 <= c <= 1.0:
         raise ValueError(f"config.noise_correlation must be in [0, 1], got {c!r}")
@@ -205,7 +221,9 @@ def ppo_loss(
     chex.assert_equal_shape_prefix([logp, advantages], 1)
     ratio = jnp.exp(logp - old_logp)
     adv = advantages[:, None]
-    surrogate = jnp.minimum(ratio * adv, jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv)
+    surrogate = jnp.minimum(
+        ratio * adv, jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv
+    )
     pg_loss = -jnp.mean(surrogate)
     log_u = ref_logp - logp  # log(π_ref / π_θ)
     if kl_estimator == "k1":
@@ -214,11 +232,18 @@ def ppo_loss(
         # expm1(x) − x is u − 1 − log u without cancellation for u ≈ 1.
         kl_tok = ratio * (jnp.expm1(log_u) - log_u)
     else:
-        raise ValueError(f"kl_estimator must be one of {_KL_ESTIMATORS}, got {kl_estimator!r}")
+        raise ValueError(
+            f"kl_estimator must be one of {_KL_ESTIMATORS}, got {kl_estimator!r}"
+        )
     kl_sample = jnp.sum(kl_tok, axis=-1)
     kl_penalty = jnp.mean(weights * kl_sample)
     clip_frac = jnp.mean((jnp.abs(ratio - 1.0) > clip_eps).astype(logp.dtype))
-    aux = dict(pg_loss=pg_loss, kl_penalty=kl_penalty, kl=jnp.mean(kl_sample), clip_frac=clip_frac)
+    aux = {
+        "pg_loss": pg_loss,
+        "kl_penalty": kl_penalty,
+        "kl": jnp.mean(kl_sample),
+        "clip_frac": clip_frac,
+    }
     return pg_loss + beta * kl_penalty, aux
 
 
@@ -304,7 +329,9 @@ def noisy_reward(
     z_smooth = (phi @ xi) / jnp.where(norm > 0, norm, 1.0)
 
     def draw(p, a):
-        return jax.random.normal(jax.random.fold_in(jax.random.fold_in(iid_key, p), a), (), dtype)
+        return jax.random.normal(
+            jax.random.fold_in(jax.random.fold_in(iid_key, p), a), (), dtype
+        )
 
     z_iid = jax.vmap(draw)(prompt_ids, action_ids)
     z = jnp.sqrt(correlation) * z_smooth + jnp.sqrt(1.0 - correlation) * z_iid
@@ -335,7 +362,9 @@ class CandidatePolicy(nn.Module):
         logits = nn.Dense(
             1, use_bias=False, kernel_init=nn.initializers.normal(self.init_scale)
         )(features)[..., 0]
-        value = nn.Dense(1, kernel_init=nn.initializers.zeros)(jnp.mean(features, -2))[0]
+        value = nn.Dense(1, kernel_init=nn.initializers.zeros)(jnp.mean(features, -2))[
+            0
+        ]
         return logits, value
 
 
@@ -358,8 +387,13 @@ class CandidateTask:
                 f"gold_theta must have shape [d] = ({features.shape[-1]},), got {gold_theta.shape}"
             )
         if features.shape[1] < 2:
-            raise ValueError(f"need N >= 2 candidates per prompt, got {features.shape[1]}")
-        if not (bool(jnp.all(jnp.isfinite(features))) and bool(jnp.all(jnp.isfinite(gold_theta)))):
+            raise ValueError(
+                f"need N >= 2 candidates per prompt, got {features.shape[1]}"
+            )
+        if not (
+            bool(jnp.all(jnp.isfinite(features)))
+            and bool(jnp.all(jnp.isfinite(gold_theta)))
+        ):
             raise ValueError("features and gold_theta must be finite")
         self.features = features
         self.gold_theta = gold_theta
@@ -372,14 +406,18 @@ class CandidateTask:
 
     def sample(self, key, params, prompt_ids):
         """Draws one candidate per prompt: actions [B, 1] int32."""
-        logits, _ = jax.vmap(lambda p: self.policy.apply(params, self.features[p]))(prompt_ids)
+        logits, _ = jax.vmap(lambda p: self.policy.apply(params, self.features[p]))(
+            prompt_ids
+        )
         keys = jax.random.split(key, prompt_ids.shape[0])
         a = jax.vmap(jax.random.categorical)(keys, logits)
         return a[:, None].astype(jnp.int32)
 
     def evaluate(self, params, prompt_ids, actions):
         """(log π(a|s) [B, 1], V(s) [B])."""
-        logits, value = jax.vmap(lambda p: self.policy.apply(params, self.features[p]))(prompt_ids)
+        logits, value = jax.vmap(lambda p: self.policy.apply(params, self.features[p]))(
+            prompt_ids
+        )
         logp = jnp.take_along_axis(jax.nn.log_softmax(logits), actions, axis=-1)
         return logp, value
 
@@ -437,9 +475,9 @@ class TinyTransformer(nn.Module):
         mask = nn.make_causal_mask(jnp.ones(self.seq_len))
         for _ in range(self.num_layers):
             h = nn.LayerNorm()(x)
-            x = x + nn.MultiHeadDotProductAttention(num_heads=self.num_heads, qkv_features=d)(
-                h, h, mask=mask
-            )
+            x = x + nn.MultiHeadDotProductAttention(
+                num_heads=self.num_heads, qkv_features=d
+            )(h, h, mask=mask)
             h = nn.LayerNorm()(x)
             x = x + nn.Dense(d)(nn.gelu(nn.Dense(self.mlp_dim)(h)))
         x = nn.LayerNorm()(x)
@@ -494,7 +532,9 @@ class TokenTask:
         if vocab < 2:
             raise ValueError(f"need a vocabulary of V >= 2 tokens, got {vocab}")
         if vocab**seq_len >= 2**31:
-            raise ValueError(f"V**T = {vocab}**{seq_len} responses do not fit an int32 code")
+            raise ValueError(
+                f"V**T = {vocab}**{seq_len} responses do not fit an int32 code"
+            )
         self.token_features = token_features
         self.prompt_features = prompt_features
         self.gold_theta = gold_theta
@@ -509,14 +549,18 @@ class TokenTask:
         )
 
     def init_params(self, key):
-        return self.policy.init(key, jnp.int32(0), jnp.zeros((self.seq_len,), jnp.int32))
+        return self.policy.init(
+            key, jnp.int32(0), jnp.zeros((self.seq_len,), jnp.int32)
+        )
 
     def _sample_one(self, key, params, prompt_id):
         def body(t, carry):
             tokens, key = carry
             key, sub = jax.random.split(key)
             logits, _ = self.policy.apply(params, prompt_id, tokens)
-            return tokens.at[t].set(jax.random.categorical(sub, logits[t]).astype(jnp.int32)), key
+            return tokens.at[t].set(
+                jax.random.categorical(sub, logits[t]).astype(jnp.int32)
+            ), key
 
         tokens, _ = jax.lax.fori_loop(
             0, self.seq_len, body, (jnp.zeros((self.seq_len,), jnp.int32), key)
@@ -526,16 +570,25 @@ class TokenTask:
     def sample(self, key, params, prompt_ids):
         """Autoregressive sampling: actions [B, T] int32."""
         keys = jax.random.split(key, prompt_ids.shape[0])
-        return jax.vmap(self._sample_one, in_axes=(0, None, 0))(keys, params, prompt_ids)
+        return jax.vmap(self._sample_one, in_axes=(0, None, 0))(
+            keys, params, prompt_ids
+        )
 
     def evaluate(self, params, prompt_ids, actions):
         """(log π(a_t | s, a_<t) [B, T], V(s) [B])."""
-        logits, value = jax.vmap(lambda p, a: self.policy.apply(params, p, a))(prompt_ids, actions)
-        logp = jnp.take_along_axis(jax.nn.log_softmax(logits), actions[..., None], axis=-1)
+        logits, value = jax.vmap(lambda p, a: self.policy.apply(params, p, a))(
+            prompt_ids, actions
+        )
+        logp = jnp.take_along_axis(
+            jax.nn.log_softmax(logits), actions[..., None], axis=-1
+        )
         return logp[..., 0], value
 
     def response_features(self, prompt_ids, actions):
-        return jnp.mean(self.token_features[actions], axis=-2) * self.prompt_features[prompt_ids]
+        return (
+            jnp.mean(self.token_features[actions], axis=-2)
+            * self.prompt_features[prompt_ids]
+        )
 
     def action_ids(self, actions):
         powers = self.vocab_size ** jnp.arange(self.seq_len, dtype=jnp.int32)
@@ -653,10 +706,13 @@ def make_learner(
     reference_key = jax.random.key(0) if reference_key is None else reference_key
     eval_key = jax.random.key(1) if eval_key is None else eval_key
     ref_params = (
-        task.init_params(reference_key) if reference_params is None else reference_params
+        task.init_params(reference_key)
+        if reference_params is None
+        else reference_params
     )
     optimizer = optax.chain(
-        optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)
+        optax.clip_by_global_norm(config.max_grad_norm),
+        optax.adam(config.learning_rate),
     )
     batch_size = config.num_prompts * config.group_size
     mb_size = batch_size // config.num_minibatches
@@ -692,7 +748,9 @@ def make_learner(
 
     def update(state, reward_params):
         key, k_prompts, k_sample, k_epochs = jax.random.split(state.key, 4)
-        prompt_ids = jax.random.randint(k_prompts, (config.num_prompts,), 0, task.num_prompts)
+        prompt_ids = jax.random.randint(
+            k_prompts, (config.num_prompts,), 0, task.num_prompts
+        )
         prompt_ids = jnp.repeat(prompt_ids, config.group_size)
         actions = task.sample(k_sample, state.params, prompt_ids)
         old_logp, old_value = task.evaluate(state.params, prompt_ids, actions)
@@ -716,21 +774,24 @@ def make_learner(
         if config.normalize_advantages:
             advantages = advantages / (jnp.std(advantages) + 1e-8)
         weights = kl_weights(est.var, state.variance_aware)
-        batch = dict(
-            prompt_ids=prompt_ids,
-            actions=actions,
-            old_logp=old_logp,
-            ref_logp=ref_logp,
-            advantages=advantages,
-            weights=weights,
-            returns=est.mean,
-        )
+        batch = {
+            "prompt_ids": prompt_ids,
+            "actions": actions,
+            "old_logp": old_logp,
+            "ref_logp": ref_logp,
+            "advantages": advantages,
+            "weights": weights,
+            "returns": est.mean,
+        }
         _, start_aux = loss_fn(state.params, batch)
 
         def epoch(carry, k):
             perm = jax.random.permutation(k, batch_size)
             mbs = jax.tree.map(
-                lambda x: x[perm].reshape((config.num_minibatches, mb_size) + x.shape[1:]), batch
+                lambda x: x[perm].reshape(
+                    (config.num_minibatches, mb_size) + x.shape[1:]
+                ),
+                batch,
             )
 
             def minibatch(carry, mb):
@@ -763,7 +824,9 @@ def make_learner(
     def evaluate(params):
         return task.expected_gold(eval_key, params)
 
-    return PPOLearner(init=init, update=update, evaluate=evaluate, reference_params=ref_params)
+    return PPOLearner(
+        init=init, update=update, evaluate=evaluate, reference_params=ref_params
+    )
 
 
 def run_updates(
