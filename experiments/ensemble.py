@@ -38,7 +38,6 @@ from hetrlhf.reporting import markdown_table, write_results
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-
 _QUANTILES = (0.1, 0.5, 0.9, 0.99)
 
 

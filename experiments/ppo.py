@@ -41,7 +41,6 @@ from hetrlhf.types import RewardEstimate
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-
 # --------------------------------------------------------------------------------------
 # Reward sources. Both are ``fn(params, phi [B, d]) -> RewardEstimate``; PPO only ever sees
 # the estimate.
