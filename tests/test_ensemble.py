@@ -1,5 +1,7 @@
 """Tests of hetrlhf.ensemble against statsmodels, scipy and hand-computed values."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,12 +23,11 @@ def _data(seed=0, n=300, d=3, theta=(1.0, -0.7, 0.4)):
     return phi0, phi1, y
 
 
+@functools.partial(jax.jit, static_argnames=("steps",))
 def _fit(params, dphi, y, weights, steps=3000, l2=0.0):
-    return jax.jit(
-        lambda p, w: ensemble.fit_heads(
-            p, dphi, y, w, optimizer=optax.adam(0.05), num_steps=steps, l2=l2
-        )
-    )(params, weights)
+    return ensemble.fit_heads(
+        params, dphi, y, weights, optimizer=optax.adam(0.05), num_steps=steps, l2=l2
+    )
 
 
 def test_single_head_matches_statsmodels_logit_without_intercept():
@@ -56,7 +57,9 @@ def test_bootstrap_weights_equal_fitting_on_the_resample():
     phi0, phi1, y = _data(seed=2, n=200)
     dphi = phi1 - phi0
     counts = np.asarray(ensemble.bootstrap_weights(jax.random.key(3), 2, 200))
-    fit = _fit(jnp.zeros((2, 3)), jnp.asarray(dphi), jnp.asarray(y), jnp.asarray(counts))
+    fit = _fit(
+        jnp.zeros((2, 3)), jnp.asarray(dphi), jnp.asarray(y), jnp.asarray(counts)
+    )
     for k in range(2):
         rows = np.repeat(np.arange(200), counts[k].astype(int))
         ref = sm.Logit(y[rows], dphi[rows]).fit(disp=0, tol=1e-12).params
@@ -83,7 +86,9 @@ def test_ridge_head_matches_scipy_minimiser():
         return np.mean(np.logaddexp(0.0, eta) - y * eta) + 0.5 * l2 * t @ t
 
     ref = optimize.minimize(loss, np.zeros(3), method="BFGS", options={"gtol": 1e-10}).x
-    fit = _fit(jnp.ones((1, 3)), jnp.asarray(dphi), jnp.asarray(y), jnp.ones((1, 150)), l2=l2)
+    fit = _fit(
+        jnp.ones((1, 3)), jnp.asarray(dphi), jnp.asarray(y), jnp.ones((1, 150)), l2=l2
+    )
     np.testing.assert_allclose(fit.params[0], ref, atol=1e-5)
 
 
@@ -122,7 +127,9 @@ def test_difference_variance_includes_covariance():
     a, b = jax.random.normal(jax.random.key(1), (2, 4))
     ra, rb = heads @ a, heads @ b
     expected = np.var(np.asarray(ra - rb), ddof=1)
-    np.testing.assert_allclose(ensemble.ensemble_reward(heads, a - b).var, expected, rtol=1e-10)
+    np.testing.assert_allclose(
+        ensemble.ensemble_reward(heads, a - b).var, expected, rtol=1e-10
+    )
 
 
 @pytest.mark.parametrize(
@@ -140,7 +147,11 @@ def test_difference_variance_includes_covariance():
     ],
 )
 def test_train_ensemble_rejects_bad_input(kwargs, err, match):
-    args = {"phi0": np.zeros((5, 2)), "phi1": np.ones((5, 2)), "y": np.array([0, 1, 1, 0, 1])}
+    args = {
+        "phi0": np.zeros((5, 2)),
+        "phi1": np.ones((5, 2)),
+        "y": np.array([0, 1, 1, 0, 1]),
+    }
     args.update(kwargs)
     key = jax.random.key(0)
     with pytest.raises(err, match=match):
