@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from configs import ppo as ppo_config
 from experiments import ppo as ppo_study
@@ -71,6 +72,7 @@ def test_ppo_study_writes_tables_and_resumes(tmp_path, capsys):
     )
 
 
+@pytest.mark.slow
 def test_ppo_study_interval_rewards(tmp_path):
     config = _small_config(
         tmp_path,
