@@ -391,11 +391,6 @@ def run(config) -> dict:
     return payload
 
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/bandit.py", lock_config=True
-)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -403,4 +398,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # Defined only when run as a script, so that tests can import several studies
+    # (absl forbids two flags named "config" in one process).
+    _CONFIG = config_flags.DEFINE_config_file(
+        "config", "configs/bandit.py", "Study configuration.", lock_config=True
+    )
     app.run(main)

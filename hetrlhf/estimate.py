@@ -29,6 +29,7 @@ Two estimators, both pure, jittable and vmappable over a leading replicate axis:
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import NamedTuple
 
@@ -39,17 +40,17 @@ from hetrlhf import model
 from hetrlhf.types import Comparisons, FitResult, Params
 
 __all__ = [
-    "ConvergenceWarning",
     "AlternatingState",
+    "ConvergenceWarning",
     "alternating_gd",
-    "run_alternating",
-    "newton_fit",
-    "fit",
     "default_tol",
-    "ravel_params",
-    "unravel_params",
-    "is_separated",
     "derivatives",
+    "fit",
+    "is_separated",
+    "newton_fit",
+    "ravel_params",
+    "run_alternating",
+    "unravel_params",
 ]
 
 
@@ -152,12 +153,13 @@ def run_alternating(
     order: str = "gauss_seidel",
     tol=None,
     record: bool = False,
+    check_basin: bool = True,
 ):
     """Runs ``num_steps`` iterations of Algorithm 1 with ``lax.scan``.
 
     A fixed number of steps is the paper's algorithm, not a stopping rule: the result's
-    ``converged`` flag says whether ‖∇L_n‖ ≤ tol was actually reached (and the data are
-    not separated).
+    ``converged`` flag says whether ‖∇L_n‖ ≤ tol was actually reached at a minimum no
+    worse than the default solver's (and the data are not separated).
 
     Args:
       data: one dataset.
@@ -167,6 +169,9 @@ def run_alternating(
       order: see ``alternating_gd``.
       tol: gradient-norm tolerance; default ``default_tol(dtype)``.
       record: also return the path.
+      check_basin: also run the default solver (``newton_fit``) from its cold start and
+        report ``converged=False`` when Algorithm 1 stopped at a higher loss (a
+        stationary point in the wrong basin). Static.
 
     Returns:
       ``FitResult``; with ``record=True`` a tuple ``(FitResult, path, losses)`` where
@@ -182,7 +187,16 @@ def run_alternating(
         return state, out
 
     state, outs = jax.lax.scan(body, solver.init(init), None, length=num_steps)
-    result = _finish(state.params, data, state.count, tol, ok=jnp.array(True))
+    ok = jnp.array(True)
+    if check_basin:
+        # A stationary point of the biconvex loss need not be its minimum (the wrong
+        # basin θ → −θ, σ < 0 is a local optimum): compare with the default solver's
+        # cold-start fit, and never call a worse point converged.
+        reference = newton_fit(data, tol=tol)
+        value = model.loss(state.params, data)
+        dtype = value.dtype
+        ok = value <= reference.loss + 1e3 * jnp.finfo(dtype).eps * (1 + jnp.abs(value))
+    result = _finish(state.params, data, state.count, tol, ok=ok)
     if record:
         return result, outs[0], outs[1]
     return result
@@ -191,6 +205,68 @@ def run_alternating(
 # --------------------------------------------------------------------------------------
 # Modified Newton with line search.
 # --------------------------------------------------------------------------------------
+
+
+class _Prepared(NamedTuple):
+    """Per-dataset quantities that stay fixed during a fit (computed once).
+
+    ``q_tt``, ``q_tg``, ``q_gg`` hold the per-comparison products of the columns of
+    Δφ and ψ, so every Fisher block is a weighted column sum — a matrix-vector
+    product — instead of a Gram matrix per iteration (batched small Gram products are
+    slow on CPU).
+    """
+
+    dphi: jax.Array  # [n, d]
+    psi: jax.Array  # [n, k]
+    psi0: jax.Array  # [n]
+    y: jax.Array  # [n]
+    q_tt: jax.Array  # [n, d*d]  Δφ_a Δφ_b (row-major in (a, b))
+    q_tg: jax.Array  # [n, d*k]  Δφ_a ψ_b
+    q_gg: jax.Array  # [n, k*k]  ψ_a ψ_b
+
+
+def _outer(a: jax.Array, b: jax.Array) -> jax.Array:
+    """[n, p], [n, q] -> [n, p*q] per-row outer products."""
+    return (a[:, :, None] * b[:, None, :]).reshape(a.shape[0], -1)
+
+
+def _prepare(data: Comparisons) -> _Prepared:
+    dphi, psi = data.dphi, data.psi
+    return _Prepared(
+        dphi=dphi,
+        psi=psi,
+        psi0=data.psi0,
+        y=data.y,
+        q_tt=_outer(dphi, dphi),
+        q_tg=_outer(dphi, psi),
+        q_gg=_outer(psi, psi),
+    )
+
+
+def _derivatives(x: jax.Array, prep: _Prepared):
+    d = prep.dphi.shape[-1]
+    k = prep.psi.shape[-1]
+    n = prep.y.shape[-1]
+    theta, gamma = x[:d], x[d:]
+    r = prep.dphi @ theta
+    sigma = prep.psi0 + prep.psi @ gamma
+    eta = sigma * r
+    # One exp for the loss, the probability and the weight (stable for any |η|).
+    e = jnp.exp(-jnp.abs(eta))
+    value = jnp.mean(jnp.maximum(eta, 0) + jnp.log1p(e) - prep.y * eta)
+    p = jnp.where(eta >= 0, 1.0, e) / (1.0 + e)
+    resid = (p - prep.y) / n
+    w = e / ((1.0 + e) ** 2 * n)  # p(1 − p)/n
+    grad = jnp.concatenate([prep.dphi.T @ (resid * sigma), prep.psi.T @ (resid * r)])
+    f_tt = jnp.einsum("nm,n->m", prep.q_tt, w * sigma**2).reshape(d, d)
+    f_gg = jnp.einsum("nm,n->m", prep.q_gg, w * r**2).reshape(k, k)
+    tg = jnp.einsum("nm,nc->mc", prep.q_tg, jnp.stack([w * sigma * r, resid], axis=-1))
+    f_tg, cross = tg[:, 0].reshape(d, k), tg[:, 1].reshape(d, k)
+    fisher = jnp.block([[f_tt, f_tg], [f_tg.T, f_gg]])
+    zeros_dd = jnp.zeros((d, d), x.dtype)
+    zeros_kk = jnp.zeros((k, k), x.dtype)
+    hess = fisher + jnp.block([[zeros_dd, cross], [cross.T, zeros_kk]])
+    return value, grad, hess, fisher
 
 
 def derivatives(x: jax.Array, data: Comparisons):
@@ -203,10 +279,10 @@ def derivatives(x: jax.Array, data: Comparisons):
         F    = (1/n) Σ p_i(1 − p_i) g_i g_iᵀ                      (expected information)
         ∇²L_n = F + [[0, C], [Cᵀ, 0]],  C = (1/n) Σ (p_i − y_i) Δφ_i ψ_iᵀ
 
-    (∂²η/∂θ∂γᵀ = Δφψᵀ; the θθ and γγ blocks of ∂²η vanish). Two matrix products
+    (∂²η/∂θ∂γᵀ = Δφψᵀ; the θθ and γγ blocks of ∂²η vanish). Matrix-vector products
     instead of an autodiff Hessian: this is the hot loop of every Monte Carlo study.
     ``inference.fisher_information`` keeps the autodiff Hessian, and the tests check
-    the two agree.
+    the two agree (and agree with finite differences).
 
     Args:
       x: [d + k] parameters.
@@ -215,109 +291,110 @@ def derivatives(x: jax.Array, data: Comparisons):
     Returns:
       (value [], grad [p], hessian [p, p], fisher [p, p]).
     """
-    d = data.phi0.shape[-1]
-    params = unravel_params(x, d)
-    dphi = data.dphi
-    r = dphi @ params.theta
-    sigma = data.psi0 + data.psi @ params.gamma
-    eta = sigma * r
-    n = eta.shape[-1]
-    value = jnp.mean(jax.nn.softplus(eta) - data.y * eta)
-    p = jax.nn.sigmoid(eta)
-    resid = (p - data.y) / n
-    g = jnp.concatenate([sigma[:, None] * dphi, r[:, None] * data.psi], axis=-1)
-    grad = g.T @ resid
-    fisher = (g.T * (p * (1 - p) / n)) @ g
-    cross = (dphi.T * resid) @ data.psi  # [d, k]
-    k = cross.shape[-1]
-    zeros_dd = jnp.zeros((d, d), x.dtype)
-    zeros_kk = jnp.zeros((k, k), x.dtype)
-    hess = fisher + jnp.block([[zeros_dd, cross], [cross.T, zeros_kk]])
-    return value, grad, hess, fisher
+    return _derivatives(x, _prepare(data))
 
 
 class _NewtonState(NamedTuple):
-    x: jax.Array  # [p]
-    value: jax.Array  # []
+    x: jax.Array  # [p] current iterate
+    value: jax.Array  # [] L_n(x)
     grad: jax.Array  # [p]
     hess: jax.Array  # [p, p]
     fisher: jax.Array  # [p, p]
-    count: jax.Array  # [] int32
+    direction: jax.Array  # [p] search direction from x
+    step: jax.Array  # [] step length t of the next trial point x + t·direction
+    halvings: jax.Array  # [] int32, rejected trials of the current iteration
+    count: jax.Array  # [] int32, accepted iterations
     stalled: jax.Array  # [] bool: the line search found no decrease
 
 
-def _newton(data: Comparisons, x0, *, tol, max_steps: int, count0=None):
+def _direction(grad, hess, fisher):
+    """−H⁻¹∇ when H is positive definite (Newton), else −F⁻¹∇ (Fisher scoring)."""
+    chol_h = jnp.linalg.cholesky(hess)
+    chol_f = jnp.linalg.cholesky(fisher)
+    chol = jnp.where(jnp.all(jnp.isfinite(chol_h)), chol_h, chol_f)
+    direction = -jax.scipy.linalg.cho_solve((chol, True), grad)
+    return jnp.where(jnp.all(jnp.isfinite(direction)), direction, -grad)
+
+
+def _newton(prep: _Prepared, x0, *, tol, max_steps: int, count0=None):
     """Minimises L_n over x = (θ, γ) by Newton / Fisher scoring + Armijo backtracking.
 
-    Each step solves H s = −∇L_n with the exact Hessian when its Cholesky factor
+    Each iteration solves H s = −∇L_n with the exact Hessian when its Cholesky factor
     exists (positive definite: quadratic convergence near the optimum), and otherwise
     with the expected information F (always positive semi-definite: Fisher scoring, a
     guaranteed descent direction in the indefinite region of the biconvex loss). The
     backtracking line search makes every accepted step decrease the loss (up to a
     rounding allowance, see below).
-    Stops when ‖∇L_n‖₂ ≤ tol, after ``max_steps`` iterations, or when no step along the
-    direction decreases the loss any more.
+    Stops when ‖∇L_n‖₂ ≤ tol, after ``max_steps`` iterations, or when 40 halvings of
+    the step find no decrease.
 
-    Every trial point gets all its derivatives at once (one pass over the data), so an
-    accepted full step — the common case — costs one evaluation per iteration.
+    The line search is flattened into the main loop: one loop trip evaluates one trial
+    point (value, gradient, Hessian in a single pass over the data) and either accepts
+    it or halves the step. Under ``vmap`` every replicate then costs one pass per trip,
+    instead of every replicate paying for the worst line search of the batch at every
+    iteration (a nested while loop).
     """
     count0 = jnp.zeros((), jnp.int32) if count0 is None else count0
-    state0 = _NewtonState(x0, *derivatives(x0, data), count0, jnp.array(False))
+    value, grad, hess, fisher = _derivatives(x0, prep)
+    one = jnp.ones_like(value)
+    zero = jnp.zeros((), jnp.int32)
+    state0 = _NewtonState(
+        x0,
+        value,
+        grad,
+        hess,
+        fisher,
+        _direction(grad, hess, fisher),
+        one,
+        zero,
+        count0,
+        jnp.array(False),
+    )
     limit = count0 + max_steps
 
     def cond(s):
         return (jnp.linalg.norm(s.grad) > tol) & (s.count < limit) & ~s.stalled
 
     def body(s):
-        chol_h = jnp.linalg.cholesky(s.hess)
-        chol_f = jnp.linalg.cholesky(s.fisher)
-        chol = jnp.where(jnp.all(jnp.isfinite(chol_h)), chol_h, chol_f)
-        direction = -jax.scipy.linalg.cho_solve((chol, True), s.grad)
-        direction = jnp.where(jnp.all(jnp.isfinite(direction)), direction, -s.grad)
-        slope = s.grad @ direction  # < 0
+        x_trial = s.x + s.step * s.direction
+        trial = _derivatives(x_trial, prep)
         # Armijo with a rounding allowance: at the floating-point floor of L_n a
         # decrease can no longer be seen, and without the allowance the line search
         # would shrink exact Newton steps and turn quadratic convergence into a crawl.
         allowance = 8 * jnp.finfo(s.value.dtype).eps * jnp.abs(s.value)
-
-        def insufficient(c):
-            t, trial, i = c
-            return ~(trial[0] <= s.value + 1e-4 * t * slope + allowance) & (i < 40)
-
-        def halve(c):
-            t, _, i = c
-            t = 0.5 * t
-            return t, derivatives(s.x + t * direction, data), i + 1
-
-        one = jnp.ones_like(s.value)
-        t, trial, i = jax.lax.while_loop(
-            insufficient, halve, (one, derivatives(s.x + direction, data), 0)
+        slope = s.grad @ s.direction  # < 0
+        accepted = trial[0] <= s.value + 1e-4 * s.step * slope + allowance
+        moved = _NewtonState(
+            x_trial, *trial, _direction(*trial[1:]), one, zero, s.count + 1, s.stalled
         )
-        accepted = ~insufficient((t, trial, 0))
-        new = _NewtonState(s.x + t * direction, *trial, s.count + 1, ~accepted)
-        return jax.tree.map(lambda a, b: jnp.where(accepted, a, b), new, s)._replace(
-            count=s.count + 1, stalled=~accepted
+        halved = s._replace(
+            step=0.5 * s.step, halvings=s.halvings + 1, stalled=s.halvings + 1 >= 40
         )
+        return jax.tree.map(lambda a, b: jnp.where(accepted, a, b), moved, halved)
 
     return jax.lax.while_loop(cond, body, state0)
 
 
-def _finish(params: Params, data: Comparisons, count, tol, ok) -> FitResult:
-    """Builds an honest FitResult at ``params``."""
-    d = data.phi0.shape[-1]
-
-    value, grad, hess, _ = derivatives(ravel_params(params), data)
+def _honest_result(x, value, grad, hess, prep: _Prepared, count, tol, ok) -> FitResult:
+    """FitResult at x from its derivatives, with an honest ``converged`` flag."""
+    d = prep.dphi.shape[-1]
     lam = jnp.linalg.eigvalsh(hess)
     grad_norm = jnp.linalg.norm(grad)
     positive_definite = lam[0] > 100 * jnp.finfo(lam.dtype).eps * jnp.abs(lam[-1])
+    eta = (prep.psi0 + prep.psi @ x[d:]) * (prep.dphi @ x[:d])
+    separated = jnp.all((2.0 * prep.y - 1.0) * eta > 0)
     converged = (
-        ok
-        & jnp.isfinite(value)
-        & (grad_norm <= tol)
-        & positive_definite
-        & ~is_separated(params, data)
+        ok & jnp.isfinite(value) & (grad_norm <= tol) & positive_definite & ~separated
     )
-    return FitResult(params, converged, count, grad_norm, value)
+    return FitResult(unravel_params(x, d), converged, count, grad_norm, value)
+
+
+def _finish(params: Params, data: Comparisons, count, tol, ok) -> FitResult:
+    """Builds an honest FitResult at ``params`` (one more pass over the data)."""
+    prep = _prepare(data)
+    x = ravel_params(params)
+    value, grad, hess, _ = _derivatives(x, prep)
+    return _honest_result(x, value, grad, hess, prep, count, tol, ok)
 
 
 def newton_fit(
@@ -354,11 +431,12 @@ def newton_fit(
     dtype = data.y.dtype
     tol = default_tol(dtype) if tol is None else tol
 
+    prep = _prepare(data)
     # Phase 1: the convex homogeneous fit (γ = 0, i.e. no ψ columns) from θ = 0.
-    homogeneous_data = data._replace(psi=data.psi[..., :0])
-    hom = _newton(
-        homogeneous_data, jnp.zeros((d,), dtype), tol=start_tol, max_steps=max_steps
+    hom_prep = prep._replace(
+        psi=prep.psi[:, :0], q_tg=prep.q_tg[:, :0], q_gg=prep.q_gg[:, :0]
     )
+    hom = _newton(hom_prep, jnp.zeros((d,), dtype), tol=start_tol, max_steps=max_steps)
     hom_start = model.homogeneous_params(hom.x, k)
     count = hom.count
 
@@ -371,9 +449,12 @@ def newton_fit(
                 lr_gamma=lr_gamma,
                 num_steps=warmup_steps,
                 tol=tol,
+                check_basin=False,
             )
             start, count = warm.params, count + warm.num_steps
-        return _newton(data, ravel_params(start), tol=tol, max_steps=max_steps, count0=count)
+        return _newton(
+            prep, ravel_params(start), tol=tol, max_steps=max_steps, count0=count
+        )
 
     if init is None:
         best = run_joint(hom_start, count)
@@ -384,14 +465,17 @@ def newton_fit(
         use_hom = from_hom.value < from_init.value
         best = jax.tree.map(lambda a, b: jnp.where(use_hom, a, b), from_hom, from_init)
         best = best._replace(count=from_hom.count)
-    params = unravel_params(best.x, d)
     # γ = 0 is feasible, so a minimiser can't be worse than the homogeneous fit.
     slack = 10 * jnp.finfo(dtype).eps * (1 + jnp.abs(hom.value))
     ok = best.value <= hom.value + slack
-    return _finish(params, data, best.count, tol, ok)
+    return _honest_result(
+        best.x, best.value, best.grad, best.hess, prep, best.count, tol, ok
+    )
 
 
-def fit(data: Comparisons, init: Params | None = None, *, method: str = "newton", **options):
+def fit(
+    data: Comparisons, init: Params | None = None, *, method: str = "newton", **options
+):
     """Fits the heterogeneous Bradley–Terry model by maximum likelihood.
 
     ``hr.fit`` is traceable: ``jax.jit(jax.vmap(hr.fit))(stacked_data)`` fits many
@@ -411,17 +495,42 @@ def fit(data: Comparisons, init: Params | None = None, *, method: str = "newton"
     Returns:
       ``FitResult(params, converged, num_steps, grad_norm, loss)``.
     """
-    if method == "newton":
-        result = newton_fit(data, init, **options)
-    elif method == "alternating":
-        if init is None:
-            raise ValueError("method='alternating' (Algorithm 1) needs an init near the truth")
-        result = run_alternating(data, init, **options)
-    else:
+    if method not in ("newton", "alternating"):
         raise ValueError(f"method must be 'newton' or 'alternating', got {method!r}")
-    if not isinstance(result.converged, jax.core.Tracer) and result.converged.ndim == 0:
+    if method == "alternating" and init is None:
+        raise ValueError(
+            "method='alternating' (Algorithm 1) needs an init near the truth"
+        )
+    if options.get("record"):
+        raise ValueError(
+            "fit does not record paths; call hr.run_alternating(..., record=True)"
+        )
+    if not isinstance(data, Comparisons):
+        raise TypeError(
+            f"data must be hetrlhf.Comparisons (see hr.comparisons), got {type(data).__name__}"
+        )
+    traced = any(
+        isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((data, init))
+    )
+    if traced:  # inside the user's jit/vmap: stay a pure function
+        solver = newton_fit if method == "newton" else run_alternating
+        return solver(data, init, **options)
+    # Eager call: compile the whole solver once per shape (cached by jax.jit).
+    static = {k: v for k, v in options.items() if k in _STATIC_OPTIONS}
+    dynamic = {k: v for k, v in options.items() if k not in _STATIC_OPTIONS}
+    result = _jitted(method, tuple(sorted(static.items())))(data, init, **dynamic)
+    if result.converged.ndim == 0:
         _warn_if_not_converged(result, data)
     return result
+
+
+_STATIC_OPTIONS = ("max_steps", "warmup_steps", "num_steps", "order", "check_basin")
+
+
+@functools.cache
+def _jitted(method: str, static: tuple):
+    solver = newton_fit if method == "newton" else run_alternating
+    return jax.jit(functools.partial(solver, **dict(static)))
 
 
 def _warn_if_not_converged(result: FitResult, data: Comparisons) -> None:
@@ -440,4 +549,6 @@ def _warn_if_not_converged(result: FitResult, data: Comparisons) -> None:
             "steps, or the Hessian is not positive definite there (a saddle or a flat, "
             "non-identified direction)"
         )
-    warnings.warn(f"hetrlhf.fit did not converge: {reason}", ConvergenceWarning, stacklevel=3)
+    warnings.warn(
+        f"hetrlhf.fit did not converge: {reason}", ConvergenceWarning, stacklevel=3
+    )

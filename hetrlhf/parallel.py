@@ -27,6 +27,7 @@ from jax.sharding import PartitionSpec as P
 
 __all__ = [
     "AXIS",
+    "batched_vmap",
     "pad_replicates",
     "replicate_mesh",
     "replicate_sharding",
@@ -59,6 +60,38 @@ def _check_mesh(mesh) -> Mesh:
 def replicate_sharding(mesh: Mesh) -> NamedSharding:
     """Sharding that splits the leading (replicate) axis over the mesh."""
     return NamedSharding(_check_mesh(mesh), P(AXIS))
+
+
+def batched_vmap(fn: Callable, batch_size: int | None = None) -> Callable:
+    """``fn`` (one replicate) mapped over a leading axis, ``batch_size`` at a time.
+
+    ``batch_size=None`` is ``jax.vmap(fn)``. Otherwise ``jax.lax.map(fn, xs,
+    batch_size=batch_size)``: a loop over vmapped batches inside one program. On a CPU
+    a narrow batch keeps each batch's working set in cache, and a vmapped
+    ``while_loop`` only runs until the slowest replicate *of its batch* has finished:
+    for the Newton fits of the coverage study at n = 600, batches of 25 used about
+    1.7× less CPU than one vmap over 1000 replicates. A wide vmap is better on a GPU.
+    When the axis length is not a multiple of ``batch_size``, the remainder is a
+    second vmapped program (compiled in addition).
+
+    Args:
+      fn: ``fn(x) -> pytree`` for one replicate (e.g. one PRNG key).
+      batch_size: replicates per vmapped batch (>= 1), or None for a single vmap.
+
+    Returns:
+      ``batched(xs) -> pytree`` with a leading axis (not jitted; jit at the call site).
+    """
+    if batch_size is None:
+        return jax.vmap(fn)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+        raise TypeError(f"batch_size must be an int or None, got {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
+
+    def batched(xs):
+        return jax.lax.map(fn, xs, batch_size=int(batch_size))
+
+    return batched
 
 
 def _leading_size(tree) -> int:

@@ -118,3 +118,26 @@ def test_padding_and_divisibility_errors():
         jax.random.split(jax.random.key(0), 3), parallel.replicate_mesh(), pad=True
     )
     assert padded_keys.shape == (3,)  # one device: already a multiple
+
+
+def _steps_to_halve(key):
+    """A per-replicate while_loop with a data-dependent trip count."""
+    x = jax.random.uniform(key, (), minval=1.0, maxval=1000.0)
+    steps, _ = jax.lax.while_loop(
+        lambda c: c[1] > 1.0, lambda c: (c[0] + 1, c[1] / 2), (0, x)
+    )
+    return {"x": x, "steps": steps}
+
+
+def test_batched_vmap_equals_vmap():
+    keys = jax.random.split(jax.random.key(8), 10)
+    x = np.asarray(jax.vmap(lambda k: _steps_to_halve(k)["x"])(keys))
+    expected = np.ceil(np.log2(x))  # independent closed form of the trip count
+    for size in (None, 4, 25):  # 4: two batches and a remainder of 2; 25 > 10
+        got = jax.jit(parallel.batched_vmap(_steps_to_halve, size))(keys)
+        np.testing.assert_array_equal(got["x"], x)
+        np.testing.assert_array_equal(got["steps"], expected)
+    with pytest.raises(ValueError, match="batch_size"):
+        parallel.batched_vmap(_steps_to_halve, 0)
+    with pytest.raises(TypeError, match="batch_size"):
+        parallel.batched_vmap(_steps_to_halve, 2.5)

@@ -1,0 +1,833 @@
+"""Real-data study: who is more rational, and does pessimism help best-of-N?
+
+Fits the homogeneous Bradley–Terry model and the heterogeneous model (rationality
+σ = 1 + γᵀψ by annotator, and for PandaLM by annotator type human vs LLM judge) on real
+LLM preference data (/work/shared/data: PandaLM test set, Tülu 1 human evaluation) and
+reports (our study design; the paper has no real-data table to reproduce):
+
+1. γ with Wald intervals from a fit on all rows (``hr.confidence_intervals``), with
+   a likelihood-ratio test of the homogeneous model against the heterogeneous one.
+2. Held-out mean log-likelihood and accuracy of each model on prompts not seen in
+   training (``num_splits`` random splits by prompt; ties excluded and counted).
+3. BoN vs pessimistic BoN on held-out prompts. Pairwise data have no N-candidate
+   pools, so the candidates of a held-out prompt are all its distinct responses (the
+   5 PandaLM models, sometimes with truncated variants; Tülu's 4 models), and the gold
+   score of a candidate is its human win rate on that prompt: the share of held-out
+   human labels involving it that it won, a tie counting one half. Only human labels
+   are gold (the LLM judges' labels are training data only). Prompts with fewer than
+   two candidates are skipped and counted. The pBoN − BoN difference gets a bootstrap
+   interval that resamples held-out prompts (clustered over the splits).
+
+Rationality coding (ψ, ψ0). ψ0 ≡ 1 for every row, and ψ is the one-hot of the
+annotator level with one reference level dropped (``hetrlhf.data.fit_levels``), so
+σ = 1 for the reference and σ = 1 + γ_j for level j: γ_j > 0 means level j follows the
+reward more sharply than the reference, γ_j < 0 less, 1 + γ_j < 0 adversarial, and the
+reward θ is in the reference's units. References: PandaLM by annotator type — the
+humans (k = 1, γ is the LLM judges' shift); PandaLM by annotator — ``pandalm_h1``;
+Tülu — the most frequent annotator of the training rows (``tulu1_reference`` to fix
+one). Levels with fewer than ``min_annotator_count`` training rows get no column and are
+pooled with the reference; a held-out row of an unseen level is scored as the
+reference. Keeping all levels would put ψ0 in the span of ψ (not identified).
+
+Every fit is jitted once per (d, k) and run on rows padded to the dataset's size (see
+``_pad``: padding leaves the estimate and the covariance exactly unchanged). A fit
+that does not converge, whose rows are perfectly separated, or whose information is
+singular is reported with that status (and no intervals), never raised or hidden.
+
+Features φ(s, a): hashed n-grams of the response (or MiniLM sentence embeddings with
+the [text] extra) projected by an SVD fitted on the training Δφ (uncentered, whitened)
+to ``num_components`` dimensions, plus the pair statistics of
+``hetrlhf.features.STATISTIC_NAMES`` scaled to unit RMS of their training differences
+(a statistic whose difference is always 0 in training is dropped).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+import scipy.stats
+from absl import app
+from ml_collections import config_flags
+from tqdm import tqdm
+
+import configs
+import hetrlhf as hr
+from configs import real_data as real_data_config
+from hetrlhf import data as D
+from hetrlhf import estimate, inference, reporting
+from hetrlhf import features as F
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+_DATASETS = ("pandalm", "tulu1")
+_MODELS = ("homogeneous", "annotator_type", "annotator")
+
+
+class Design(NamedTuple):
+    """The feature map fitted on training rows: φ = [projected block, scaled stats]."""
+
+    projection: F.Projection
+    block: int
+    stat_keep: np.ndarray
+    stat_rms: np.ndarray
+
+
+class ModelSpec(NamedTuple):
+    """One rationality model: ψ from a categorical column with a reference level."""
+
+    name: str
+    column: Callable[[D.PreferenceRecord], str] | None
+    reference: str | None
+
+
+def _load(config, name: str):
+    """(training records, summary, gold human records with ties kept, model specs)."""
+    max_rows = config.max_rows or None
+    if name == "pandalm":
+        records, summary = D.load_pandalm(
+            config.data_dir,
+            judges=config.pandalm_judges,
+            ties=config.ties,
+            max_rows=max_rows,
+        )
+        gold, _ = D.load_pandalm(
+            config.data_dir, judges=False, ties="keep", max_rows=max_rows
+        )
+        specs = [
+            ModelSpec("homogeneous", None, None),
+            ModelSpec("annotator_type", lambda r: r.annotator_type, "human"),
+            ModelSpec("annotator", lambda r: r.annotator, config.pandalm_reference),
+        ]
+    elif name == "tulu1":
+        records, summary = D.load_tulu1(
+            config.data_dir, ties=config.ties, max_rows=max_rows
+        )
+        gold, _ = D.load_tulu1(config.data_dir, ties="keep", max_rows=max_rows)
+        specs = [
+            ModelSpec("homogeneous", None, None),
+            ModelSpec(
+                "annotator", lambda r: r.annotator, config.tulu1_reference or None
+            ),
+        ]
+    else:
+        raise ValueError(
+            f"config.datasets: unknown dataset {name!r}; known: {_DATASETS}"
+        )
+    wanted = [m.strip() for m in config.models.split(",") if m.strip()]
+    unknown = set(wanted) - set(_MODELS)
+    if unknown:
+        raise ValueError(
+            f"config.models: unknown model(s) {sorted(unknown)}; known: {_MODELS}"
+        )
+    return records, summary, gold, [s for s in specs if s.name in wanted]
+
+
+def _raw_features(config, pairs: Sequence[tuple[str, str]]) -> tuple[np.ndarray, int]:
+    """Raw features of every (prompt, response) pair and the width of the text block."""
+    if config.featurizer == "hashed":
+        cfg = F.HashingConfig(dim=config.hash_dim)
+        return F.hashed_features(pairs, cfg), config.hash_dim
+    if config.featurizer == "minilm":
+        emb, _ = F.embedding_features(pairs, cache_dir=config.cache_dir or None)
+        # [384 embedding dims | prompt-response cosine, statistics]
+        return np.concatenate([emb, F.text_statistics(pairs)], axis=1), 384
+    raise ValueError(
+        f"config.featurizer must be 'hashed' or 'minilm', got {config.featurizer!r}"
+    )
+
+
+def _index(records, position: dict) -> D.TextIndex:
+    """A TextIndex of ``records`` into the global table of unique pairs."""
+    return D.TextIndex(
+        pairs=tuple(position),
+        index0=np.array(
+            [position[(r.prompt, r.response_0)] for r in records], np.int64
+        ),
+        index1=np.array(
+            [position[(r.prompt, r.response_1)] for r in records], np.int64
+        ),
+    )
+
+
+def _fit_design(config, raw: np.ndarray, index: D.TextIndex, block: int) -> Design:
+    """Fits the feature map on the training rows of ``index``.
+
+    A pair statistic is kept only if its Δφ is non-zero on at least
+    ``config.min_feature_rows`` training rows: a rare one (e.g. "empty", when the few
+    empty responses all lose) separates those rows, and its coefficient runs off to
+    infinity (quasi-complete separation, no finite MLE).
+    """
+    dphi = raw[index.index1] - raw[index.index0]
+    projection = F.fit_projection(
+        dphi[:, :block], config.num_components, center=False, whiten=True
+    )
+    stats = dphi[:, block:]
+    rms = np.sqrt(np.mean(stats**2, axis=0))
+    keep = (np.sum(np.abs(stats) > 1e-12, axis=0) >= config.min_feature_rows) & (
+        rms > 1e-12
+    )
+    return Design(projection, block, keep, rms[keep])
+
+
+def _phi(design: Design, raw: np.ndarray) -> np.ndarray:
+    text = F.apply_projection(design.projection, raw[:, : design.block])
+    stats = raw[:, design.block :][:, design.stat_keep] / design.stat_rms
+    return np.concatenate([text, stats], axis=1)
+
+
+def _psi(spec: ModelSpec, train, rows, min_count: int):
+    """(levels, ψ of ``train``, ψ of ``rows``) or (None, None, None) for k = 0."""
+    if spec.column is None:
+        return None, None, None
+    values = [spec.column(r) for r in train]
+    levels = D.fit_levels(values, reference=spec.reference, min_count=min_count)
+    if not levels.names:
+        return levels, None, None
+    return (
+        levels,
+        D.one_hot(values, levels),
+        D.one_hot([spec.column(r) for r in rows], levels, unknown="reference"),
+    )
+
+
+def _evaluation_comparisons(records, phi, index: D.TextIndex, psi) -> hr.Comparisons:
+    """Held-out rows as ``Comparisons`` for scoring only (no identifiability checks).
+
+    ``hr.comparisons`` rejects a Δφ without full column rank, which is right for a
+    design to be fitted but not for a small held-out set that is only scored with
+    parameters fitted elsewhere, so the pytree is built directly here.
+    """
+    n = len(records)
+    return hr.Comparisons(
+        phi0=jnp.asarray(phi[index.index0]),
+        phi1=jnp.asarray(phi[index.index1]),
+        y=jnp.asarray(D.labels(records)),
+        psi=jnp.asarray(np.zeros((n, 0)) if psi is None else psi),
+        psi0=jnp.ones(n),
+    )
+
+
+class Fit(NamedTuple):
+    """One fit with its diagnostics, in the units of the unpadded data."""
+
+    params: hr.Params
+    converged: bool  # hr.fit's flag, and the rows are not perfectly separated
+    separated: bool  # every training comparison classified correctly: no MLE
+    num_steps: int
+    grad_norm: float  # ‖∇L_n‖ on the n real rows
+    loss: float  # L_n on the n real rows
+    cov: np.ndarray  # [d + k, d + k] I⁻¹/n (NaN when the information is singular)
+    condition_number: float  # of the information (inf: not positive definite)
+    status: str  # "ok", "not converged", "separated" or "singular information"
+
+
+def _pad(cmp: hr.Comparisons, size: int) -> hr.Comparisons:
+    """Appends rows with Δφ = 0, ψ = 0, ψ0 = 1, y = 0 up to ``size`` rows.
+
+    A padded row has η ≡ 0 for every (θ, γ), so it adds the constant log 2 to n·L_n
+    and nothing to its gradient or Hessian: the minimiser is unchanged, the mean
+    gradient and information shrink by n/size, and I⁻¹/size is still exactly the
+    covariance of the unpadded data. Padding every fit of a dataset to one size
+    lets all of them share one compiled program per (d, k).
+    """
+    extra = size - cmp.num_comparisons
+    if extra < 0:
+        raise ValueError(f"cannot pad {cmp.num_comparisons} rows to {size}")
+
+    def grow(x, fill):
+        pad = jnp.full((extra, *x.shape[1:]), fill, x.dtype)
+        return jnp.concatenate([x, pad], axis=0)
+
+    return hr.Comparisons(
+        phi0=grow(cmp.phi0, 0.0),
+        phi1=grow(cmp.phi1, 0.0),
+        y=grow(cmp.y, 0.0),
+        psi=grow(cmp.psi, 0.0),
+        psi0=grow(cmp.psi0, 1.0),
+    )
+
+
+@functools.cache
+def _fit_program(options: tuple) -> Callable:
+    """jit(data, n) -> (FitResult, separated, cov, condition number), ``data`` padded."""
+    options = dict(options)
+    base_tol = options.pop("tol", None)
+
+    def program(data: hr.Comparisons, n):
+        size = data.y.shape[0]
+        tol = estimate.default_tol(data.y.dtype) if base_tol is None else base_tol
+        # The padded mean gradient is n/size times the real one: scale the tolerance.
+        res = hr.fit(data, tol=tol * n / size, **options)
+        real = jnp.arange(size) < n
+        margin = (2.0 * data.y - 1.0) * hr.model.logits(res.params, data)
+        separated = jnp.all(jnp.where(real, margin > 0, True))
+        info = hr.fisher_information(res.params, data)
+        cov = hr.covariance(res.params, data)  # traced: NaN, not an error, if singular
+        return res, separated, cov, inference.condition_number(info)
+
+    return jax.jit(program)
+
+
+def _fit(config, cmp: hr.Comparisons, size: int) -> Fit:
+    """Fits ``cmp`` (padded to ``size`` rows) and diagnoses it; never raises on a bad fit."""
+    n = cmp.num_comparisons
+    program = _fit_program(tuple(sorted(config.fit.to_dict().items())))
+    res, separated, cov, cond = program(_pad(cmp, size), n)
+    scale = n / size
+    separated, cond = bool(separated), float(cond)
+    converged = bool(res.converged) and not separated
+    if separated:
+        status = "separated"
+    elif not converged:
+        status = "not converged"
+    elif not cond <= inference.default_max_condition(cmp.y.dtype):
+        status = "singular information"
+    else:
+        status = "ok"
+    return Fit(
+        params=res.params,
+        converged=converged,
+        separated=separated,
+        num_steps=int(res.num_steps),
+        grad_norm=float(res.grad_norm) / scale,
+        loss=(float(res.loss) * size - (size - n) * float(np.log(2.0))) / n,
+        cov=np.asarray(cov),
+        condition_number=cond,
+        status=status,
+    )
+
+
+def _candidates(gold, prompts: set, position: dict):
+    """Per held-out prompt: candidate rows of the pair table and their gold win rates.
+
+    Returns:
+      (prompts kept, per prompt the rows of its candidates in the pair table, per
+      prompt their gold win rates, number of prompts skipped for < 2 candidates).
+    """
+    wins: dict = defaultdict(lambda: defaultdict(list))
+    for r in gold:
+        if r.prompt not in prompts:
+            continue
+        score1 = 0.5 if r.label is None else float(r.label)
+        wins[r.prompt][r.response_0].append(1.0 - score1)
+        wins[r.prompt][r.response_1].append(score1)
+    kept, rows, golds, skipped = [], [], [], 0
+    for prompt in sorted(wins):
+        responses = sorted(wins[prompt])
+        if len(responses) < 2:
+            skipped += 1
+            continue
+        kept.append(prompt)
+        rows.append([position[(prompt, a)] for a in responses])
+        golds.append([float(np.mean(wins[prompt][a])) for a in responses])
+    return kept, rows, golds, skipped
+
+
+def _best_of_n(fit: Fit, train_cmp, phi_all, rows, golds, alpha):
+    """Gold win rates of the BoN and pBoN choices for each prompt ([P] each)."""
+    width = max(len(r) for r in rows)
+    mask = np.array([[j < len(r) for j in range(width)] for r in rows])
+    flat = np.concatenate(rows)
+    est = hr.reward_interval(
+        fit.params, train_cmp, jnp.asarray(phi_all[flat]), cov=jnp.asarray(fit.cov)
+    )
+    mean = np.full(mask.shape, -np.inf)
+    var = np.zeros(mask.shape)
+    mean[mask], var[mask] = np.asarray(est.mean), np.asarray(est.var)
+    gold = np.full(mask.shape, np.nan)
+    gold[mask] = np.concatenate(golds)
+    bon = np.asarray(hr.best_of_n(jnp.asarray(mean)))
+    pbon = np.asarray(
+        hr.pessimistic_best_of_n(
+            hr.RewardEstimate(jnp.asarray(mean), jnp.asarray(var)), alpha
+        )
+    )
+    take = functools.partial(np.take_along_axis, gold, axis=1)
+    return {
+        "bon": take(bon[:, None])[:, 0],
+        "pbon": take(pbon[:, None])[:, 0],
+        "random": np.nanmean(gold, axis=1),
+        "oracle": np.nanmax(gold, axis=1),
+        "changed": bon != pbon,
+        "num_candidates": mask.sum(axis=1),
+    }
+
+
+def _held_out(params, cmp: hr.Comparisons, types: np.ndarray | None) -> dict:
+    ll = np.asarray(hr.model.log_likelihood(params, cmp))
+    correct = np.asarray((hr.model.logits(params, cmp) > 0) == (cmp.y == 1))
+    out = {"log_likelihood": float(ll.mean()), "accuracy": float(correct.mean())}
+    if types is not None:
+        for t in sorted(set(types)):
+            out[f"log_likelihood_{t}"] = float(ll[types == t].mean())
+            out[f"accuracy_{t}"] = float(correct[types == t].mean())
+    return out
+
+
+def _cluster_bootstrap(diffs: np.ndarray, prompts: Sequence[str], key, num: int, alpha):
+    """Mean of ``diffs`` with a bootstrap interval resampling prompts (clusters)."""
+    names = sorted(set(prompts))
+    code = {p: i for i, p in enumerate(names)}
+    ids = np.array([code[p] for p in prompts])
+    sums = np.bincount(ids, weights=diffs, minlength=len(names))
+    counts = np.bincount(ids, minlength=len(names))
+    draws = jax.random.randint(key, (num, len(names)), 0, len(names))
+    draws = np.asarray(draws)
+    boot = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    return float(diffs.mean()), float(lo), float(hi)
+
+
+def _inference(config, records, position, raw, block, specs) -> dict:
+    """Full-data fits: γ intervals per model and likelihood-ratio tests."""
+    index = _index(records, position)
+    design = _fit_design(config, raw, index, block)
+    phi = _phi(design, raw)
+    out, hom_loss = {}, None
+    for spec in specs:
+        levels, psi, _ = _psi(spec, records, records, config.min_annotator_count)
+        if spec.column is not None and psi is None:
+            continue
+        cmp = D.to_comparisons(records, phi, index, psi=psi)
+        fit = _fit(config, cmp, len(records))
+        n = cmp.num_comparisons
+        entry = {
+            "k": int(cmp.psi.shape[1]),
+            "d": int(cmp.phi0.shape[1]),
+            "n": int(n),
+            "loss": fit.loss,
+            "converged": fit.converged,
+            "separated": fit.separated,
+            "status": fit.status,
+            "num_steps": fit.num_steps,
+            "grad_norm": fit.grad_norm,
+            "condition_number": fit.condition_number,
+        }
+        if spec.column is None:
+            hom_loss = fit.loss if fit.converged else None
+        else:
+            values = [spec.column(r) for r in records]
+            counts = {v: values.count(v) for v in set(values)}
+            entry["reference"] = levels.reference
+            entry["pooled"] = list(levels.pooled)
+            entry["reference_n"] = counts[levels.reference] + sum(
+                counts[v] for v in levels.pooled
+            )
+            d = entry["d"]
+            if fit.status == "ok":
+                se = np.sqrt(np.diag(fit.cov))[d:]
+            else:  # no intervals from a bad fit: NaN (JSON null) and the status says why
+                se = np.full(entry["k"], np.nan)
+            z = float(scipy.stats.norm.ppf(1 - config.alpha / 2))
+            gamma = np.asarray(fit.params.gamma)
+            entry["levels"] = [
+                {
+                    "level": name,
+                    "n": counts[name],
+                    "gamma": float(gamma[j]),
+                    "se": float(se[j]),
+                    "lower": float(gamma[j] - z * se[j]),
+                    "upper": float(gamma[j] + z * se[j]),
+                }
+                for j, name in enumerate(levels.names)
+            ]
+            if hom_loss is not None and fit.converged:
+                stat = 2.0 * n * (hom_loss - fit.loss)
+                entry["lr_stat"] = stat
+                entry["lr_p_value"] = float(scipy.stats.chi2.sf(stat, entry["k"]))
+        out[spec.name] = entry
+    out["_design"] = {
+        "d": int(phi.shape[1]),
+        "explained": design.projection.explained,
+        "stats_kept": [n for n, k in zip(F.STATISTIC_NAMES, design.stat_keep) if k],
+    }
+    return out
+
+
+def _evaluate_splits(config, key, records, gold, position, raw, block, specs) -> dict:
+    """Held-out log-likelihood, accuracy and BoN/pBoN over ``num_splits`` splits."""
+    per_model: dict = defaultdict(lambda: defaultdict(list))
+    bon_rows: dict = defaultdict(lambda: defaultdict(list))
+    skipped = []
+    statuses: dict = defaultdict(lambda: defaultdict(int))
+    for split in tqdm(range(config.num_splits), desc="splits", leave=False):
+        train, test = D.split_by_prompt(
+            records, test_fraction=config.test_fraction, seed=config.seed + split
+        )
+        train_index, test_index = _index(train, position), _index(test, position)
+        design = _fit_design(config, raw, train_index, block)
+        phi = _phi(design, raw)
+        test_prompts = {r.prompt for r in test}
+        kept, rows, golds, num_skipped = _candidates(gold, test_prompts, position)
+        skipped.append(num_skipped)
+        types = np.array([r.annotator_type or "all" for r in test])
+        types = types if len(set(types)) > 1 else None
+        for spec in specs:
+            _, psi_train, psi_test = _psi(spec, train, test, config.min_annotator_count)
+            if spec.column is not None and psi_train is None:
+                continue
+            train_cmp = D.to_comparisons(train, phi, train_index, psi=psi_train)
+            test_cmp = _evaluation_comparisons(test, phi, test_index, psi_test)
+            fit = _fit(config, train_cmp, len(records))
+            metrics = _held_out(fit.params, test_cmp, types)
+            metrics["converged"] = fit.converged
+            metrics["ok"] = fit.status == "ok"
+            for name, value in metrics.items():
+                per_model[spec.name][name].append(value)
+            statuses[spec.name][fit.status] += 1
+            if rows and fit.status == "ok":
+                chosen = _best_of_n(fit, train_cmp, phi, rows, golds, config.alpha)
+                for name, value in chosen.items():
+                    bon_rows[spec.name][name].append(np.asarray(value))
+                bon_rows[spec.name]["prompt"].append(np.array(kept, dtype=object))
+    held_out = {
+        model: {
+            name: {"mean": float(np.mean(v)), "sd": float(np.std(v)), "values": v}
+            for name, v in metrics.items()
+        }
+        for model, metrics in per_model.items()
+    }
+    bon = {}
+    for model, cols in bon_rows.items():
+        cat = {name: np.concatenate(v) for name, v in cols.items()}
+        key, sub = jax.random.split(key)
+        diff, lo, hi = _cluster_bootstrap(
+            cat["pbon"] - cat["bon"],
+            list(cat["prompt"]),
+            sub,
+            config.num_bootstrap,
+            config.alpha,
+        )
+        bon[model] = {
+            "num_splits_used": len(cols["bon"]),
+            "num_prompts": int(len(cat["bon"]) / len(cols["bon"])),
+            "mean_candidates": float(cat["num_candidates"].mean()),
+            "random": float(cat["random"].mean()),
+            "bon": float(cat["bon"].mean()),
+            "pbon": float(cat["pbon"].mean()),
+            "oracle": float(cat["oracle"].mean()),
+            "pbon_minus_bon": diff,
+            "pbon_minus_bon_lower": lo,
+            "pbon_minus_bon_upper": hi,
+            "changed": float(cat["changed"].mean()),
+        }
+    return {
+        "held_out": held_out,
+        "bon": bon,
+        "skipped_prompts": skipped,
+        "fit_status": {m: dict(c) for m, c in statuses.items()},
+    }
+
+
+def _ok_mean_sd(held: dict, name: str, digits: int) -> str:
+    """ "mean ± sd" of a held-out metric over the splits whose fit was ok, or "—"."""
+    if name not in held:
+        return "—"
+    values = [v for v, ok in zip(held[name]["values"], held["ok"]["values"]) if ok]
+    if not values:
+        return "— (no ok fit)"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
+
+
+def _tables(payload: dict) -> str:
+    out = ["# Real-data study: rationality by annotator, held-out fit, BoN vs pBoN", ""]
+    cfg = payload["config"]
+    out.append(
+        f"Features: {cfg['featurizer']}, {cfg['num_components']} SVD components + pair "
+        f"statistics; ties: {cfg['ties']}; {cfg['num_splits']} prompt split(s), "
+        f"test fraction {cfg['test_fraction']}; α = {cfg['alpha']}."
+    )
+    rows = []
+    for name, ds in payload["datasets"].items():
+        s = ds["summary"]
+        rows.append(
+            [
+                name,
+                s["num_rows"],
+                s["num_records"],
+                s["num_ties"],
+                len(s["excluded"].get("tie", ())),
+                len(s["excluded"].get("invalid", ())),
+                s["num_coerced"],
+                ds["num_prompts"],
+                len(s["annotators"]),
+                ds["inference"]["_design"]["d"],
+            ]
+        )
+    out += [
+        "",
+        "## Data",
+        "",
+        reporting.markdown_table(
+            [
+                "dataset",
+                "rows",
+                "used",
+                "ties",
+                "ties excluded",
+                "invalid excluded",
+                "non-string responses converted",
+                "prompts",
+                "annotators",
+                "d",
+            ],
+            rows,
+        ),
+    ]
+    rows = []
+    for name, ds in payload["datasets"].items():
+        for model, entry in ds["inference"].items():
+            if model.startswith("_") or "levels" not in entry:
+                continue
+            rows.append(
+                [name, model, f"{entry['reference']} (ref)", entry["reference_n"], 0.0, 0.0,
+                 1.0, 1.0, 1.0, "reference"]
+            )  # fmt: skip
+            for lv in entry["levels"]:
+                verdict = (
+                    f"no interval: {entry['status']}"
+                    if entry["status"] != "ok"
+                    else "more rational"
+                    if lv["lower"] > 0
+                    else "less rational"
+                    if lv["upper"] < 0
+                    else "no evidence"
+                )
+                rows.append(
+                    [name, model, lv["level"], lv["n"], lv["gamma"], lv["se"],
+                     1 + lv["gamma"], 1 + lv["lower"], 1 + lv["upper"], verdict]
+                )  # fmt: skip
+    out += [
+        "",
+        "## Rationality σ = 1 + γ relative to the reference (fit on all rows, Wald CI)",
+        "",
+        reporting.markdown_table(
+            [
+                "dataset",
+                "model",
+                "level",
+                "n",
+                "γ",
+                "se",
+                "σ",
+                "σ lower",
+                "σ upper",
+                "vs reference",
+            ],
+            rows,
+        ),
+    ]
+    rows = []
+    for name, ds in payload["datasets"].items():
+        for model, entry in ds["inference"].items():
+            if model.startswith("_"):
+                continue
+            held = ds["held_out"][model]
+            rows.append(
+                [
+                    name,
+                    model,
+                    entry["k"],
+                    entry["loss"],
+                    entry.get("lr_stat", float("nan")),
+                    entry.get("lr_p_value", float("nan")),
+                    (
+                        f"{entry['status']}; splits ok "
+                        f"{sum(held['ok']['values'])}/{len(held['ok']['values'])}"
+                    ),
+                    _ok_mean_sd(held, "log_likelihood", 4),
+                    _ok_mean_sd(held, "accuracy", 3),
+                    _ok_mean_sd(held, "accuracy_human", 3),
+                ]
+            )
+    out += [
+        "",
+        "## Model comparison (train loss and LR test on all rows; held-out mean ± sd over the splits whose fit was ok)",
+        "",
+        reporting.markdown_table(
+            [
+                "dataset",
+                "model",
+                "k",
+                "train loss",
+                "LR stat",
+                "LR p",
+                "fit status (all rows; splits)",
+                "held-out log-lik",
+                "held-out acc",
+                "held-out acc (human rows)",
+            ],
+            rows,
+            digits=4,
+        ),
+    ]
+    rows = []
+    for name, ds in payload["datasets"].items():
+        for model, b in ds["bon"].items():
+            rows.append(
+                [
+                    name,
+                    model,
+                    b["num_prompts"],
+                    b["mean_candidates"],
+                    b["random"],
+                    b["bon"],
+                    b["pbon"],
+                    b["oracle"],
+                    (
+                        f"{b['pbon_minus_bon']:+.4f} [{b['pbon_minus_bon_lower']:+.4f}, "
+                        f"{b['pbon_minus_bon_upper']:+.4f}]"
+                    ),
+                    b["changed"],
+                ]
+            )
+    out += [
+        "",
+        "## Best-of-N on held-out prompts (gold = human win rate of the chosen response)",
+        "",
+        reporting.markdown_table(
+            [
+                "dataset",
+                "model",
+                "prompts/split",
+                "mean N",
+                "random",
+                "BoN",
+                "pBoN",
+                "oracle",
+                "pBoN − BoN [CI]",
+                "share changed",
+            ],
+            rows,
+            digits=4,
+        ),
+    ]
+    return "\n".join(out)
+
+
+def _figures(payload: dict) -> dict:
+    figs = {}
+    panels = [
+        (name, model, entry)
+        for name, ds in payload["datasets"].items()
+        for model, entry in ds["inference"].items()
+        if not model.startswith("_") and "levels" in entry
+    ]
+    if panels:
+        fig, axes = plt.subplots(
+            1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False
+        )
+        for ax, (name, model, entry) in zip(axes[0], panels):
+            labels = [f"{entry['reference']} (ref)"] + [
+                lv["level"] for lv in entry["levels"]
+            ]
+            sigma = [1.0] + [1 + lv["gamma"] for lv in entry["levels"]]
+            lo = [0.0] + [lv["gamma"] - lv["lower"] for lv in entry["levels"]]
+            hi = [0.0] + [lv["upper"] - lv["gamma"] for lv in entry["levels"]]
+            y = np.arange(len(labels))
+            ax.errorbar(sigma, y, xerr=[lo, hi], fmt="o", capsize=3)
+            ax.axvline(1.0, color="grey", ls="--", lw=1)
+            ax.axvline(0.0, color="red", ls=":", lw=1)
+            ax.set_yticks(y, labels, fontsize=7)
+            ax.set_xlabel("rationality σ = 1 + γ")
+            ax.set_title(f"{name}: {model}", fontsize=9)
+        fig.tight_layout()
+        figs["rationality"] = fig
+    bars = [
+        (f"{name}\n{model}", b)
+        for name, ds in payload["datasets"].items()
+        for model, b in ds["bon"].items()
+    ]
+    if bars:
+        fig, ax = plt.subplots(figsize=(1.8 * len(bars) + 2, 3.5))
+        x = np.arange(len(bars))
+        for j, (key, label) in enumerate(
+            [
+                ("random", "random"),
+                ("bon", "BoN"),
+                ("pbon", "pBoN"),
+                ("oracle", "oracle"),
+            ]
+        ):
+            ax.bar(x + 0.2 * (j - 1.5), [b[key] for _, b in bars], 0.2, label=label)
+        ax.set_xticks(x, [label for label, _ in bars], fontsize=7)
+        ax.set_ylabel("gold human win rate of the choice")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        figs["best_of_n"] = fig
+    return figs
+
+
+class Prepared(NamedTuple):
+    """One dataset loaded and featurized (features of every distinct text, unfitted)."""
+
+    records: list  # training-eligible records (ties excluded)
+    summary: D.LoadSummary
+    gold: list  # human records with ties kept (the BoN gold standard)
+    specs: list  # the rationality models to fit
+    position: dict  # (prompt, response) -> row of ``raw``
+    raw: np.ndarray  # [m, hash_dim or 384 + stats] raw features
+    block: int  # width of the text block of ``raw`` (the rest are statistics)
+
+
+def prepare(config, name: str) -> Prepared:
+    """Loads dataset ``name`` and computes the raw features of its distinct texts."""
+    records, summary, gold, specs = _load(config, name)
+    position: dict = {}
+    for r in [*records, *gold]:
+        for pair in ((r.prompt, r.response_0), (r.prompt, r.response_1)):
+            position.setdefault(pair, len(position))
+    raw, block = _raw_features(config, list(position))
+    return Prepared(records, summary, gold, specs, position, raw, block)
+
+
+def run(config) -> dict:
+    """Runs the study on the datasets of ``config`` and writes ``config.results_dir``."""
+    jax.config.update("jax_enable_x64", True)
+    config = configs.apply_preset(config, real_data_config.PRESETS)
+    if config.ties not in ("exclude", "error"):
+        raise ValueError(
+            f"config.ties must be 'exclude' or 'error', got {config.ties!r}"
+        )
+    names = [n.strip() for n in config.datasets.split(",") if n.strip()]
+    if not names:
+        raise ValueError("config.datasets names no dataset")
+    key = jax.random.key(config.seed)
+    payload: dict[str, Any] = {"config": config.to_dict(), "datasets": {}}
+    for name in tqdm(names, desc="datasets"):
+        prepared = prepare(config, name)
+        records, summary, gold, specs, position, raw, block = prepared
+        key, sub = jax.random.split(key)
+        payload["datasets"][name] = {
+            "summary": summary._asdict(),
+            "num_prompts": len({r.prompt for r in records}),
+            "inference": _inference(config, records, position, raw, block, specs),
+            **_evaluate_splits(config, sub, records, gold, position, raw, block, specs),
+        }
+    table = _tables(payload)
+    reporting.write_results(config.results_dir, payload, table, _figures(payload))
+    return payload
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    jax.config.update("jax_enable_x64", True)
+    run(_CONFIG.value)
+
+
+if __name__ == "__main__":
+    # Defined only when run as a script, so that tests can import several studies
+    # (absl forbids two flags named "config" in one process).
+    _CONFIG = config_flags.DEFINE_config_file(
+        "config", "configs/real_data.py", "Study configuration.", lock_config=True
+    )
+    app.run(main)
