@@ -1,0 +1,249 @@
+"""Tests of hetrlhf.ppo: hand-computed losses, closed forms, Monte Carlo, vmap."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hetrlhf import ensemble, ppo
+from hetrlhf.types import RewardEstimate
+
+
+def _np_clipped_surrogate(logp, old_logp, adv, eps):
+    out = 0.0
+    for b in range(logp.shape[0]):
+        for t in range(logp.shape[1]):
+            ratio = np.exp(logp[b, t] - old_logp[b, t])
+            clipped = min(max(ratio, 1 - eps), 1 + eps)
+            out += min(ratio * adv[b], clipped * adv[b])
+    return -out / logp.size
+
+
+def test_clipped_surrogate_matches_hand_computed_numpy():
+    logp = np.log(np.array([[0.5, 0.2], [0.1, 0.9], [0.3, 0.3]]))
+    old_logp = np.log(np.array([[0.25, 0.2], [0.2, 0.5], [0.35, 0.3]]))
+    adv = np.array([1.5, -2.0, 0.7])
+    loss, aux = ppo.ppo_loss(
+        jnp.asarray(logp),
+        jnp.asarray(old_logp),
+        jnp.asarray(old_logp),
+        jnp.asarray(adv),
+        jnp.ones(3),
+        clip_eps=0.2,
+        beta=0.0,
+    )
+    # Row 0 token 0: ratio 2 -> clipped to 1.2 (A > 0); row 1 token 0: ratio 0.5 with
+    # A < 0 -> min(−1, −1.6) = −1.6 (clipped at 0.8); row 1 token 1: ratio 1.8, A < 0 ->
+    # unclipped −3.6.
+    expected = -(1.2 * 1.5 + 1.0 * 1.5 - 1.6 - 3.6 + 0.7 * 0.3 / 0.35 + 0.7) / 6
+    np.testing.assert_allclose(loss, expected, rtol=1e-12)
+    np.testing.assert_allclose(loss, _np_clipped_surrogate(logp, old_logp, adv, 0.2))
+    np.testing.assert_allclose(aux["clip_frac"], 3 / 6)
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k3"])
+def test_weighted_kl_penalty_matches_hand_computed(estimator):
+    rng = np.random.default_rng(0)
+    logp, old_logp, ref_logp = np.log(rng.uniform(0.05, 0.9, size=(3, 4, 2)))
+    weights = np.array([0.5, 2.0, 1.0, 0.5])
+    ratio = np.exp(logp - old_logp)
+    u = np.exp(ref_logp - logp)
+    per_tok = ratio * (np.log(1 / u) if estimator == "k1" else u - 1 - np.log(u))
+    expected = np.mean(weights * per_tok.sum(axis=1))
+    _, aux = ppo.ppo_loss(
+        *map(jnp.asarray, (logp, old_logp, ref_logp)),
+        jnp.zeros(4),
+        jnp.asarray(weights),
+        clip_eps=0.2,
+        beta=1.0,
+        kl_estimator=estimator,
+    )
+    np.testing.assert_allclose(aux["kl_penalty"], expected, rtol=1e-12)
+
+
+def test_k1_penalty_expectation_is_variance_weighted_kl():
+    """E_{a~π_old}[w ρ log(π/π_ref)] = Σ_a π(a) w(a) log(π(a)/π_ref(a)) (B2's penalty)."""
+    pi = np.array([0.5, 0.3, 0.2])
+    pi_old = np.array([0.2, 0.5, 0.3])
+    pi_ref = np.array([0.4, 0.4, 0.2])
+    w = np.array([2.0, 0.5, 1.0])
+    # Enumerate the actions, each repeated in proportion to π_old (a 10-sample batch).
+    counts = (pi_old * 10).astype(int)
+    acts = np.repeat(np.arange(3), counts)
+    col = lambda p: jnp.asarray(np.log(p[acts])[:, None])
+    _, aux = ppo.ppo_loss(
+        col(pi),
+        col(pi_old),
+        col(pi_ref),
+        jnp.zeros(10),
+        jnp.asarray(w[acts]),
+        clip_eps=0.2,
+        beta=1.0,
+        kl_estimator="k1",
+    )
+    np.testing.assert_allclose(aux["kl_penalty"], np.sum(pi * w * np.log(pi / pi_ref)))
+
+
+def test_kl_weights():
+    var = jnp.array([1.0, 3.0, 0.0, 4.0])
+    np.testing.assert_allclose(ppo.kl_weights(var, True), [0.5, 1.5, 0.0, 2.0])
+    np.testing.assert_allclose(ppo.kl_weights(var, False), np.ones(4))
+    np.testing.assert_allclose(ppo.kl_weights(jnp.full(4, 7.3), True), np.ones(4))
+    np.testing.assert_allclose(ppo.kl_weights(jnp.zeros(4), True), np.ones(4))
+
+
+def test_group_advantages():
+    r = np.array([1.0, 2.0, 6.0, -1.0, 0.0, 4.0])
+    np.testing.assert_allclose(
+        ppo.group_advantages(jnp.asarray(r), 3), [-2, -1, 3, -2, -1, 3]
+    )
+
+
+@pytest.mark.parametrize(
+    "noise, correlation", [("gaussian", 1.0), ("gaussian", 0.3), ("uniform", 0.5)]
+)
+def test_noisy_reward_moments_monte_carlo(noise, correlation):
+    phi = jax.random.normal(jax.random.key(0), (6, 3))
+    est = RewardEstimate(jnp.arange(6.0), jnp.array([0.5, 1.0, 2.0, 0.1, 3.0, 1.5]))
+    ids = jnp.arange(6)
+    keys = jax.random.split(jax.random.key(1), 20_000)
+    draws = jax.vmap(
+        lambda k: (
+            ppo.noisy_reward(
+                k, est, phi, ids * 0, ids, noise=noise, correlation=correlation
+            ).mean
+        )
+    )(keys)
+    draws = np.asarray(draws)
+    n = draws.shape[0]
+    z = (draws.mean(0) - np.asarray(est.mean)) / np.sqrt(np.asarray(est.var) / n)
+    assert np.all(np.abs(z) < 4.5)
+    np.testing.assert_allclose(draws.var(0), est.var, rtol=0.06)
+    if noise == "uniform":
+        half = np.sqrt(3 * np.asarray(est.var))
+        assert np.all(np.abs(draws - np.asarray(est.mean)) <= half + 1e-9)
+
+
+def test_candidate_expected_gold_matches_numpy():
+    feats = np.random.default_rng(0).normal(size=(4, 5, 3))
+    theta = np.array([1.0, -1.0, 0.5])
+    task = ppo.CandidateTask(feats, theta)
+    params = task.init_params(jax.random.key(0))
+    w = np.asarray(params["params"]["Dense_0"]["kernel"])[:, 0]
+    logits = feats @ w
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    expected = np.mean(np.sum(probs * (feats @ theta), axis=-1))
+    np.testing.assert_allclose(task.expected_gold(None, params), expected, rtol=1e-10)
+
+
+def test_tiny_transformer_is_causal():
+    model = ppo.TinyTransformer(num_prompts=3, vocab_size=5, seq_len=4)
+    params = model.init(jax.random.key(0), jnp.int32(0), jnp.zeros(4, jnp.int32))
+    a = jnp.array([1, 2, 3, 4])
+    b = a.at[2].set(0)  # token 2 feeds the logits of positions 3 and later only
+    apply = jax.jit(model.apply)
+    la, _ = apply(params, jnp.int32(1), a)
+    lb, _ = apply(params, jnp.int32(1), b)
+    np.testing.assert_allclose(la[:3], lb[:3], atol=1e-12)
+    assert not np.allclose(la[3], lb[3])
+    assert la.shape == (4, 5)
+
+
+def _candidate_setup(num_updates=20, **kwargs):
+    theta = jnp.array([1.0, -0.5, 0.8])
+    feats = jax.random.normal(jax.random.key(0), (16, 6, 3))
+    task = ppo.CandidateTask(feats, theta)
+    config = ppo.PPOConfig(
+        num_updates=num_updates, num_prompts=8, group_size=4, **kwargs
+    )
+    return task, theta, config
+
+
+def test_ppo_improves_vmap_matches_loop_and_equal_variances_give_vanilla():
+    task, theta, config = _candidate_setup(
+        num_updates=20, reward_noise="none", beta=0.01
+    )
+
+    def equal_var(params, phi):  # a reward source whose variances are all equal
+        return RewardEstimate(phi @ params, jnp.full(phi.shape[:1], 2.5))
+
+    train = ppo.make_train(config, task, equal_var)
+    k0, k1 = jax.random.split(jax.random.key(2))
+    keys = jnp.stack([k0, k0, k1, k1])
+    flags = jnp.array([False, True, False, True])
+    out = jax.jit(jax.vmap(train, in_axes=(0, 0, None)))(keys, flags, theta)
+    # Equal variances: the variance-aware run IS the vanilla run, bit for bit.
+    for a, b in ((0, 1), (2, 3)):
+        jax.tree.map(
+            lambda x, a=a, b=b: np.testing.assert_array_equal(x[a], x[b]),
+            out.state.params,
+        )
+    # PPO on an accurate reward improves on the reference policy.
+    assert np.all(
+        np.asarray(out.gold_reward) > float(out.reference_gold_reward[0]) + 0.1
+    )
+    # One vmapped program = the policies trained one by one.
+    single = jax.jit(train)(keys[2], flags[2], theta)
+    np.testing.assert_allclose(out.gold_reward[2], single.gold_reward, rtol=1e-6)
+    assert out.metrics.gold.shape == (4, 20)
+
+
+@pytest.mark.slow
+def test_token_task_trains_under_vmap():
+    d = 3
+    task = ppo.TokenTask(
+        jax.random.normal(jax.random.key(0), (5, d)),
+        jax.random.normal(jax.random.key(1), (4, d)),
+        jnp.ones(d),
+        seq_len=3,
+        policy=ppo.TinyTransformer(num_prompts=4, vocab_size=5, seq_len=3, embed_dim=8),
+        num_eval_samples=4,
+    )
+    config = ppo.PPOConfig(
+        num_updates=2, num_prompts=4, group_size=2, num_minibatches=2
+    )
+    heads = jax.random.normal(jax.random.key(2), (3, d))
+    train = jax.jit(
+        jax.vmap(
+            ppo.make_train(config, task, ensemble.ensemble_reward), in_axes=(0, 0, None)
+        )
+    )
+    out = train(jax.random.split(jax.random.key(3), 2), jnp.array([False, True]), heads)
+    assert out.gold_reward.shape == (2,) and np.all(np.isfinite(out.gold_reward))
+    actions = task.sample(
+        jax.random.key(4), task.init_params(jax.random.key(0)), jnp.arange(4)
+    )
+    assert actions.shape == (4, 3) and actions.dtype == jnp.int32
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("num_updates", 0, "num_updates"),
+        ("num_minibatches", 3, "divide"),
+        ("clip_eps", 0.0, "clip_eps"),
+        ("beta", float("nan"), "beta"),
+        ("kl_estimator", "k2", "kl_estimator"),
+        ("baseline", "none", "baseline"),
+        ("reward_noise", "cauchy", "reward_noise"),
+        ("noise_correlation", 1.5, "noise_correlation"),
+    ],
+)
+def test_config_validation(field, value, match):
+    task, _, config = _candidate_setup()
+    with pytest.raises(ValueError, match=match):
+        ppo.make_train(
+            config._replace(**{field: value}), task, ensemble.ensemble_reward
+        )
+
+
+def test_task_validation():
+    with pytest.raises(ValueError, match="features must be"):
+        ppo.CandidateTask(np.zeros((3, 4)), np.zeros(4))
+    with pytest.raises(ValueError, match="gold_theta"):
+        ppo.CandidateTask(np.zeros((3, 4, 2)), np.zeros(3))
+    with pytest.raises(ValueError, match="finite"):
+        ppo.CandidateTask(np.full((3, 4, 2), np.nan), np.zeros(2))
+    with pytest.raises(ValueError, match="seq_len"):
+        ppo.TokenTask(np.zeros((5, 2)), np.zeros((3, 2)), np.zeros(2), seq_len=0)
