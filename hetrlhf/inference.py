@@ -22,17 +22,25 @@ from jax.scipy.stats import norm
 
 from hetrlhf import model
 from hetrlhf.estimate import ravel_params, unravel_params
-from hetrlhf.types import Comparisons, Intervals, Params, RewardComparison, RewardEstimate
+from hetrlhf.types import (
+    Comparisons,
+    Intervals,
+    Params,
+    RewardComparison,
+    RewardEstimate,
+)
 
 __all__ = [
-    "fisher_information",
-    "condition_number",
-    "covariance",
-    "standard_errors",
-    "confidence_intervals",
-    "reward_interval",
+    "compare_estimates",
     "compare_rewards",
+    "condition_number",
+    "confidence_intervals",
+    "covariance",
     "default_max_condition",
+    "difference_ztest",
+    "fisher_information",
+    "reward_interval",
+    "standard_errors",
 ]
 
 
@@ -67,7 +75,9 @@ def fisher_information(params: Params, data: Comparisons, *, kind: str = "observ
         sigma = model.rationality(params.gamma, data.psi, data.psi0)
         r = model.reward(params.theta, data.dphi)
         p = jax.nn.sigmoid(sigma * r)
-        g = jnp.concatenate([sigma[:, None] * data.dphi, r[:, None] * data.psi], axis=-1)
+        g = jnp.concatenate(
+            [sigma[:, None] * data.dphi, r[:, None] * data.psi], axis=-1
+        )
         return jnp.einsum("i,ij,il->jl", p * (1 - p), g, g) / data.y.shape[-1]
     raise ValueError(f"kind must be 'observed' or 'expected', got {kind!r}")
 
@@ -204,12 +214,80 @@ def reward_interval(
     return RewardEstimate(mean, var)
 
 
+def difference_ztest(diff: RewardEstimate) -> RewardComparison:
+    """z-test of H0: Δ = 0 from an estimate of a reward difference Δ.
+
+    z = Δ̂ / sqrt(var(Δ̂)); p-values from the standard normal. The estimate can come
+    from any source (Fisher, ensemble, interval rewards): only its mean and variance
+    are used. A zero variance gives z = ±inf (or NaN for 0/0) — there is nothing to
+    test then.
+
+    Args:
+      diff: ``RewardEstimate`` of Δ = r(s, a) − r(s, b), mean and var of shape [...].
+
+    Returns:
+      ``RewardComparison(estimate, se, z, p_value, p_value_greater, p_value_less)``:
+      two-sided, H1: Δ > 0, and H1: Δ < 0 p-values.
+    """
+    se = jnp.sqrt(diff.var)
+    z = diff.mean / se
+    return RewardComparison(
+        estimate=diff.mean,
+        se=se,
+        z=z,
+        p_value=2.0 * norm.sf(jnp.abs(z)),
+        p_value_greater=norm.sf(z),
+        p_value_less=norm.cdf(z),
+    )
+
+
+def compare_estimates(
+    est_a: RewardEstimate, est_b: RewardEstimate, cov_ab=None
+) -> RewardComparison:
+    """z-test of H0: r_a = r_b from two ``RewardEstimate``s of any source.
+
+    Δ̂ = mean_a − mean_b,  var(Δ̂) = var_a + var_b − 2·Cov(r̂_a, r̂_b).
+    ``cov_ab=None`` treats the two estimates as independent (right for interval
+    rewards from independent judge calls; for two rewards from ONE fitted model the
+    estimates are correlated — pass the covariance, e.g. φ_aᵀΣ_θφ_b for the Fisher
+    source or the head covariance for an ensemble, or test the difference directly
+    with ``difference_ztest``). Rounding can make the difference variance slightly
+    negative when a ≈ b; it is clipped at 0.
+
+    Args:
+      est_a, est_b: ``RewardEstimate``s with broadcastable shapes [...].
+      cov_ab: [...] covariance of the two estimates, or None (0).
+
+    Returns:
+      ``RewardComparison`` (see ``difference_ztest``).
+
+    Raises:
+      TypeError: an argument is not a ``RewardEstimate``.
+    """
+    for name, est in (("est_a", est_a), ("est_b", est_b)):
+        if not isinstance(est, RewardEstimate):
+            raise TypeError(
+                f"{name} must be a hetrlhf.RewardEstimate(mean, var), got "
+                f"{type(est).__name__}"
+            )
+    var = est_a.var + est_b.var
+    if cov_ab is not None:
+        var = var - 2.0 * cov_ab
+    return difference_ztest(
+        RewardEstimate(est_a.mean - est_b.mean, jnp.maximum(var, 0.0))
+    )
+
+
 def compare_rewards(
     params: Params, data: Comparisons, phi_a: jax.Array, phi_b: jax.Array, *, cov=None
 ) -> RewardComparison:
-    """z-test of H0: r(s, a) = r(s, b), i.e. θᵀ(φ_a − φ_b) = 0.
+    """z-test of H0: r(s, a) = r(s, b), i.e. θᵀ(φ_a − φ_b) = 0 (Fisher source).
 
-    Δ̂ = θ̂ᵀ(φ_a − φ_b), se = sqrt((φ_a − φ_b)ᵀ Σ_θ (φ_a − φ_b)), z = Δ̂/se.
+    Δ̂ = θ̂ᵀ(φ_a − φ_b), se = sqrt((φ_a − φ_b)ᵀ Σ_θ (φ_a − φ_b)), z = Δ̂/se. The
+    reward difference is itself a linear reward at φ_a − φ_b, so its
+    ``RewardEstimate`` comes from ``reward_interval`` (which accounts for the
+    correlation of r̂_a and r̂_b exactly) and is tested by ``difference_ztest``, the
+    source-agnostic test shared with ``compare_estimates``.
 
     Args:
       params, data: the fit and its data.
@@ -220,14 +298,4 @@ def compare_rewards(
       ``RewardComparison(estimate, se, z, p_value, p_value_greater, p_value_less)``:
       two-sided, H1: r_a > r_b, and H1: r_a < r_b p-values.
     """
-    est = reward_interval(params, data, phi_a - phi_b, cov=cov)
-    se = jnp.sqrt(est.var)
-    z = est.mean / se
-    return RewardComparison(
-        estimate=est.mean,
-        se=se,
-        z=z,
-        p_value=2.0 * norm.sf(jnp.abs(z)),
-        p_value_greater=norm.sf(z),
-        p_value_less=norm.cdf(z),
-    )
+    return difference_ztest(reward_interval(params, data, phi_a - phi_b, cov=cov))
