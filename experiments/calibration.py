@@ -5,6 +5,10 @@ difference Δ = r(a¹) − r(a⁰) on held-out comparisons, and every metric bel
 only that:
 
 * Fisher: ``hr.reward_interval(θ̂, data, Δφ)`` (Wald, from the observed information).
+* Sandwich: the same Δ̂ with the cluster-robust covariance H⁻¹BH⁻¹
+  (``hr.inference.sandwich_covariance``; simulated: HC0, every comparison its own
+  cluster; real: clustered by prompt). Not one of the issue's three sources: added
+  because the real-data check below shows why it is needed.
 * Ensemble: a bootstrap ensemble of K ``hr.fit`` fits, one per multinomial resample of
   the training rows (vmapped); mean and sample variance (ddof 1) of the heads' θ_kᵀΔφ.
   A stand-in for ``hetrlhf.ensemble`` (not on main when this study was written).
@@ -65,6 +69,7 @@ from hetrlhf import calibration, model, multitest, reporting
 from hetrlhf import data as hdata
 from hetrlhf import features as hfeatures
 from hetrlhf import simulate as hsim
+from hetrlhf.inference import sandwich_covariance
 from hetrlhf.intervals import interval_moments
 from hetrlhf.types import Comparisons, RewardEstimate
 
@@ -95,18 +100,32 @@ def _fits(key, train: Comparisons, num_real, num_heads: int):
     return jax.vmap(hr.fit)(jax.tree.map(lambda a: a[idx], train))
 
 
-def _difference_sources(key, train, num_real, test_dphi, num_heads):
-    """Fisher and bootstrap-ensemble ``RewardEstimate``s of test reward differences.
+def _difference_sources(
+    key, train, num_real, test_dphi, cluster, *, num_heads, num_clusters=None
+):
+    """Fisher, sandwich and bootstrap-ensemble ``RewardEstimate``s of test Δ.
 
-    Returns (Fisher ``FitResult``, Fisher estimate, ensemble estimate, share of the
-    ensemble heads that converged).
+    Args:
+      cluster: [n] cluster ids of the training rows for the sandwich source (None:
+        every row its own cluster, HC0).
+      num_clusters: static number of clusters when ``cluster`` is given.
+
+    Returns:
+      (Fisher ``FitResult``, {source name: ``RewardEstimate``}, share of the ensemble
+      heads that converged).
     """
     fits = _fits(key, train, num_real, num_heads)
     fit = jax.tree.map(lambda a: a[0], fits)
-    fisher = hr.reward_interval(fit.params, train, test_dphi)
+    sandwich = sandwich_covariance(
+        fit.params, train, cluster, num_clusters=num_clusters
+    )
     dr = test_dphi @ fits.params.theta[1:].T  # [m, K]
-    ensemble = RewardEstimate(jnp.mean(dr, -1), jnp.var(dr, -1, ddof=1))
-    return fit, fisher, ensemble, jnp.mean(fits.converged[1:])
+    ests = {
+        "fisher": hr.reward_interval(fit.params, train, test_dphi),
+        "sandwich": hr.reward_interval(fit.params, train, test_dphi, cov=sandwich),
+        "ensemble": RewardEstimate(jnp.mean(dr, -1), jnp.var(dr, -1, ddof=1)),
+    }
+    return fit, ests, jnp.mean(fits.converged[1:])
 
 
 def _pad(train: Comparisons, size: int) -> Comparisons:
@@ -155,8 +174,8 @@ def sim_replicate(key, *, design, num_train, num_test, num_heads, width_scales, 
     k_train, k_test, k_boot, k_judge = jax.random.split(key, 4)
     train = hsim.simulate(k_train, design, num_train)
     test = hsim.simulate(k_test, design, num_test)
-    fit, fisher, ensemble, ens_conv = _difference_sources(
-        k_boot, train, num_train, test.dphi, num_heads
+    fit, ests, ens_conv = _difference_sources(
+        k_boot, train, num_train, test.dphi, None, num_heads=num_heads
     )
     theta_star = jnp.asarray(design.theta, test.phi0.dtype)
     out = {
@@ -165,11 +184,10 @@ def sim_replicate(key, *, design, num_train, num_test, num_heads, width_scales, 
         "true_prob": hsim.label_probability(design, test),
         "sigma_hat": model.rationality(fit.params.gamma, test.psi, test.psi0),
         "converged": jnp.stack([fit.converged.astype(ens_conv.dtype), ens_conv]),
-        "fisher/mean": fisher.mean,
-        "fisher/var": fisher.var,
-        "ensemble/mean": ensemble.mean,
-        "ensemble/var": ensemble.var,
     }
+    for name, est in ests.items():
+        out[f"{name}/mean"] = est.mean
+        out[f"{name}/var"] = est.var
     keys = jax.random.split(k_judge, len(width_scales))
     r0, r1 = test.phi0 @ theta_star, test.phi1 @ theta_star
     for k, w in zip(keys, width_scales):
@@ -309,7 +327,7 @@ def _load_real(config):
     return records, summary, train, test, index, phi, levels, tr, te
 
 
-def _real_tables(params, tr, te, fisher, train, records, index, phi, levels, config):
+def _real_tables(params, tr, ests, sandwich_cov, train, records, index, phi, levels):
     """Item 4: annotator disagreement vs estimation uncertainty."""
     z95 = stats.norm.ppf(0.975)
     ci = hr.confidence_intervals(params, tr)
@@ -318,45 +336,83 @@ def _real_tables(params, tr, te, fisher, train, records, index, phi, levels, con
     for r in train:
         counts[r.annotator] = counts.get(r.annotator, 0) + 1
         types[r.annotator] = r.annotator_type
+    d = tr.phi0.shape[-1]
+    se_sw = np.sqrt(np.diagonal(np.asarray(sandwich_cov)))
     rat_rows, rat = [], {}
     ref = levels.reference
     rat[ref] = {"sigma": 1.0, "se": 0.0, "lower": 1.0, "upper": 1.0}
-    rat_rows.append([ref, types[ref], counts[ref], 1.0, "reference", "-", "-"])
+    rat_rows.append([ref, types[ref], counts[ref], 1.0, "reference", "-", "-", "-"])
     for j, name in enumerate(levels.names):
-        g, se = float(ci.estimate.gamma[j]), float(ci.se.gamma[j])
+        g, se, sw = float(ci.estimate.gamma[j]), float(ci.se.gamma[j]), se_sw[d + j]
         s = 1.0 + g
-        rat[name] = {"sigma": s, "se": se, "lower": s - z95 * se, "upper": s + z95 * se}
+        rat[name] = {
+            "sigma": s,
+            "se": se,
+            "lower": s - z95 * se,
+            "upper": s + z95 * se,
+            "se_sandwich": float(sw),
+        }
         rat_rows.append(
-            [name, types[name], counts[name], s, se, s - z95 * se, s + z95 * se]
+            [
+                name,
+                types[name],
+                counts[name],
+                s,
+                se,
+                f"[{s - z95 * se:.3f}, {s + z95 * se:.3f}]",
+                float(sw),
+                f"[{s - z95 * sw:.3f}, {s + z95 * sw:.3f}]",
+            ]
         )
     for name in levels.pooled:
-        rat_rows.append([name, types[name], counts[name], 1.0, "pooled", "-", "-"])
+        rat_rows.append([name, types[name], counts[name], 1.0, "pooled", "-", "-", "-"])
     table_rat = reporting.markdown_table(
-        ["annotator", "type", "train rows", "σ̂ = 1 + γ̂", "se", "95% low", "95% high"],
+        [
+            "annotator",
+            "type",
+            "train rows",
+            "σ̂ = 1 + γ̂",
+            "se (Fisher)",
+            "95% CI (Fisher)",
+            "se (sandwich)",
+            "95% CI (sandwich)",
+        ],
         rat_rows,
     )
 
-    se_diff = np.sqrt(np.asarray(fisher.var))
-    cmp = hr.compare_rewards(params, tr, te.phi1, te.phi0)
-    adj = multitest.adjust_comparisons(cmp)
     alpha = 0.05
-    est_rows = [
-        ["median se of held-out Δ̂ (Fisher)", float(np.median(se_diff))],
-        [
-            "10% / 90% quantile of se(Δ̂)",
-            f"{np.quantile(se_diff, 0.1):.3f} / {np.quantile(se_diff, 0.9):.3f}",
-        ],
-        ["median |Δ̂|", float(np.median(np.abs(np.asarray(fisher.mean))))],
-        [
-            "held-out pairs, Δ ≠ 0 at 5% (raw)",
-            float(np.mean(np.asarray(adj.p_value) < alpha)),
-        ],
-        ["  … Holm-adjusted", float(np.mean(np.asarray(adj.p_holm) < alpha))],
-        ["  … BH-adjusted", float(np.mean(np.asarray(adj.p_bh) < alpha))],
-        ["max se of θ̂_j", float(np.max(np.asarray(ci.se.theta)))],
-        ["condition number of the information", float(ci.condition_number)],
+    header_est = ["estimation uncertainty", "Fisher", "sandwich (by prompt)"]
+    cols = []
+    for est in (ests["fisher"], ests["sandwich"]):
+        se_diff = np.sqrt(np.asarray(est.var))
+        adj = multitest.adjust_comparisons(hr.inference.difference_ztest(est))
+        cols.append(
+            [
+                float(np.median(se_diff)),
+                f"{np.quantile(se_diff, 0.1):.3f} / {np.quantile(se_diff, 0.9):.3f}",
+                float(np.median(np.abs(np.asarray(est.mean)))),
+                float(np.mean(np.asarray(adj.p_value) < alpha)),
+                float(np.mean(np.asarray(adj.p_holm) < alpha)),
+                float(np.mean(np.asarray(adj.p_bh) < alpha)),
+            ]
+        )
+    se_theta_sw = se_sw[:d]
+    cols[0].append(float(np.max(np.asarray(ci.se.theta))))
+    cols[1].append(float(np.max(se_theta_sw)))
+    names = [
+        "median se of held-out Δ̂",
+        "10% / 90% quantile of se(Δ̂)",
+        "median |Δ̂|",
+        "held-out pairs with Δ ≠ 0 at 5% (raw)",
+        "  … Holm-adjusted",
+        "  … BH-adjusted",
+        "max se of θ̂_j",
     ]
-    table_est = reporting.markdown_table(["estimation uncertainty", "value"], est_rows)
+    est_rows = [[n, f, w] for n, f, w in zip(names, *cols)]
+    est_rows.append(
+        ["condition number of the information", float(ci.condition_number), "-"]
+    )
+    table_est = reporting.markdown_table(header_est, est_rows)
 
     # The five LLMs ranked by the mean reward of their responses.
     models = sorted({m for r in records for m in (r.model_0, r.model_1) if m})
@@ -365,12 +421,10 @@ def _real_tables(params, tr, te, fisher, train, records, index, phi, levels, con
         rows_of[r.model_0].add(int(index.index0[i]))
         rows_of[r.model_1].add(int(index.index1[i]))
     mean_phi = np.stack([phi[sorted(rows_of[m])].mean(0) for m in models])
-    cov = hr.covariance(params, tr)
-    d = tr.phi0.shape[-1]
-    sig = np.asarray(cov)[:d, :d]
-    est = hr.reward_interval(params, tr, jnp.asarray(mean_phi), cov=cov)
-    # se of a model's mean reward: estimation (θ̂, correlated across models through
-    # Σ_θ) plus the sampling of its responses (s²_m / n_m, independent across models).
+    sig = np.asarray(sandwich_cov)[:d, :d]
+    est = hr.reward_interval(params, tr, jnp.asarray(mean_phi), cov=sandwich_cov)
+    # se of a model's mean reward: estimation (θ̂, sandwich covariance clustered by
+    # prompt, correlated across models through Σ_θ) plus the sampling of its responses (s²_m / n_m, independent across models).
     theta = np.asarray(params.theta)
     sampling = np.array(
         [
@@ -399,7 +453,7 @@ def _real_tables(params, tr, te, fisher, train, records, index, phi, levels, con
     )
     out = {
         "rationality": rat,
-        "estimation": {str(r[0]): r[1] for r in est_rows},
+        "estimation": {str(r[0]): {"fisher": r[1], "sandwich": r[2]} for r in est_rows},
         "llm_ranking": {
             models[m]: {
                 "mean": float(est.mean[m]),
@@ -416,9 +470,9 @@ def _real_tables(params, tr, te, fisher, train, records, index, phi, levels, con
         + table_rat
         + "\n\n#### Estimation uncertainty of the rewards\n\n"
         + table_est
-        + "\n\n#### LLMs ranked by the mean reward of their responses (se: estimation "
-        "+ response sampling; Holm, α = 0.05; same letter = not separable)\n\n"
-        + table_llm
+        + "\n\n#### LLMs ranked by the mean reward of their responses (se: sandwich "
+        "estimation se + response sampling; differences tested with the full "
+        "covariance; Holm, α = 0.05; same letter = not separable)\n\n" + table_llm
     )
     return out, tables
 
@@ -428,11 +482,26 @@ def run_real(key, config):
     cfg = config.real
     records, summary, train, test, index, phi, levels, tr, te = _load_real(config)
     size = tr.y.shape[0] + 1  # at least one padding row (see _fits)
-    kernel = jax.jit(functools.partial(_difference_sources, num_heads=config.num_heads))
-    key_full, key_split = jax.random.split(key)
-    fit, fisher, ensemble, ens_conv = kernel(
-        key_full, _pad(tr, size), tr.y.shape[0], te.dphi
+    # Sandwich clusters: the training prompts (one prompt's items and annotators are
+    # dependent); padding rows go to cluster 0 and contribute nothing.
+    prompt_id = {}
+    cluster = np.array([prompt_id.setdefault(r.prompt, len(prompt_id)) for r in train])
+    kernel = jax.jit(
+        functools.partial(
+            _difference_sources,
+            num_heads=config.num_heads,
+            num_clusters=len(prompt_id),
+        )
     )
+
+    def pad_cluster(c):
+        return jnp.asarray(np.concatenate([c, np.zeros(size - len(c), c.dtype)]))
+
+    key_full, key_split = jax.random.split(key)
+    fit, ests, ens_conv = kernel(
+        key_full, _pad(tr, size), tr.y.shape[0], te.dphi, pad_cluster(cluster)
+    )
+    fisher = ests["fisher"]
     params = fit.params
     if not bool(fit.converged):
         warnings.warn(
@@ -443,7 +512,7 @@ def run_real(key, config):
     sigma = model.rationality(params.gamma, te.psi, te.psi0)
     levels_arr = jnp.asarray(config.levels)
     sources = {}
-    for name, est in (("fisher", fisher), ("ensemble", ensemble)):
+    for name, est in ests.items():
         sources[name] = _metrics(
             est, None, te.y, sigma, levels_arr, config.num_bins, None
         )
@@ -453,7 +522,7 @@ def run_real(key, config):
     )
 
     # Split-half check of the reward-difference variances.
-    z_by_source = {"fisher": [], "ensemble": []}
+    z_by_source = {name: [] for name in ests}
     keys = jax.random.split(key_split, cfg.num_splits)
     for s in tqdm(range(cfg.num_splits), desc="real split-half"):
         half_a, half_b = hdata.split_by_prompt(
@@ -465,14 +534,16 @@ def run_real(key, config):
         for half, k in ((half_a, ka), (half_b, kb)):
             idx = np.array([pos[id(r)] for r in half])
             sub = jax.tree.map(lambda a, i=idx: a[i], tr)
-            _, fi, en, _ = kernel(k, _pad(sub, size), len(idx), te.dphi)
-            est_halves.append({"fisher": fi, "ensemble": en})
+            _, half_ests, _ = kernel(
+                k, _pad(sub, size), len(idx), te.dphi, pad_cluster(cluster[idx])
+            )
+            est_halves.append(half_ests)
         for name, diffs in z_by_source.items():
             a, b = est_halves[0][name], est_halves[1][name]
             diffs.append(RewardEstimate(a.mean - b.mean, a.var + b.var))
-    for name, ests in z_by_source.items():
+    for name, diffs in z_by_source.items():
         stacked = RewardEstimate(
-            np.stack([e.mean for e in ests]), np.stack([e.var for e in ests])
+            np.stack([e.mean for e in diffs]), np.stack([e.var for e in diffs])
         )
         zero = np.zeros_like(stacked.mean)
         sources[name].update(
@@ -480,8 +551,11 @@ def run_real(key, config):
                 stacked, zero, None, None, levels_arr, config.num_bins, cfg.num_splits
             )
         )
+    sandwich_cov = sandwich_covariance(
+        params, tr, jnp.asarray(cluster), num_clusters=len(prompt_id)
+    )
     tables_out, tables = _real_tables(
-        params, tr, te, fisher, train, records, index, phi, levels, config
+        params, tr, ests, sandwich_cov, train, records, index, phi, levels
     )
     res = {
         "num_records": len(records),
@@ -532,6 +606,8 @@ def _coverage_table(sources, levels, check):
 
 def _figures(sim, real, levels):
     figs = {}
+    names = list(dict.fromkeys([*sim["sources"], *(real["sources"] if real else [])]))
+    color = {n: f"C{i}" for i, n in enumerate(names)}
     parts = [("simulated", sim)] + ([("real (PandaLM)", real)] if real else [])
     fig, axes = plt.subplots(
         1, len(parts), figsize=(5.5 * len(parts), 4.6), squeeze=False
@@ -546,6 +622,7 @@ def _figures(sim, real, levels):
                 rel["mean_label"][keep],
                 "o-",
                 ms=3,
+                color=color[name],
                 label=f"{name} (ECE {r['ece']:.3f})",
             )
         ax.set_xlabel("predicted P(y = 1)")
@@ -567,6 +644,7 @@ def _figures(sim, real, levels):
                     marker="o",
                     ms=3,
                     capsize=2,
+                    color=color[name],
                     label=name,
                 )
         ax.set_xlabel("nominal level")

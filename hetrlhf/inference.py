@@ -40,6 +40,7 @@ __all__ = [
     "difference_ztest",
     "fisher_information",
     "reward_interval",
+    "sandwich_covariance",
     "standard_errors",
 ]
 
@@ -299,3 +300,44 @@ def compare_rewards(
       two-sided, H1: r_a > r_b, and H1: r_a < r_b p-values.
     """
     return difference_ztest(reward_interval(params, data, phi_a - phi_b, cov=cov))
+
+
+def sandwich_covariance(
+    params: Params, data: Comparisons, cluster=None, *, num_clusters: int | None = None
+) -> jax.Array:
+    """Cluster-robust (sandwich) covariance H⁻¹ B H⁻¹ of (θ̂, γ̂), shape [d + k, d + k].
+
+    H = Σ_i ∇²ℓ_i (observed information of the summed loss), B = Σ_c s_c s_cᵀ with
+    s_c = Σ_{i ∈ c} ∇ℓ_i the score of cluster c (Huber 1967; White 1980; Liang &
+    Zeger 1986), ℓ_i the negative log-likelihood of comparison i. Unlike I⁻¹/n it stays
+    valid when the model is misspecified or when comparisons are dependent within
+    clusters (e.g. several annotators labelling one item, or one prompt). No
+    small-sample correction (CR0 / HC0); with ``cluster=None`` every comparison is its
+    own cluster (HC0). Rows with Δφ = 0 contribute nothing (usable as padding).
+
+    Args:
+      params, data: the fit and its data (n comparisons).
+      cluster: [n] int cluster ids in [0, num_clusters), or None.
+      num_clusters: number of clusters (static; required with ``cluster``).
+
+    Returns:
+      [d + k, d + k] covariance, θ block first. No conditioning check is made (use
+      ``covariance`` for that); a singular H gives NaN.
+    """
+    d = data.phi0.shape[-1]
+    n = data.y.shape[-1]
+    x = ravel_params(params)
+
+    def row_losses(v):
+        return -model.log_likelihood(unravel_params(v, d), data)
+
+    scores = jax.jacrev(row_losses)(x)  # [n, p]
+    if cluster is not None:
+        if num_clusters is None:
+            raise ValueError("num_clusters is required when cluster is given")
+        scores = jax.ops.segment_sum(scores, cluster, num_clusters)
+    meat = scores.T @ scores
+    hess = n * fisher_information(params, data)
+    chol = jax.scipy.linalg.cho_factor(hess, lower=True)
+    left = jax.scipy.linalg.cho_solve(chol, meat)
+    return jax.scipy.linalg.cho_solve(chol, left.T).T

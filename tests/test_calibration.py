@@ -119,6 +119,7 @@ def test_calibration_study_smoke(tmp_path, capsys):
     sim = payload["simulation"]["sources"]
     assert set(sim) == {
         "fisher",
+        "sandwich",
         "ensemble",
         "interval x1",
         "interval x0.5",
@@ -134,7 +135,12 @@ def test_calibration_study_smoke(tmp_path, capsys):
     assert sim["interval x0.5"]["coverage"][3] < sim["interval x1"]["coverage"][3] - 0.1
     assert sim["interval x0.5"]["sd_scale"] > 1.5
     real = payload["real"]
-    assert set(real["sources"]) == {"fisher", "ensemble", "plug-in (no variance)"}
+    assert set(real["sources"]) == {
+        "fisher",
+        "sandwich",
+        "ensemble",
+        "plug-in (no variance)",
+    }
     assert np.all(np.isfinite(real["sources"]["fisher"]["coverage"]))
     rat = real["rationality"]
     assert rat["pandalm_h1"]["sigma"] == 1.0

@@ -134,3 +134,23 @@ def test_consumers_trace_under_jit_and_vmap():
         hr.RewardEstimate(est.mean[:, 1], est.var[:, 1]),
     )
     assert cmp.p_value.shape == (4,)
+
+
+def test_sandwich_covariance_matches_statsmodels_cluster_robust():
+    data, params, res = _fisher_setup(n=300)
+    groups = np.arange(300) // 4  # 75 clusters of 4 comparisons
+    ref = sm.Logit(np.asarray(data.y), np.asarray(data.dphi)).fit(
+        disp=0, cov_type="cluster", cov_kwds={"groups": groups, "use_correction": False}
+    )
+    ours = hr.inference.sandwich_covariance(
+        params, data, jnp.asarray(groups), num_clusters=75
+    )
+    np.testing.assert_allclose(ours, ref.cov_params(), rtol=1e-6)
+    # Every row its own cluster: HC0.
+    hc0 = sm.Logit(np.asarray(data.y), np.asarray(data.dphi)).fit(
+        disp=0, cov_type="HC0"
+    )
+    np.testing.assert_allclose(
+        hr.inference.sandwich_covariance(params, data), hc0.cov_params(), rtol=1e-6
+    )
+    del res
