@@ -43,7 +43,7 @@ def test_same_estimate_same_choice_whatever_the_source():
     rng = np.random.default_rng(1)
     # 8 prompts × 20 candidates; candidate scales differ so the variances differ a lot.
     phi = rng.normal(size=(8, 20, 3)) * rng.uniform(0.2, 3.0, size=(8, 20, 1))
-    fisher = hr.reward_interval(params, data, jnp.asarray(phi))
+    fisher = jax.jit(hr.reward_interval)(params, data, jnp.asarray(phi))
     interval, ensemble = _three_sources(fisher.mean, fisher.var)
     for other in (interval, ensemble):
         np.testing.assert_allclose(other.mean, fisher.mean, rtol=1e-12, atol=1e-12)
