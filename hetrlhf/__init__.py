@@ -6,7 +6,16 @@ float64. On CPU enable it yourself before creating arrays:
 fine for the point estimates and on accelerators (tolerances follow the dtype).
 """
 
-from hetrlhf import checkpoint, data, features, intervals, model, parallel, policy, simulate
+from hetrlhf import (
+    checkpoint,
+    data,
+    features,
+    intervals,
+    model,
+    parallel,
+    policy,
+    simulate,
+)
 from hetrlhf.estimate import ConvergenceWarning, alternating_gd, fit, run_alternating
 from hetrlhf.inference import (
     compare_rewards,

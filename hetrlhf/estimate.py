@@ -29,6 +29,7 @@ Two estimators, both pure, jittable and vmappable over a leading replicate axis:
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import NamedTuple
 
@@ -39,17 +40,17 @@ from hetrlhf import model
 from hetrlhf.types import Comparisons, FitResult, Params
 
 __all__ = [
-    "ConvergenceWarning",
     "AlternatingState",
+    "ConvergenceWarning",
     "alternating_gd",
-    "run_alternating",
-    "newton_fit",
-    "fit",
     "default_tol",
-    "ravel_params",
-    "unravel_params",
-    "is_separated",
     "derivatives",
+    "fit",
+    "is_separated",
+    "newton_fit",
+    "ravel_params",
+    "run_alternating",
+    "unravel_params",
 ]
 
 
@@ -152,12 +153,13 @@ def run_alternating(
     order: str = "gauss_seidel",
     tol=None,
     record: bool = False,
+    check_basin: bool = True,
 ):
     """Runs ``num_steps`` iterations of Algorithm 1 with ``lax.scan``.
 
     A fixed number of steps is the paper's algorithm, not a stopping rule: the result's
-    ``converged`` flag says whether ‖∇L_n‖ ≤ tol was actually reached (and the data are
-    not separated).
+    ``converged`` flag says whether ‖∇L_n‖ ≤ tol was actually reached at a minimum no
+    worse than the default solver's (and the data are not separated).
 
     Args:
       data: one dataset.
@@ -167,6 +169,9 @@ def run_alternating(
       order: see ``alternating_gd``.
       tol: gradient-norm tolerance; default ``default_tol(dtype)``.
       record: also return the path.
+      check_basin: also run the default solver (``newton_fit``) from its cold start and
+        report ``converged=False`` when Algorithm 1 stopped at a higher loss (a
+        stationary point in the wrong basin). Static.
 
     Returns:
       ``FitResult``; with ``record=True`` a tuple ``(FitResult, path, losses)`` where
@@ -182,7 +187,16 @@ def run_alternating(
         return state, out
 
     state, outs = jax.lax.scan(body, solver.init(init), None, length=num_steps)
-    result = _finish(state.params, data, state.count, tol, ok=jnp.array(True))
+    ok = jnp.array(True)
+    if check_basin:
+        # A stationary point of the biconvex loss need not be its minimum (the wrong
+        # basin θ → −θ, σ < 0 is a local optimum): compare with the default solver's
+        # cold-start fit, and never call a worse point converged.
+        reference = newton_fit(data, tol=tol)
+        value = model.loss(state.params, data)
+        dtype = value.dtype
+        ok = value <= reference.loss + 1e3 * jnp.finfo(dtype).eps * (1 + jnp.abs(value))
+    result = _finish(state.params, data, state.count, tol, ok=ok)
     if record:
         return result, outs[0], outs[1]
     return result
@@ -373,7 +387,9 @@ def newton_fit(
                 tol=tol,
             )
             start, count = warm.params, count + warm.num_steps
-        return _newton(data, ravel_params(start), tol=tol, max_steps=max_steps, count0=count)
+        return _newton(
+            data, ravel_params(start), tol=tol, max_steps=max_steps, count0=count
+        )
 
     if init is None:
         best = run_joint(hom_start, count)
@@ -391,7 +407,9 @@ def newton_fit(
     return _finish(params, data, best.count, tol, ok)
 
 
-def fit(data: Comparisons, init: Params | None = None, *, method: str = "newton", **options):
+def fit(
+    data: Comparisons, init: Params | None = None, *, method: str = "newton", **options
+):
     """Fits the heterogeneous Bradley–Terry model by maximum likelihood.
 
     ``hr.fit`` is traceable: ``jax.jit(jax.vmap(hr.fit))(stacked_data)`` fits many
@@ -411,17 +429,42 @@ def fit(data: Comparisons, init: Params | None = None, *, method: str = "newton"
     Returns:
       ``FitResult(params, converged, num_steps, grad_norm, loss)``.
     """
-    if method == "newton":
-        result = newton_fit(data, init, **options)
-    elif method == "alternating":
-        if init is None:
-            raise ValueError("method='alternating' (Algorithm 1) needs an init near the truth")
-        result = run_alternating(data, init, **options)
-    else:
+    if method not in ("newton", "alternating"):
         raise ValueError(f"method must be 'newton' or 'alternating', got {method!r}")
-    if not isinstance(result.converged, jax.core.Tracer) and result.converged.ndim == 0:
+    if method == "alternating" and init is None:
+        raise ValueError(
+            "method='alternating' (Algorithm 1) needs an init near the truth"
+        )
+    if options.get("record"):
+        raise ValueError(
+            "fit does not record paths; call hr.run_alternating(..., record=True)"
+        )
+    if not isinstance(data, Comparisons):
+        raise TypeError(
+            f"data must be hetrlhf.Comparisons (see hr.comparisons), got {type(data).__name__}"
+        )
+    traced = any(
+        isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((data, init))
+    )
+    if traced:  # inside the user's jit/vmap: stay a pure function
+        solver = newton_fit if method == "newton" else run_alternating
+        return solver(data, init, **options)
+    # Eager call: compile the whole solver once per shape (cached by jax.jit).
+    static = {k: v for k, v in options.items() if k in _STATIC_OPTIONS}
+    dynamic = {k: v for k, v in options.items() if k not in _STATIC_OPTIONS}
+    result = _jitted(method, tuple(sorted(static.items())))(data, init, **dynamic)
+    if result.converged.ndim == 0:
         _warn_if_not_converged(result, data)
     return result
+
+
+_STATIC_OPTIONS = ("max_steps", "warmup_steps", "num_steps", "order", "check_basin")
+
+
+@functools.cache
+def _jitted(method: str, static: tuple):
+    solver = newton_fit if method == "newton" else run_alternating
+    return jax.jit(functools.partial(solver, **dict(static)))
 
 
 def _warn_if_not_converged(result: FitResult, data: Comparisons) -> None:
@@ -440,4 +483,6 @@ def _warn_if_not_converged(result: FitResult, data: Comparisons) -> None:
             "steps, or the Hessian is not positive definite there (a saddle or a flat, "
             "non-identified direction)"
         )
-    warnings.warn(f"hetrlhf.fit did not converge: {reason}", ConvergenceWarning, stacklevel=3)
+    warnings.warn(
+        f"hetrlhf.fit did not converge: {reason}", ConvergenceWarning, stacklevel=3
+    )

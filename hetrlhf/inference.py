@@ -103,17 +103,32 @@ def _check_conditioning(info, cond, max_condition, what: str) -> None:
         )
 
 
-def _covariance_and_condition(params, data, kind, max_condition, what):
+def _info_cov_cond(params, data, kind):
+    """(information [p, p], covariance I⁻¹/n [p, p], condition number []); pure."""
     info = fisher_information(params, data, kind=kind)
     cond = condition_number(info)
-    if max_condition is None:
-        max_condition = default_max_condition(info.dtype)
-    _check_conditioning(info, cond, max_condition, what)
     # Cholesky solve instead of an explicit inverse; NaN if I is not positive definite
     # (only reachable under jit, where ``cond`` = inf reports it).
     chol = jax.scipy.linalg.cho_factor(info, lower=True)
     eye = jnp.eye(info.shape[-1], dtype=info.dtype)
-    return jax.scipy.linalg.cho_solve(chol, eye) / data.y.shape[-1], cond
+    return info, jax.scipy.linalg.cho_solve(chol, eye) / data.y.shape[-1], cond
+
+
+# Eager calls compile the whole computation once per shape instead of dispatching the
+# autodiff Hessian op by op.
+_info_cov_cond_jit = jax.jit(_info_cov_cond, static_argnames="kind")
+
+
+def _covariance_and_condition(params, data, kind, max_condition, what):
+    if kind not in ("observed", "expected"):
+        raise ValueError(f"kind must be 'observed' or 'expected', got {kind!r}")
+    traced = any(_is_traced(leaf) for leaf in jax.tree.leaves((params, data)))
+    fn = _info_cov_cond if traced else _info_cov_cond_jit
+    info, cov, cond = fn(params, data, kind=kind)
+    if max_condition is None:
+        max_condition = default_max_condition(info.dtype)
+    _check_conditioning(info, cond, max_condition, what)
+    return cov, cond
 
 
 def covariance(

@@ -20,13 +20,13 @@ import jax.numpy as jnp
 from hetrlhf.types import Comparisons, Params
 
 __all__ = [
-    "reward",
-    "rationality",
-    "logits",
-    "log_likelihood",
-    "loss",
     "homogeneous_params",
+    "log_likelihood",
+    "logits",
+    "loss",
     "num_params",
+    "rationality",
+    "reward",
 ]
 
 

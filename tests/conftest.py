@@ -5,9 +5,9 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import jax
+import numpy as np
+import pytest
 
 # Inference is checked against float64 references (statsmodels, scipy), so the tests
 # run in float64. The library itself never flips this flag.
