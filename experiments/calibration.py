@@ -209,13 +209,12 @@ def _metrics(est, truth_or_none, y, sigma, levels, num_bins, groups):
         cov = np.asarray(
             calibration.interval_coverage(flat, truth_or_none.ravel(), levels)
         )
-        per_group = np.stack(
-            [
-                np.asarray(
-                    calibration.interval_coverage(RewardEstimate(m, v), t, levels)
-                )
-                for m, v, t in zip(est.mean, est.var, truth_or_none)
-            ]
+        per_group = np.asarray(
+            jax.vmap(calibration.interval_coverage, in_axes=(0, 0, None))(
+                RewardEstimate(jnp.asarray(est.mean), jnp.asarray(est.var)),
+                jnp.asarray(truth_or_none),
+                levels,
+            )
         )
         res["coverage"] = cov
         res["coverage_se"] = per_group.std(0, ddof=1) / math.sqrt(groups)
