@@ -34,13 +34,16 @@ from hetrlhf.types import (
 )
 
 __all__ = [
+    "compare_estimates",
     "compare_rewards",
     "condition_number",
     "confidence_intervals",
     "covariance",
     "default_max_condition",
+    "difference_ztest",
     "fisher_information",
     "reward_interval",
+    "sandwich_covariance",
     "standard_errors",
 ]
 
@@ -239,12 +242,80 @@ def reward_interval(
     return RewardEstimate(mean, var)
 
 
+def difference_ztest(diff: RewardEstimate) -> RewardComparison:
+    """z-test of H0: Δ = 0 from an estimate of a reward difference Δ.
+
+    z = Δ̂ / sqrt(var(Δ̂)); p-values from the standard normal. The estimate can come
+    from any source (Fisher, ensemble, interval rewards): only its mean and variance
+    are used. A zero variance gives z = ±inf (or NaN for 0/0) — there is nothing to
+    test then.
+
+    Args:
+      diff: ``RewardEstimate`` of Δ = r(s, a) − r(s, b), mean and var of shape [...].
+
+    Returns:
+      ``RewardComparison(estimate, se, z, p_value, p_value_greater, p_value_less)``:
+      two-sided, H1: Δ > 0, and H1: Δ < 0 p-values.
+    """
+    se = jnp.sqrt(diff.var)
+    z = diff.mean / se
+    return RewardComparison(
+        estimate=diff.mean,
+        se=se,
+        z=z,
+        p_value=2.0 * norm.sf(jnp.abs(z)),
+        p_value_greater=norm.sf(z),
+        p_value_less=norm.cdf(z),
+    )
+
+
+def compare_estimates(
+    est_a: RewardEstimate, est_b: RewardEstimate, cov_ab=None
+) -> RewardComparison:
+    """z-test of H0: r_a = r_b from two ``RewardEstimate``s of any source.
+
+    Δ̂ = mean_a − mean_b,  var(Δ̂) = var_a + var_b − 2·Cov(r̂_a, r̂_b).
+    ``cov_ab=None`` treats the two estimates as independent (right for interval
+    rewards from independent judge calls; for two rewards from ONE fitted model the
+    estimates are correlated — pass the covariance, e.g. φ_aᵀΣ_θφ_b for the Fisher
+    source or the head covariance for an ensemble, or test the difference directly
+    with ``difference_ztest``). Rounding can make the difference variance slightly
+    negative when a ≈ b; it is clipped at 0.
+
+    Args:
+      est_a, est_b: ``RewardEstimate``s with broadcastable shapes [...].
+      cov_ab: [...] covariance of the two estimates, or None (0).
+
+    Returns:
+      ``RewardComparison`` (see ``difference_ztest``).
+
+    Raises:
+      TypeError: an argument is not a ``RewardEstimate``.
+    """
+    for name, est in (("est_a", est_a), ("est_b", est_b)):
+        if not isinstance(est, RewardEstimate):
+            raise TypeError(
+                f"{name} must be a hetrlhf.RewardEstimate(mean, var), got "
+                f"{type(est).__name__}"
+            )
+    var = est_a.var + est_b.var
+    if cov_ab is not None:
+        var = var - 2.0 * cov_ab
+    return difference_ztest(
+        RewardEstimate(est_a.mean - est_b.mean, jnp.maximum(var, 0.0))
+    )
+
+
 def compare_rewards(
     params: Params, data: Comparisons, phi_a: jax.Array, phi_b: jax.Array, *, cov=None
 ) -> RewardComparison:
-    """z-test of H0: r(s, a) = r(s, b), i.e. θᵀ(φ_a − φ_b) = 0.
+    """z-test of H0: r(s, a) = r(s, b), i.e. θᵀ(φ_a − φ_b) = 0 (Fisher source).
 
-    Δ̂ = θ̂ᵀ(φ_a − φ_b), se = sqrt((φ_a − φ_b)ᵀ Σ_θ (φ_a − φ_b)), z = Δ̂/se.
+    Δ̂ = θ̂ᵀ(φ_a − φ_b), se = sqrt((φ_a − φ_b)ᵀ Σ_θ (φ_a − φ_b)), z = Δ̂/se. The
+    reward difference is itself a linear reward at φ_a − φ_b, so its
+    ``RewardEstimate`` comes from ``reward_interval`` (which accounts for the
+    correlation of r̂_a and r̂_b exactly) and is tested by ``difference_ztest``, the
+    source-agnostic test shared with ``compare_estimates``.
 
     Args:
       params, data: the fit and its data.
@@ -255,14 +326,45 @@ def compare_rewards(
       ``RewardComparison(estimate, se, z, p_value, p_value_greater, p_value_less)``:
       two-sided, H1: r_a > r_b, and H1: r_a < r_b p-values.
     """
-    est = reward_interval(params, data, phi_a - phi_b, cov=cov)
-    se = jnp.sqrt(est.var)
-    z = est.mean / se
-    return RewardComparison(
-        estimate=est.mean,
-        se=se,
-        z=z,
-        p_value=2.0 * norm.sf(jnp.abs(z)),
-        p_value_greater=norm.sf(z),
-        p_value_less=norm.cdf(z),
-    )
+    return difference_ztest(reward_interval(params, data, phi_a - phi_b, cov=cov))
+
+
+def sandwich_covariance(
+    params: Params, data: Comparisons, cluster=None, *, num_clusters: int | None = None
+) -> jax.Array:
+    """Cluster-robust (sandwich) covariance H⁻¹ B H⁻¹ of (θ̂, γ̂), shape [d + k, d + k].
+
+    H = Σ_i ∇²ℓ_i (observed information of the summed loss), B = Σ_c s_c s_cᵀ with
+    s_c = Σ_{i ∈ c} ∇ℓ_i the score of cluster c (Huber 1967; White 1980; Liang &
+    Zeger 1986), ℓ_i the negative log-likelihood of comparison i. Unlike I⁻¹/n it stays
+    valid when the model is misspecified or when comparisons are dependent within
+    clusters (e.g. several annotators labelling one item, or one prompt). No
+    small-sample correction (CR0 / HC0); with ``cluster=None`` every comparison is its
+    own cluster (HC0). Rows with Δφ = 0 contribute nothing (usable as padding).
+
+    Args:
+      params, data: the fit and its data (n comparisons).
+      cluster: [n] int cluster ids in [0, num_clusters), or None.
+      num_clusters: number of clusters (static; required with ``cluster``).
+
+    Returns:
+      [d + k, d + k] covariance, θ block first. No conditioning check is made (use
+      ``covariance`` for that); a singular H gives NaN.
+    """
+    d = data.phi0.shape[-1]
+    n = data.y.shape[-1]
+    x = ravel_params(params)
+
+    def row_losses(v):
+        return -model.log_likelihood(unravel_params(v, d), data)
+
+    scores = jax.jacrev(row_losses)(x)  # [n, p]
+    if cluster is not None:
+        if num_clusters is None:
+            raise ValueError("num_clusters is required when cluster is given")
+        scores = jax.ops.segment_sum(scores, cluster, num_clusters)
+    meat = scores.T @ scores
+    hess = n * fisher_information(params, data)
+    chol = jax.scipy.linalg.cho_factor(hess, lower=True)
+    left = jax.scipy.linalg.cho_solve(chol, meat)
+    return jax.scipy.linalg.cho_solve(chol, left.T).T

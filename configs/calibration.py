@@ -1,0 +1,89 @@
+"""Config of the calibration study: is every reward-uncertainty source honest?
+
+For each source of a ``RewardEstimate`` — Fisher intervals (``hr.reward_interval``),
+an ensemble (a bootstrap ensemble of ``hr.fit`` fits, a stand-in until
+``hetrlhf.ensemble`` is on main) and interval ("prompted") rewards from a simulated
+judge — the study measures the coverage of nominal reward-difference intervals on
+held-out comparisons, the expected calibration error (ECE) of the predicted preference
+probabilities and a reliability diagram, on simulated data with known truth and on the
+PandaLM real data (where the truth is unknown: see ``experiments/calibration.py``).
+
+Run:
+  python -m experiments.calibration --config configs/calibration.py
+  python -m experiments.calibration --config configs/calibration.py --config.preset=paper
+  python -m experiments.calibration --config configs/calibration.py --config.real.enabled=False
+"""
+
+import ml_collections
+
+# Fields set by each preset ("default" is the config below, about a minute on 2 cores).
+PRESETS = {
+    "paper": {
+        "sim.num_replicates": 1000,
+        "sim.num_test": 1000,
+        "real.num_splits": 50,
+    },
+}
+
+
+def get_config():
+    config = ml_collections.ConfigDict()
+    # "default" (small, about a minute on a laptop CPU) or "paper" (full size).
+    config.preset = "default"
+    # Seed of jax.random.key (and of the real-data splits); runs are reproducible.
+    config.seed = 0
+    # Output directory for results.json, results.md and the PNGs.
+    config.results_dir = "results/calibration"
+    # Nominal levels ℓ of the central intervals mean ± z_{(1+ℓ)/2}·sd.
+    config.levels = (0.5, 0.8, 0.9, 0.95)
+    # Number of equal-width bins of the ECE and the reliability diagram.
+    config.num_bins = 10
+    # Heads of the bootstrap ensemble (each an hr.fit on its own resample).
+    config.num_heads = 10
+
+    # Simulated data with known truth.
+    config.sim = ml_collections.ConfigDict()
+    # Name of the hetrlhf.simulate design preset ("paper" is our default design).
+    config.sim.design = "paper"
+    # Independent replicates (train set, fits, test set), vmapped in chunks.
+    config.sim.num_replicates = 64
+    # Replicates per jitted chunk (one progress-bar step each).
+    config.sim.chunk_size = 32
+    # Training comparisons per replicate.
+    config.sim.num_train = 400
+    # Held-out comparisons per replicate (intervals are checked on their Δφ).
+    config.sim.num_test = 200
+    # Simulated judge for the interval source: the judge's point score of a response
+    # is its true reward plus N(0, τ²) noise, τ ~ Uniform(noise_low, noise_high) per
+    # response, and it reports [score − h, score + h] with h = width_scale·√3·τ
+    # (so the uniform variance h²/3 equals τ²·width_scale²).
+    config.sim.judge_noise_low = 0.1
+    config.sim.judge_noise_high = 1.0
+    # One interval source per scale: 1.0 is an honest judge, 0.5 a judge whose
+    # intervals are half as wide as its errors (over-confident).
+    config.sim.width_scales = (1.0, 0.5)
+
+    # Real data: PandaLM (3 humans + 2 LLM judges), hashed n-gram features.
+    config.real = ml_collections.ConfigDict()
+    # Run the real-data part (needs the data folder).
+    config.real.enabled = True
+    # Folder holding pandalm_testset/ (relative to the repository root).
+    config.real.data_dir = "../shared/data"
+    # Also use the two LLM judges as annotators (heterogeneous rationality).
+    config.real.judges = True
+    # Share of prompts held out as the test set.
+    config.real.test_fraction = 0.3
+    # Hash buckets of the n-gram features (before projection).
+    config.real.hash_dim = 1024
+    # Dimension d of the whitened SVD projection of the features (fitted on the
+    # training Δφ only).
+    config.real.num_components = 6
+    # Random halvings of the training prompts for the split-half interval check.
+    config.real.num_splits = 6
+    # Annotators with fewer training rows are pooled with the reference.
+    config.real.min_count = 20
+    # Reference annotator (σ ≡ 1, the reward's unit); "" = the most frequent one.
+    config.real.reference = "pandalm_h1"
+    # Rows read per file (None: all; a small number for smoke tests).
+    config.real.max_rows = ml_collections.config_dict.placeholder(int)
+    return config

@@ -1,0 +1,712 @@
+"""Calibration study: are the reward-uncertainty sources honest? (issue 7, DESIGN.md §4)
+
+Every source returns the one currency ``RewardEstimate(mean, var)`` of a reward
+difference Δ = r(a¹) − r(a⁰) on held-out comparisons, and every metric below consumes
+only that:
+
+* Fisher: ``hr.reward_interval(θ̂, data, Δφ)`` (Wald, from the observed information).
+* Sandwich: the same Δ̂ with the cluster-robust covariance H⁻¹BH⁻¹
+  (``hr.inference.sandwich_covariance``; simulated: HC0, every comparison its own
+  cluster; real: clustered by prompt). Not one of the issue's three sources: added
+  because the real-data check below shows why it is needed.
+* Ensemble: a bootstrap ensemble of K ``hr.fit`` fits, one per multinomial resample of
+  the training rows (vmapped); mean and sample variance (ddof 1) of the heads' θ_kᵀΔφ.
+  A stand-in for ``hetrlhf.ensemble`` (not on main when this study was written).
+* Interval (simulated data only): a simulated judge scores each response with its
+  true reward plus N(0, τ²) noise and reports [score ∓ width_scale·√3·τ]; read as
+  Uniform(lo, hi) by ``hr.interval_rewards``; Δ's variance is the sum of the two
+  responses' variances (independent judge calls). The real data have no
+  interval-valued judge scores, so this source is simulated only.
+
+Metrics:
+* coverage of the nominal 50/80/90/95% intervals mean ± z·sd of the reward difference
+  (simulated: against the true θ*ᵀΔφ; real: see the split-half check below), with a
+  Monte Carlo standard error over replicates/splits, and the robust scale factor
+  s = median|z|/0.674 (s > 1: over-confident by the factor s);
+* ECE (10 equal-width bins) of the predicted preference probabilities
+  E[sigmoid(σ̂·Δ)] (probit approximation) on held-out labels, with σ̂ = σ_γ̂(x) from the
+  Fisher fit for every source (so sources differ only in their reward estimate), and
+  the plug-in sigmoid(σ̂·Δ̂) as a baseline.
+
+Real data (PandaLM: 3 humans + 2 LLM judges; ties excluded; hashed n-gram features,
+whitened SVD projection fitted on the training Δφ): the true reward is unknown, so the
+intervals are checked by a split-half test. The training prompts are halved at random;
+both halves are fitted; on each held-out comparison z = (Δ̂_A − Δ̂_B)/sqrt(v_A + v_B) is
+N(0, 1) when both variances are right (both halves estimate the same (pseudo-true)
+parameter), so the coverage of |Δ̂_A − Δ̂_B| <= z_ℓ·sqrt(v_A + v_B) checks the variance
+at half the sample size. Rows of one PandaLM item (5 annotators) are not independent;
+Fisher and the row bootstrap both ignore that, which this check exposes. The
+real-data section also separates annotator disagreement (σ_γ̂(x) per annotator, with
+Wald intervals) from estimation uncertainty (se of reward differences; the five LLMs
+ranked by mean reward with Holm significance groups).
+
+Run:  python -m experiments.calibration --config configs/calibration.py
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import warnings
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+from absl import app
+from ml_collections import config_flags
+from scipy import stats
+from tqdm import tqdm
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+import configs
+import hetrlhf as hr
+from configs import calibration as calibration_config
+from hetrlhf import calibration, model, multitest, reporting
+from hetrlhf import data as hdata
+from hetrlhf import features as hfeatures
+from hetrlhf import simulate as hsim
+from hetrlhf.inference import sandwich_covariance
+from hetrlhf.intervals import interval_moments
+from hetrlhf.types import Comparisons, RewardEstimate
+
+ENSEMBLE_NOTE = (
+    "ensemble = bootstrap ensemble of hr.fit fits (stand-in: hetrlhf.ensemble not on "
+    "main yet)"
+)
+
+
+# --------------------------------------------------------------------------------------
+# Sources, for one dataset (vmapped / jitted by the callers).
+# --------------------------------------------------------------------------------------
+
+
+def _fits(key, train: Comparisons, num_real, num_heads: int):
+    """``hr.fit`` on the data itself and on K multinomial resamples, in ONE vmap.
+
+    Fit 0 uses the rows as they are (the Fisher source); fits 1..K each draw
+    ``num_real`` rows with replacement from the first ``num_real`` (the bootstrap
+    ensemble). Rows at index >= num_real are padding (Δφ = 0, neutral for the fit);
+    a resample fills the rest of the fixed shape with the last (padding) row, so one
+    compiled program serves every sample size.
+    """
+    n = train.y.shape[-1]
+    draws = jax.random.randint(key, (num_heads, n), 0, num_real)
+    idx = jnp.where(jnp.arange(n) < num_real, draws, n - 1)
+    idx = jnp.concatenate([jnp.arange(n)[None, :], idx])
+    return jax.vmap(hr.fit)(jax.tree.map(lambda a: a[idx], train))
+
+
+def _difference_sources(
+    key, train, num_real, test_dphi, cluster, *, num_heads, num_clusters=None
+):
+    """Fisher, sandwich and bootstrap-ensemble ``RewardEstimate``s of test Δ.
+
+    Args:
+      cluster: [n] cluster ids of the training rows for the sandwich source (None:
+        every row its own cluster, HC0).
+      num_clusters: static number of clusters when ``cluster`` is given.
+
+    Returns:
+      (Fisher ``FitResult``, {source name: ``RewardEstimate``}, share of the ensemble
+      heads that converged).
+    """
+    fits = _fits(key, train, num_real, num_heads)
+    fit = jax.tree.map(lambda a: a[0], fits)
+    sandwich = sandwich_covariance(
+        fit.params, train, cluster, num_clusters=num_clusters
+    )
+    dr = test_dphi @ fits.params.theta[1:].T  # [m, K]
+    ests = {
+        "fisher": hr.reward_interval(fit.params, train, test_dphi),
+        "sandwich": hr.reward_interval(fit.params, train, test_dphi, cov=sandwich),
+        "ensemble": RewardEstimate(jnp.mean(dr, -1), jnp.var(dr, -1, ddof=1)),
+    }
+    return fit, ests, jnp.mean(fits.converged[1:])
+
+
+def _pad(train: Comparisons, size: int) -> Comparisons:
+    """Appends zero rows (Δφ = 0, y = 0, ψ = 0, ψ0 = 1) up to ``size`` rows.
+
+    A row with Δφ = 0 has η = 0 whatever (θ, γ): it adds the constant log 2 to the
+    summed loss and nothing to its gradient or Hessian, so the MLE and the covariance
+    I⁻¹/n (n counting the padding, I scaled by n_real/n) are unchanged.
+    """
+    extra = size - train.y.shape[0]
+
+    def pad(a, value=0.0):
+        width = [(0, extra)] + [(0, 0)] * (a.ndim - 1)
+        return jnp.pad(a, width, constant_values=value)
+
+    return Comparisons(
+        pad(train.phi0),
+        pad(train.phi1),
+        pad(train.y),
+        pad(train.psi),
+        pad(train.psi0, 1.0),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Simulated data.
+# --------------------------------------------------------------------------------------
+
+
+def _interval_difference(key, r0, r1, width_scale, noise_low, noise_high):
+    """Judge intervals for both responses -> ``RewardEstimate`` of r1 − r0."""
+    k_tau, k_eps = jax.random.split(key)
+    tau = jax.random.uniform(k_tau, (2,) + r0.shape, r0.dtype, noise_low, noise_high)
+    score = jnp.stack([r0, r1]) + tau * jax.random.normal(k_eps, tau.shape, r0.dtype)
+    half = width_scale * math.sqrt(3.0) * tau
+    est = interval_moments(score - half, score + half)
+    return RewardEstimate(est.mean[1] - est.mean[0], est.var[0] + est.var[1])
+
+
+def sim_replicate(key, *, design, num_train, num_test, num_heads, width_scales, noise):
+    """One replicate: simulate, fit, and every source's estimate of the test Δ.
+
+    Returns a dict of arrays: per source "<name>/mean", "<name>/var" [m]; "truth" [m]
+    (θ*ᵀΔφ), "y" [m], "sigma_hat" [m] (σ_γ̂(x) of the Fisher fit), "converged" [2].
+    """
+    k_train, k_test, k_boot, k_judge = jax.random.split(key, 4)
+    train = hsim.simulate(k_train, design, num_train)
+    test = hsim.simulate(k_test, design, num_test)
+    fit, ests, ens_conv = _difference_sources(
+        k_boot, train, num_train, test.dphi, None, num_heads=num_heads
+    )
+    theta_star = jnp.asarray(design.theta, test.phi0.dtype)
+    out = {
+        "truth": test.dphi @ theta_star,
+        "y": test.y,
+        "true_prob": hsim.label_probability(design, test),
+        "sigma_hat": model.rationality(fit.params.gamma, test.psi, test.psi0),
+        "converged": jnp.stack([fit.converged.astype(ens_conv.dtype), ens_conv]),
+    }
+    for name, est in ests.items():
+        out[f"{name}/mean"] = est.mean
+        out[f"{name}/var"] = est.var
+    keys = jax.random.split(k_judge, len(width_scales))
+    r0, r1 = test.phi0 @ theta_star, test.phi1 @ theta_star
+    for k, w in zip(keys, width_scales):
+        est = _interval_difference(k, r0, r1, w, *noise)
+        out[f"interval x{w:g}/mean"] = est.mean
+        out[f"interval x{w:g}/var"] = est.var
+    return out
+
+
+def _source_names(out):
+    return [k[: -len("/mean")] for k in out if k.endswith("/mean")]
+
+
+def _metrics(est, truth_or_none, y, sigma, levels, num_bins, groups):
+    """Coverage (with MC se over ``groups`` rows), scale factor, ECE, reliability."""
+    res = {}
+    if truth_or_none is not None:
+        flat = RewardEstimate(est.mean.ravel(), est.var.ravel())
+        cov = np.asarray(
+            calibration.interval_coverage(flat, truth_or_none.ravel(), levels)
+        )
+        per_group = np.asarray(
+            jax.vmap(calibration.interval_coverage, in_axes=(0, 0, None))(
+                RewardEstimate(jnp.asarray(est.mean), jnp.asarray(est.var)),
+                jnp.asarray(truth_or_none),
+                levels,
+            )
+        )
+        res["coverage"] = cov
+        res["coverage_se"] = per_group.std(0, ddof=1) / math.sqrt(groups)
+        res["sd_scale"] = float(calibration.sd_scale(flat, truth_or_none.ravel()))
+        res["mean_sd"] = float(np.mean(np.sqrt(est.var)))
+    if y is not None:
+        diff = RewardEstimate(
+            jnp.asarray(est.mean).ravel(), jnp.asarray(est.var).ravel()
+        )
+        prob = calibration.predictive_probability(diff, jnp.asarray(sigma).ravel())
+        yy = jnp.asarray(y).ravel()
+        res["ece"] = float(calibration.expected_calibration_error(prob, yy, num_bins))
+        rel = calibration.reliability_curve(prob, yy, num_bins)
+        res["reliability"] = {k: np.asarray(v) for k, v in rel._asdict().items()}
+    return res
+
+
+def run_simulation(key, config):
+    """Simulated part: every source on ``num_replicates`` replicates."""
+    cfg = config.sim
+    design = hsim.get_design(cfg.design)
+    kernel = jax.jit(
+        jax.vmap(
+            functools.partial(
+                sim_replicate,
+                design=design,
+                num_train=cfg.num_train,
+                num_test=cfg.num_test,
+                num_heads=config.num_heads,
+                width_scales=tuple(cfg.width_scales),
+                noise=(cfg.judge_noise_low, cfg.judge_noise_high),
+            )
+        )
+    )
+    keys = jax.random.split(key, cfg.num_replicates)
+    chunks = []
+    for start in tqdm(range(0, cfg.num_replicates, cfg.chunk_size), desc="simulation"):
+        chunks.append(
+            jax.tree.map(np.asarray, kernel(keys[start : start + cfg.chunk_size]))
+        )
+    out = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    levels = jnp.asarray(config.levels)
+    res = {
+        "design": cfg.design,
+        "converged_fisher": float(out["converged"][:, 0].mean()),
+        "converged_ensemble_heads": float(out["converged"][:, 1].mean()),
+        "sources": {},
+    }
+    for name in _source_names(out):
+        est = RewardEstimate(out[f"{name}/mean"], out[f"{name}/var"])
+        res["sources"][name] = _metrics(
+            est,
+            out["truth"],
+            out["y"],
+            out["sigma_hat"],
+            levels,
+            config.num_bins,
+            cfg.num_replicates,
+        )
+    plug = RewardEstimate(out["fisher/mean"], np.zeros_like(out["fisher/var"]))
+    res["sources"]["plug-in (no variance)"] = _metrics(
+        plug, None, out["y"], out["sigma_hat"], levels, config.num_bins, None
+    )
+    floor = calibration.expected_calibration_error(
+        jnp.asarray(out["true_prob"]).ravel(),
+        jnp.asarray(out["y"]).ravel(),
+        config.num_bins,
+    )
+    res["ece_true_probabilities"] = float(floor)
+    return res
+
+
+# --------------------------------------------------------------------------------------
+# Real data.
+# --------------------------------------------------------------------------------------
+
+
+def _subset_index(index: hdata.TextIndex, rows) -> hdata.TextIndex:
+    return hdata.TextIndex(index.pairs, index.index0[rows], index.index1[rows])
+
+
+def _load_real(config):
+    cfg = config.real
+    records, summary = hdata.load_pandalm(
+        cfg.data_dir, judges=cfg.judges, ties="exclude"
+    )
+    train, test = hdata.split_by_prompt(
+        records, test_fraction=cfg.test_fraction, seed=config.seed
+    )
+    index = hdata.unique_texts(train + test)
+    raw = hfeatures.hashed_features(
+        index.pairs, hfeatures.HashingConfig(dim=cfg.hash_dim)
+    )
+    tr_rows, te_rows = np.arange(len(train)), np.arange(len(train), len(records))
+    dphi_train = raw[index.index1[tr_rows]] - raw[index.index0[tr_rows]]
+    proj = hfeatures.fit_projection(
+        dphi_train, cfg.num_components, center=False, whiten=True
+    )
+    phi = hfeatures.apply_projection(proj, raw)
+    levels = hdata.fit_levels(
+        [r.annotator for r in train],
+        reference=cfg.reference or None,
+        min_count=cfg.min_count,
+    )
+    psi_tr = hdata.one_hot([r.annotator for r in train], levels)
+    psi_te = hdata.one_hot([r.annotator for r in test], levels, unknown="reference")
+    tr = hdata.to_comparisons(train, phi, _subset_index(index, tr_rows), psi=psi_tr)
+    te = hdata.to_comparisons(test, phi, _subset_index(index, te_rows), psi=psi_te)
+    return records, summary, train, test, index, phi, levels, tr, te
+
+
+def _real_tables(params, tr, ests, sandwich_cov, train, records, index, phi, levels):
+    """Item 4: annotator disagreement vs estimation uncertainty."""
+    z95 = stats.norm.ppf(0.975)
+    ci = hr.confidence_intervals(params, tr)
+    counts = {}
+    types = {}
+    for r in train:
+        counts[r.annotator] = counts.get(r.annotator, 0) + 1
+        types[r.annotator] = r.annotator_type
+    d = tr.phi0.shape[-1]
+    se_sw = np.sqrt(np.diagonal(np.asarray(sandwich_cov)))
+    rat_rows, rat = [], {}
+    ref = levels.reference
+    rat[ref] = {"sigma": 1.0, "se": 0.0, "lower": 1.0, "upper": 1.0}
+    rat_rows.append([ref, types[ref], counts[ref], 1.0, "reference", "-", "-", "-"])
+    for j, name in enumerate(levels.names):
+        g, se, sw = float(ci.estimate.gamma[j]), float(ci.se.gamma[j]), se_sw[d + j]
+        s = 1.0 + g
+        rat[name] = {
+            "sigma": s,
+            "se": se,
+            "lower": s - z95 * se,
+            "upper": s + z95 * se,
+            "se_sandwich": float(sw),
+        }
+        rat_rows.append(
+            [
+                name,
+                types[name],
+                counts[name],
+                s,
+                se,
+                f"[{s - z95 * se:.3f}, {s + z95 * se:.3f}]",
+                float(sw),
+                f"[{s - z95 * sw:.3f}, {s + z95 * sw:.3f}]",
+            ]
+        )
+    for name in levels.pooled:
+        rat_rows.append([name, types[name], counts[name], 1.0, "pooled", "-", "-", "-"])
+    table_rat = reporting.markdown_table(
+        [
+            "annotator",
+            "type",
+            "train rows",
+            "σ̂ = 1 + γ̂",
+            "se (Fisher)",
+            "95% CI (Fisher)",
+            "se (sandwich)",
+            "95% CI (sandwich)",
+        ],
+        rat_rows,
+    )
+
+    alpha = 0.05
+    header_est = ["estimation uncertainty", "Fisher", "sandwich (by prompt)"]
+    cols = []
+    for est in (ests["fisher"], ests["sandwich"]):
+        se_diff = np.sqrt(np.asarray(est.var))
+        adj = multitest.adjust_comparisons(hr.inference.difference_ztest(est))
+        cols.append(
+            [
+                float(np.median(se_diff)),
+                f"{np.quantile(se_diff, 0.1):.3f} / {np.quantile(se_diff, 0.9):.3f}",
+                float(np.median(np.abs(np.asarray(est.mean)))),
+                float(np.mean(np.asarray(adj.p_value) < alpha)),
+                float(np.mean(np.asarray(adj.p_holm) < alpha)),
+                float(np.mean(np.asarray(adj.p_bh) < alpha)),
+            ]
+        )
+    se_theta_sw = se_sw[:d]
+    cols[0].append(float(np.max(np.asarray(ci.se.theta))))
+    cols[1].append(float(np.max(se_theta_sw)))
+    names = [
+        "median se of held-out Δ̂",
+        "10% / 90% quantile of se(Δ̂)",
+        "median |Δ̂|",
+        "held-out pairs with Δ ≠ 0 at 5% (raw)",
+        "  … Holm-adjusted",
+        "  … BH-adjusted",
+        "max se of θ̂_j",
+    ]
+    est_rows = [[n, f, w] for n, f, w in zip(names, *cols)]
+    est_rows.append(
+        ["condition number of the information", float(ci.condition_number), "-"]
+    )
+    table_est = reporting.markdown_table(header_est, est_rows)
+
+    # The five LLMs ranked by the mean reward of their responses.
+    models = sorted({m for r in records for m in (r.model_0, r.model_1) if m})
+    rows_of = {m: set() for m in models}
+    for i, r in enumerate(records):
+        rows_of[r.model_0].add(int(index.index0[i]))
+        rows_of[r.model_1].add(int(index.index1[i]))
+    mean_phi = np.stack([phi[sorted(rows_of[m])].mean(0) for m in models])
+    sig = np.asarray(sandwich_cov)[:d, :d]
+    est = hr.reward_interval(params, tr, jnp.asarray(mean_phi), cov=sandwich_cov)
+    # se of a model's mean reward: estimation (θ̂, sandwich covariance clustered by
+    # prompt, correlated across models through Σ_θ) plus the sampling of its responses (s²_m / n_m, independent across models).
+    theta = np.asarray(params.theta)
+    sampling = np.array(
+        [
+            np.var(phi[sorted(rows_of[m])] @ theta, ddof=1) / len(rows_of[m])
+            for m in models
+        ]
+    )
+    full_cov = mean_phi @ sig @ mean_phi.T + np.diag(sampling)
+    est = RewardEstimate(est.mean, jnp.asarray(np.diag(full_cov)))
+    ranked = multitest.rank_with_groups(est, alpha, cov=jnp.asarray(full_cov))
+    llm_rows = [
+        [
+            models[m],
+            len(rows_of[models[m]]),
+            float(est.mean[m]),
+            float(np.sqrt(est.var[m])),
+            int(ranked.rank[m]),
+            int(ranked.group[m]),
+            ranked.letters[m],
+        ]
+        for m in ranked.order
+    ]
+    table_llm = reporting.markdown_table(
+        ["model", "responses", "mean reward", "se", "rank", "group", "letters"],
+        llm_rows,
+    )
+    out = {
+        "rationality": rat,
+        "estimation": {str(r[0]): {"fisher": r[1], "sandwich": r[2]} for r in est_rows},
+        "llm_ranking": {
+            models[m]: {
+                "mean": float(est.mean[m]),
+                "se": float(np.sqrt(est.var[m])),
+                "rank": int(ranked.rank[m]),
+                "group": int(ranked.group[m]),
+                "letters": ranked.letters[m],
+            }
+            for m in range(len(models))
+        },
+    }
+    tables = (
+        "#### Annotator disagreement: rationality σ_γ̂(x) per annotator (Wald 95%)\n\n"
+        + table_rat
+        + "\n\n#### Estimation uncertainty of the rewards\n\n"
+        + table_est
+        + "\n\n#### LLMs ranked by the mean reward of their responses (se: sandwich "
+        "estimation se + response sampling; differences tested with the full "
+        "covariance; Holm, α = 0.05; same letter = not separable)\n\n" + table_llm
+    )
+    return out, tables
+
+
+def run_real(key, config):
+    """Real-data part: full-train sources, split-half interval check, item-4 tables."""
+    cfg = config.real
+    records, summary, train, test, index, phi, levels, tr, te = _load_real(config)
+    size = tr.y.shape[0] + 1  # at least one padding row (see _fits)
+    # Sandwich clusters: the training prompts (one prompt's items and annotators are
+    # dependent); padding rows go to cluster 0 and contribute nothing.
+    prompt_id = {}
+    cluster = np.array([prompt_id.setdefault(r.prompt, len(prompt_id)) for r in train])
+    kernel = jax.jit(
+        functools.partial(
+            _difference_sources,
+            num_heads=config.num_heads,
+            num_clusters=len(prompt_id),
+        )
+    )
+
+    def pad_cluster(c):
+        return jnp.asarray(np.concatenate([c, np.zeros(size - len(c), c.dtype)]))
+
+    key_full, key_split = jax.random.split(key)
+    fit, ests, ens_conv = kernel(
+        key_full, _pad(tr, size), tr.y.shape[0], te.dphi, pad_cluster(cluster)
+    )
+    fisher = ests["fisher"]
+    params = fit.params
+    if not bool(fit.converged):
+        warnings.warn(
+            "calibration: the full-train fit on the real data did not converge",
+            hr.ConvergenceWarning,
+            stacklevel=2,
+        )
+    sigma = model.rationality(params.gamma, te.psi, te.psi0)
+    levels_arr = jnp.asarray(config.levels)
+    sources = {}
+    for name, est in ests.items():
+        sources[name] = _metrics(
+            est, None, te.y, sigma, levels_arr, config.num_bins, None
+        )
+    plug = RewardEstimate(fisher.mean, jnp.zeros_like(fisher.var))
+    sources["plug-in (no variance)"] = _metrics(
+        plug, None, te.y, sigma, levels_arr, config.num_bins, None
+    )
+
+    # Split-half check of the reward-difference variances.
+    z_by_source = {name: [] for name in ests}
+    keys = jax.random.split(key_split, cfg.num_splits)
+    for s in tqdm(range(cfg.num_splits), desc="real split-half"):
+        half_a, half_b = hdata.split_by_prompt(
+            train, test_fraction=0.5, seed=config.seed + 1000 + s
+        )
+        ka, kb = jax.random.split(keys[s])
+        est_halves = []
+        pos = {id(r): i for i, r in enumerate(train)}
+        for half, k in ((half_a, ka), (half_b, kb)):
+            idx = np.array([pos[id(r)] for r in half])
+            sub = jax.tree.map(lambda a, i=idx: a[i], tr)
+            _, half_ests, _ = kernel(
+                k, _pad(sub, size), len(idx), te.dphi, pad_cluster(cluster[idx])
+            )
+            est_halves.append(half_ests)
+        for name, diffs in z_by_source.items():
+            a, b = est_halves[0][name], est_halves[1][name]
+            diffs.append(RewardEstimate(a.mean - b.mean, a.var + b.var))
+    for name, diffs in z_by_source.items():
+        stacked = RewardEstimate(
+            np.stack([e.mean for e in diffs]), np.stack([e.var for e in diffs])
+        )
+        zero = np.zeros_like(stacked.mean)
+        sources[name].update(
+            _metrics(
+                stacked, zero, None, None, levels_arr, config.num_bins, cfg.num_splits
+            )
+        )
+    sandwich_cov = sandwich_covariance(
+        params, tr, jnp.asarray(cluster), num_clusters=len(prompt_id)
+    )
+    tables_out, tables = _real_tables(
+        params, tr, ests, sandwich_cov, train, records, index, phi, levels
+    )
+    res = {
+        "num_records": len(records),
+        "num_train": len(train),
+        "num_test": len(test),
+        "excluded": {k: len(v) for k, v in summary.excluded.items()},
+        "annotator_levels": {"names": levels.names, "reference": levels.reference},
+        "converged_fisher": bool(fit.converged),
+        "converged_ensemble_heads": float(ens_conv),
+        "sources": sources,
+        **tables_out,
+    }
+    return res, tables
+
+
+# --------------------------------------------------------------------------------------
+# Tables, figures, entry point.
+# --------------------------------------------------------------------------------------
+
+
+def _verdict(res, levels):
+    """'over-confident by ×s' / 'under-confident' / 'calibrated' from coverage."""
+    cov, se = np.asarray(res["coverage"]), np.asarray(res["coverage_se"])
+    gap = cov - np.asarray(levels)
+    if np.all(np.abs(gap) <= 2 * se + 0.01):
+        return "calibrated"
+    kind = "over-confident" if gap.mean() < 0 else "under-confident"
+    return f"{kind} (sd ×{res['sd_scale']:.2f} needed)"
+
+
+def _coverage_table(sources, levels, check):
+    header = ["source"] + [f"cov. {int(100 * lv)}%" for lv in levels]
+    header += ["scale s", "ECE", "verdict"]
+    rows = []
+    for name, res in sources.items():
+        if "coverage" in res:
+            cells = [
+                f"{c:.3f} ± {s:.3f}"
+                for c, s in zip(res["coverage"], res["coverage_se"])
+            ]
+            rows.append(
+                [name, *cells, res["sd_scale"], res["ece"], _verdict(res, levels)]
+            )
+        else:
+            rows.append([name] + ["-"] * len(levels) + ["-", res["ece"], "-"])
+    return f"{check}\n\n" + reporting.markdown_table(header, rows)
+
+
+def _figures(sim, real, levels):
+    figs = {}
+    names = list(dict.fromkeys([*sim["sources"], *(real["sources"] if real else [])]))
+    color = {n: f"C{i}" for i, n in enumerate(names)}
+    parts = [("simulated", sim)] + ([("real (PandaLM)", real)] if real else [])
+    fig, axes = plt.subplots(
+        1, len(parts), figsize=(5.5 * len(parts), 4.6), squeeze=False
+    )
+    for ax, (title, res) in zip(axes[0], parts):
+        ax.plot([0, 1], [0, 1], "k:", lw=1)
+        for name, r in res["sources"].items():
+            rel = r["reliability"]
+            keep = rel["count"] > 0
+            ax.plot(
+                rel["mean_prob"][keep],
+                rel["mean_label"][keep],
+                "o-",
+                ms=3,
+                color=color[name],
+                label=f"{name} (ECE {r['ece']:.3f})",
+            )
+        ax.set_xlabel("predicted P(y = 1)")
+        ax.set_ylabel("observed frequency of y = 1")
+        ax.set_title(f"reliability, {title}")
+        ax.legend(fontsize=7)
+    figs["reliability"] = fig
+    fig, axes = plt.subplots(
+        1, len(parts), figsize=(5.5 * len(parts), 4.6), squeeze=False
+    )
+    for ax, (title, res) in zip(axes[0], parts):
+        ax.plot([0.45, 1], [0.45, 1], "k:", lw=1)
+        for name, r in res["sources"].items():
+            if "coverage" in r:
+                ax.errorbar(
+                    levels,
+                    r["coverage"],
+                    yerr=2 * np.asarray(r["coverage_se"]),
+                    marker="o",
+                    ms=3,
+                    capsize=2,
+                    color=color[name],
+                    label=name,
+                )
+        ax.set_xlabel("nominal level")
+        ax.set_ylabel("empirical coverage")
+        ax.set_title(f"reward-difference intervals, {title}")
+        ax.legend(fontsize=7)
+    figs["coverage"] = fig
+    return figs
+
+
+def run(config) -> dict:
+    """Runs the study, writes ``config.results_dir`` and returns the payload."""
+    config = configs.apply_preset(config, calibration_config.PRESETS)
+    for lv in config.levels:
+        if not 0.0 < lv < 1.0:
+            raise ValueError(f"config.levels must lie in (0, 1), got {config.levels}")
+    if config.num_heads < 2:
+        raise ValueError(f"config.num_heads must be >= 2, got {config.num_heads}")
+    key_sim, key_real = jax.random.split(jax.random.key(config.seed))
+    levels = list(config.levels)
+    sim = run_simulation(key_sim, config)
+    table = "### Simulated data (known truth)\n\n" + _coverage_table(
+        sim["sources"],
+        levels,
+        f"design {config.sim.design!r}, {config.sim.num_replicates} replicates × "
+        f"{config.sim.num_test} held-out comparisons, n = {config.sim.num_train}; "
+        f"coverage ± MC se over replicates; {ENSEMBLE_NOTE}; interval x<w> = simulated "
+        "judge with intervals w × as wide as honest",
+    )
+    table += (
+        f"\n\nECE of the true probabilities on the same labels (finite-sample floor): "
+        f"{sim['ece_true_probabilities']:.3f}"
+    )
+    real = None
+    if config.real.enabled:
+        real, real_tables = run_real(key_real, config)
+        table += "\n\n### Real data (PandaLM, held-out prompts)\n\n" + _coverage_table(
+            real["sources"],
+            levels,
+            f"{real['num_train']} train / {real['num_test']} test rows; coverage = "
+            f"split-half check over {config.real.num_splits} halvings of the training "
+            "prompts (z = (Δ̂_A − Δ̂_B)/sqrt(v_A + v_B)); ECE on held-out labels of the "
+            "full-train fit",
+        )
+        table += "\n\n" + real_tables
+    figures = _figures(sim, real, levels)
+    payload = {"config": config, "simulation": sim, "real": real}
+    reporting.write_results(config.results_dir, payload, table, figures)
+    return payload
+
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/calibration.py", lock_config=True
+)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError("Too many command-line arguments.")
+    jax.config.update("jax_enable_x64", True)
+    os.makedirs(_CONFIG.value.results_dir, exist_ok=True)
+    run(_CONFIG.value)
+
+
+if __name__ == "__main__":
+    app.run(main)
