@@ -8,25 +8,34 @@ fine for the point estimates and on accelerators (tolerances follow the dtype).
 
 from hetrlhf import (
     bayes,
+    calibration,
     checkpoint,
     data,
+    ensemble,
     features,
     intervals,
     model,
     neural,
+    multitest,
     parallel,
     policy,
+    ppo,
     simulate,
 )
+from hetrlhf.ensemble import ensemble_reward, train_ensemble
 from hetrlhf.estimate import ConvergenceWarning, alternating_gd, fit, run_alternating
 from hetrlhf.inference import (
+    compare_estimates,
     compare_rewards,
     confidence_intervals,
     covariance,
+    difference_ztest,
     fisher_information,
     reward_interval,
+    sandwich_covariance,
     standard_errors,
 )
+from hetrlhf.multitest import adjust_comparisons, adjust_pvalues, rank_with_groups
 from hetrlhf.intervals import interval_rewards
 from hetrlhf.selection import best_of_n, lower_confidence_bound, pessimistic_best_of_n
 from hetrlhf.types import (
