@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from mc_replicates import replicate
+from tests.mc_replicates import replicate
 
 from hetrlhf import checkpoint as ck
 

@@ -9,7 +9,7 @@ import textwrap
 import jax
 import numpy as np
 import pytest
-from mc_replicates import simulate_statistic
+from tests.mc_replicates import simulate_statistic
 
 from hetrlhf import checkpoint as ck
 from hetrlhf import parallel
