@@ -20,14 +20,13 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-from absl import app
-from ml_collections import config_flags
 from tqdm import tqdm
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 import configs
+import experiments
 from configs import bandit as bandit_config
 from hetrlhf import policy, reporting
 
@@ -391,16 +390,5 @@ def run(config) -> dict:
     return payload
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    run(_CONFIG.value)
-
-
 if __name__ == "__main__":
-    # Defined only when run as a script, so that tests can import several studies
-    # (absl forbids two flags named "config" in one process).
-    _CONFIG = config_flags.DEFINE_config_file(
-        "config", "configs/bandit.py", "Study configuration.", lock_config=True
-    )
-    app.run(main)
+    experiments.launch(run, "configs/bandit.py", x64=False)

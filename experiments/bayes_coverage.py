@@ -34,13 +34,12 @@ import os
 import jax
 import matplotlib
 import numpy as np
-from absl import app
-from ml_collections import config_flags
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 import configs
+import experiments
 import hetrlhf as hr
 from configs import bayes_coverage as study_config
 from hetrlhf import bayes, checkpoint, reporting, simulate
@@ -261,17 +260,5 @@ def run(config) -> dict:
     return payload
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    jax.config.update("jax_enable_x64", True)
-    run(_CONFIG.value)
-
-
 if __name__ == "__main__":
-    # Defined here, not at import, so that several study modules can be imported in
-    # one process (tests) without a duplicate absl flag "config".
-    _CONFIG = config_flags.DEFINE_config_file(
-        "config", "configs/bayes_coverage.py", lock_config=True
-    )
-    app.run(main)
+    experiments.launch(run, "configs/bayes_coverage.py")

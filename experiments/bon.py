@@ -27,8 +27,6 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-from absl import app
-from ml_collections import config_flags
 from tqdm import tqdm
 
 import configs
@@ -38,6 +36,8 @@ from hetrlhf import checkpoint, inference, reporting, simulate
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+
+import experiments
 
 POLICIES = ("bon", "pbon", "oracle", "random")
 
@@ -336,17 +336,5 @@ def run(config) -> dict:
     return payload
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    jax.config.update("jax_enable_x64", True)
-    run(_CONFIG.value)
-
-
 if __name__ == "__main__":
-    # Defined only when run as a script, so that tests can import several studies
-    # (absl forbids two flags named "config" in one process).
-    _CONFIG = config_flags.DEFINE_config_file(
-        "config", "configs/bon.py", "Study configuration.", lock_config=True
-    )
-    app.run(main)
+    experiments.launch(run, "configs/bon.py")

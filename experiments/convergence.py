@@ -31,14 +31,12 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-from absl import app, flags
-from absl import logging as absl_logging
-from ml_collections import config_flags
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 import configs
+import experiments
 import hetrlhf as hr
 from configs import convergence as convergence_config
 from hetrlhf import checkpoint, parallel, reporting
@@ -382,25 +380,5 @@ def _figure_n(config, per_n, slope, intercept):
     return fig
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    jax.config.update("jax_enable_x64", True)  # errors down to 1e-12 need float64
-    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
-    run(flags.FLAGS.config)
-
-
-def define_flags() -> None:
-    """Defines ``--config`` (at start-up of the command only: absl flags are global,
-    so importing several study modules in one process must not define them)."""
-    config_flags.DEFINE_config_file(
-        "config",
-        "configs/convergence.py",
-        "Convergence study config.",
-        lock_config=True,
-    )
-
-
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    experiments.launch(run, "configs/convergence.py")

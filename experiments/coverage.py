@@ -26,14 +26,12 @@ from typing import NamedTuple
 import jax
 import matplotlib
 import numpy as np
-from absl import app, flags
-from absl import logging as absl_logging
-from ml_collections import config_flags
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 import configs
+import experiments
 import hetrlhf as hr
 from configs import coverage as coverage_config
 from hetrlhf import checkpoint, parallel, reporting
@@ -328,22 +326,5 @@ def run(config) -> dict:
     return payload
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    jax.config.update("jax_enable_x64", True)  # standard errors need float64 on CPU
-    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
-    run(flags.FLAGS.config)
-
-
-def define_flags() -> None:
-    """Defines ``--config`` (at start-up of the command only: absl flags are global,
-    so importing several study modules in one process must not define them)."""
-    config_flags.DEFINE_config_file(
-        "config", "configs/coverage.py", "Coverage study config.", lock_config=True
-    )
-
-
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    experiments.launch(run, "configs/coverage.py")

@@ -25,8 +25,6 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-from absl import app
-from ml_collections import config_flags
 from tqdm import tqdm
 
 import configs
@@ -37,6 +35,8 @@ from hetrlhf.reporting import markdown_table, write_results
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+
+import experiments
 
 _QUANTILES = (0.1, 0.5, 0.9, 0.99)
 
@@ -268,16 +268,5 @@ def run(config) -> dict[str, Any]:
     return {"config": config, "results": results}
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    run(_CONFIG.value)
-
-
 if __name__ == "__main__":
-    # Defined here, not at import, so several study modules can be imported in one
-    # process (tests) without absl's duplicate-flag error.
-    _CONFIG = config_flags.DEFINE_config_file(
-        "config", "configs/ensemble.py", lock_config=True
-    )
-    app.run(main)
+    experiments.launch(run, "configs/ensemble.py", x64=False)

@@ -31,15 +31,14 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-from absl import app
 from jax.scipy.stats import norm
-from ml_collections import config_flags
 from tqdm import tqdm
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 import configs
+import experiments
 import hetrlhf as hr
 from configs import neural as study_config
 from hetrlhf import neural, reporting, simulate
@@ -309,17 +308,5 @@ def run(config) -> dict:
     return payload
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    jax.config.update("jax_enable_x64", True)
-    run(_CONFIG.value)
-
-
 if __name__ == "__main__":
-    # Defined here, not at import, so that several study modules can be imported in
-    # one process (tests) without a duplicate absl flag "config".
-    _CONFIG = config_flags.DEFINE_config_file(
-        "config", "configs/neural.py", lock_config=True
-    )
-    app.run(main)
+    experiments.launch(run, "configs/neural.py")

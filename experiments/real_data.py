@@ -53,8 +53,6 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import scipy.stats
-from absl import app
-from ml_collections import config_flags
 from tqdm import tqdm
 
 import configs
@@ -66,6 +64,8 @@ from hetrlhf import features as F
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+
+import experiments
 
 _DATASETS = ("pandalm", "tulu1")
 _MODELS = ("homogeneous", "annotator_type", "annotator")
@@ -817,17 +817,5 @@ def run(config) -> dict:
     return payload
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    jax.config.update("jax_enable_x64", True)
-    run(_CONFIG.value)
-
-
 if __name__ == "__main__":
-    # Defined only when run as a script, so that tests can import several studies
-    # (absl forbids two flags named "config" in one process).
-    _CONFIG = config_flags.DEFINE_config_file(
-        "config", "configs/real_data.py", "Study configuration.", lock_config=True
-    )
-    app.run(main)
+    experiments.launch(run, "configs/real_data.py")

@@ -40,7 +40,6 @@ import os
 import signal
 
 import jax
-from absl import app
 
 from hetrlhf import checkpoint
 
@@ -65,10 +64,10 @@ def run_chunked(fn, keys, **kwargs):
 
 
 checkpoint.run_chunked = run_chunked
+import experiments  # noqa: E402
 from experiments import coverage  # noqa: E402
 
-coverage.define_flags()
-app.run(coverage.main)
+experiments.launch(coverage.run, "configs/coverage.py")
 """
 
 
