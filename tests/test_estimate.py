@@ -145,7 +145,9 @@ def test_alternating_from_wrong_basin_is_not_reported_converged():
     ref = statsmodels_fit(*arrays, start=_truth("paper"))
     design = DESIGNS["paper"]
     bad = hr.Params(-jnp.asarray(design.theta), jnp.asarray([-2.0, -2.0, -2.0]))
-    result = hr.fit(data, init=bad, method="alternating", num_steps=500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hr.ConvergenceWarning)  # either outcome is fine
+        result = hr.fit(data, init=bad, method="alternating", num_steps=500)
     if bool(result.converged):
         assert float(result.loss) <= ref.loss + 1e-9
 
