@@ -93,11 +93,12 @@ def _tiny_config(tmp_path):
     config = calibration_config.get_config()
     config.results_dir = str(tmp_path / "calibration")
     config.num_heads = 3
+    config.ensemble.num_steps = 50
     config.sim.num_replicates = 4
     config.sim.chunk_size = 4
-    config.sim.num_train = 200
+    config.sim.num_train = 150
     config.sim.num_test = 30
-    config.real.max_rows = 400
+    config.real.max_rows = 150
     config.real.hash_dim = 64
     config.real.num_components = 3
     config.real.num_splits = 2
