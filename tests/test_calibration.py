@@ -166,3 +166,30 @@ def test_calibration_config_presets_and_validation(tmp_path):
     config.num_heads = 1
     with pytest.raises(ValueError, match="num_heads"):
         study.run(config)
+
+
+def test_study_ensemble_is_the_library_ensemble():
+    """The study's padded-data ensemble = hetrlhf.ensemble.train_ensemble (bootstrap)
+    on the real rows; padding rows change nothing."""
+    import jax
+
+    from hetrlhf import ensemble
+    from hetrlhf import simulate as hsim
+
+    data = hsim.simulate(jax.random.key(0), hsim.get_design("paper"), 60)
+    test_dphi = jax.random.normal(jax.random.key(1), (7, 5))
+    opts = study._EnsembleOptions(4, 40, 0.05, True, 1.0, 0.0)
+    key = jax.random.key(2)
+    heads = ensemble.train_ensemble(
+        key, data.phi0, data.phi1, data.y, num_heads=4, num_steps=40, bootstrap=True
+    )
+    ref = ensemble.ensemble_reward(heads, test_dphi)
+    got, _ = study._ensemble(key, data, 60, test_dphi, ens=opts)
+    np.testing.assert_allclose(got.mean, ref.mean, rtol=1e-10)
+    np.testing.assert_allclose(got.var, ref.var, rtol=1e-10)
+    # Without the bootstrap, zero-Δφ padding rows leave the fit unchanged.
+    opts = opts._replace(bootstrap=False)
+    plain, _ = study._ensemble(key, data, 60, test_dphi, ens=opts)
+    padded, _ = study._ensemble(key, study._pad(data, 75), 60, test_dphi, ens=opts)
+    np.testing.assert_allclose(padded.mean, plain.mean, rtol=1e-8)
+    np.testing.assert_allclose(padded.var, plain.var, rtol=1e-8)
