@@ -1,8 +1,7 @@
 """Config of the calibration study: is every reward-uncertainty source honest?
 
 For each source of a ``RewardEstimate`` — Fisher intervals (``hr.reward_interval``),
-an ensemble (a bootstrap ensemble of ``hr.fit`` fits, a stand-in until
-``hetrlhf.ensemble`` is on main) and interval ("prompted") rewards from a simulated
+the reward ensemble (``hetrlhf.ensemble``: bootstrap Bradley–Terry heads) and interval ("prompted") rewards from a simulated
 judge — the study measures the coverage of nominal reward-difference intervals on
 held-out comparisons, the expected calibration error (ECE) of the predicted preference
 probabilities and a reliability diagram, on simulated data with known truth and on the
@@ -38,8 +37,22 @@ def get_config():
     config.levels = (0.5, 0.8, 0.9, 0.95)
     # Number of equal-width bins of the ECE and the reliability diagram.
     config.num_bins = 10
-    # Heads of the bootstrap ensemble (each an hr.fit on its own resample).
+    # Heads K of the reward ensemble (hetrlhf.ensemble), K >= 2.
     config.num_heads = 10
+    # Training of the ensemble heads (hetrlhf.ensemble.fit_heads, adam), as in the
+    # PPO study's ensemble.
+    config.ensemble = ml_collections.ConfigDict()
+    # Adam steps per head.
+    config.ensemble.num_steps = 500
+    # Adam step size.
+    config.ensemble.learning_rate = 0.05
+    # Each head on its own multinomial resample of the training rows (the source of
+    # the ensemble's estimation variance; without it all heads converge to one MLE).
+    config.ensemble.bootstrap = True
+    # Standard deviation of the heads' N(0, s² I) initialisations.
+    config.ensemble.init_scale = 1.0
+    # Ridge coefficient on each head.
+    config.ensemble.l2 = 0.0
 
     # Simulated data with known truth.
     config.sim = ml_collections.ConfigDict()

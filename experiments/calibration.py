@@ -9,9 +9,18 @@ only that:
   (``hr.inference.sandwich_covariance``; simulated: HC0, every comparison its own
   cluster; real: clustered by prompt). Not one of the issue's three sources: added
   because the real-data check below shows why it is needed.
-* Ensemble: a bootstrap ensemble of K ``hr.fit`` fits, one per multinomial resample of
-  the training rows (vmapped); mean and sample variance (ddof 1) of the heads' θ_kᵀΔφ.
-  A stand-in for ``hetrlhf.ensemble`` (not on main when this study was written).
+* Ensemble: ``hetrlhf.ensemble`` — K linear Bradley–Terry heads, each from its own
+  N(0, I) initialisation and trained by adam on its own multinomial (bootstrap)
+  resample of the training rows (``fit_heads``; all heads in one vmap), read by
+  ``ensemble_reward`` (head mean, sample variance with ddof 1). This is the ensemble
+  the PPO study uses. Its model has no annotator rationality (σ ≡ 1), so on
+  heterogeneous annotators its θ̃ estimates a rescaled θ* (the marginal preference
+  curve E_σ[sigmoid(σ θ*ᵀΔφ)] is flatter than sigmoid(θ*ᵀΔφ)); its coverage of the
+  true θ*ᵀΔφ therefore measures bias and variance together, as a user of the
+  ensemble would meet them. Its predicted probabilities use its own σ ≡ 1.
+  (An earlier version used a bootstrap of ``hr.fit`` fits as a stand-in; dropped:
+  under the correct model it estimates the same sampling variance as the Fisher and
+  sandwich sources, and it tripled the compile time.)
 * Interval (simulated data only): a simulated judge scores each response with its
   true reward plus N(0, τ²) noise and reports [score ∓ width_scale·√3·τ]; read as
   Uniform(lo, hi) by ``hr.interval_rewards``; Δ's variance is the sum of the two
@@ -25,8 +34,9 @@ Metrics:
   s = median|z|/0.674 (s > 1: over-confident by the factor s);
 * ECE (10 equal-width bins) of the predicted preference probabilities
   E[sigmoid(σ̂·Δ)] (probit approximation) on held-out labels, with σ̂ = σ_γ̂(x) from the
-  Fisher fit for every source (so sources differ only in their reward estimate), and
-  the plug-in sigmoid(σ̂·Δ̂) as a baseline.
+  Fisher fit for the Fisher, sandwich and interval sources (so they differ only in
+  their reward estimate) and σ ≡ 1 for the ensemble (its own model), and the plug-in
+  sigmoid(σ̂·Δ̂) as a baseline.
 
 Real data (PandaLM: 3 humans + 2 LLM judges; ties excluded; hashed n-gram features,
 whitened SVD projection fitted on the training Δφ): the true reward is unknown, so the
@@ -35,7 +45,7 @@ both halves are fitted; on each held-out comparison z = (Δ̂_A − Δ̂_B)/sqrt
 N(0, 1) when both variances are right (both halves estimate the same (pseudo-true)
 parameter), so the coverage of |Δ̂_A − Δ̂_B| <= z_ℓ·sqrt(v_A + v_B) checks the variance
 at half the sample size. Rows of one PandaLM item (5 annotators) are not independent;
-Fisher and the row bootstrap both ignore that, which this check exposes. The
+Fisher and the ensemble's row bootstrap both ignore that, which this check exposes. The
 real-data section also separates annotator disagreement (σ_γ̂(x) per annotator, with
 Wald intervals) from estimation uncertainty (se of reward differences; the five LLMs
 ranked by mean reward with Holm significance groups).
@@ -49,11 +59,13 @@ import functools
 import math
 import os
 import warnings
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
+import optax
 from absl import app
 from ml_collections import config_flags
 from scipy import stats
@@ -65,7 +77,7 @@ import matplotlib.pyplot as plt
 import configs
 import hetrlhf as hr
 from configs import calibration as calibration_config
-from hetrlhf import calibration, model, multitest, reporting
+from hetrlhf import calibration, ensemble, model, multitest, reporting
 from hetrlhf import data as hdata
 from hetrlhf import features as hfeatures
 from hetrlhf import simulate as hsim
@@ -73,9 +85,12 @@ from hetrlhf.inference import sandwich_covariance
 from hetrlhf.intervals import interval_moments
 from hetrlhf.types import Comparisons, RewardEstimate
 
+# A head counts as converged when its loss gradient norm is below this.
+ENSEMBLE_TOL = 1e-3
+
 ENSEMBLE_NOTE = (
-    "ensemble = bootstrap ensemble of hr.fit fits (stand-in: hetrlhf.ensemble not on "
-    "main yet)"
+    "ensemble = hetrlhf.ensemble (bootstrap BT heads without rationality, σ ≡ 1 in "
+    "its predicted probabilities)"
 )
 
 
@@ -84,48 +99,98 @@ ENSEMBLE_NOTE = (
 # --------------------------------------------------------------------------------------
 
 
-def _fits(key, train: Comparisons, num_real, num_heads: int):
-    """``hr.fit`` on the data itself and on K multinomial resamples, in ONE vmap.
+def _ensemble(key, train: Comparisons, num_real, test_dphi, *, ens):
+    """``hetrlhf.ensemble`` heads on the first ``num_real`` rows -> test Δ estimate.
 
-    Fit 0 uses the rows as they are (the Fisher source); fits 1..K each draw
-    ``num_real`` rows with replacement from the first ``num_real`` (the bootstrap
-    ensemble). Rows at index >= num_real are padding (Δφ = 0, neutral for the fit);
-    a resample fills the rest of the fixed shape with the last (padding) row, so one
-    compiled program serves every sample size.
+    Each head starts from ``init_ensemble`` and is fit (``fit_heads``, adam) on its own
+    multinomial resample of the ``num_real`` real rows (``ens.bootstrap``) or on all of
+    them; rows at index >= num_real are padding and get weight 0, so one compiled
+    program serves every sample size. With num_real = n the weights are exactly
+    ``ensemble.bootstrap_weights``.
+
+    Returns:
+      (``RewardEstimate`` of test Δ, [K] gradient norms of the heads).
     """
-    n = train.y.shape[-1]
-    draws = jax.random.randint(key, (num_heads, n), 0, num_real)
-    idx = jnp.where(jnp.arange(n) < num_real, draws, n - 1)
-    idx = jnp.concatenate([jnp.arange(n)[None, :], idx])
-    return jax.vmap(hr.fit)(jax.tree.map(lambda a: a[idx], train))
+    n, d = train.dphi.shape
+    dtype = train.dphi.dtype
+    k_init, k_boot = jax.random.split(key)
+    params = ensemble.init_ensemble(
+        k_init, ens.num_heads, d, init_scale=ens.init_scale, dtype=dtype
+    )
+    real = (jnp.arange(n) < num_real).astype(dtype)
+    if ens.bootstrap:
+        draws = jax.random.randint(k_boot, (ens.num_heads, n), 0, num_real)
+        weights = jax.vmap(lambda i: jnp.zeros((n,), dtype).at[i].add(real))(draws)
+    else:
+        weights = jnp.broadcast_to(real, (ens.num_heads, n))
+    fit = ensemble.fit_heads(
+        params,
+        train.dphi,
+        train.y,
+        weights,
+        optimizer=optax.adam(ens.learning_rate),
+        num_steps=ens.num_steps,
+        l2=ens.l2,
+    )
+    return ensemble.ensemble_reward(fit.params, test_dphi), fit.grad_norm
+
+
+class _EnsembleOptions(NamedTuple):
+    """Static ensemble settings (hashable, closed over by the jitted kernels)."""
+
+    num_heads: int
+    num_steps: int
+    learning_rate: float
+    bootstrap: bool
+    init_scale: float
+    l2: float
+
+
+def _ensemble_options(config) -> _EnsembleOptions:
+    e = config.ensemble
+    return _EnsembleOptions(
+        int(config.num_heads),
+        int(e.num_steps),
+        float(e.learning_rate),
+        bool(e.bootstrap),
+        float(e.init_scale),
+        float(e.l2),
+    )
 
 
 def _difference_sources(
-    key, train, num_real, test_dphi, cluster, *, num_heads, num_clusters=None
+    key, train, num_real, test_dphi, cluster, *, ens, num_clusters=None
 ):
-    """Fisher, sandwich and bootstrap-ensemble ``RewardEstimate``s of test Δ.
+    """Fisher, sandwich and ensemble ``RewardEstimate``s of test Δ.
 
     Args:
       cluster: [n] cluster ids of the training rows for the sandwich source (None:
         every row its own cluster, HC0).
+      ens: ``_EnsembleOptions``.
       num_clusters: static number of clusters when ``cluster`` is given.
 
     Returns:
       (Fisher ``FitResult``, {source name: ``RewardEstimate``}, share of the ensemble
-      heads that converged).
+      heads whose gradient norm is below ``ENSEMBLE_TOL``, the sandwich covariance).
     """
-    fits = _fits(key, train, num_real, num_heads)
-    fit = jax.tree.map(lambda a: a[0], fits)
+    fit = hr.fit(train)
     sandwich = sandwich_covariance(
         fit.params, train, cluster, num_clusters=num_clusters
     )
-    dr = test_dphi @ fits.params.theta[1:].T  # [m, K]
+    ens_est, grad_norm = _ensemble(key, train, num_real, test_dphi, ens=ens)
     ests = {
         "fisher": hr.reward_interval(fit.params, train, test_dphi),
         "sandwich": hr.reward_interval(fit.params, train, test_dphi, cov=sandwich),
-        "ensemble": RewardEstimate(jnp.mean(dr, -1), jnp.var(dr, -1, ddof=1)),
+        "ensemble": ens_est,
     }
-    return fit, ests, jnp.mean(fits.converged[1:])
+    converged = jnp.mean((grad_norm < ENSEMBLE_TOL).astype(test_dphi.dtype))
+    return fit, ests, converged, sandwich
+
+
+def _sigma_for(name, sigma):
+    """σ used in a source's predicted probabilities: its own model's (1 for the
+    rationality-free ensemble), else the Fisher fit's σ_γ̂(x)."""
+    return np.ones_like(np.asarray(sigma)) if name == "ensemble" else sigma
 
 
 def _pad(train: Comparisons, size: int) -> Comparisons:
@@ -137,9 +202,10 @@ def _pad(train: Comparisons, size: int) -> Comparisons:
     """
     extra = size - train.y.shape[0]
 
-    def pad(a, value=0.0):
+    def pad(a, value=0.0):  # numpy: no compile per input shape
+        a = np.asarray(a)
         width = [(0, extra)] + [(0, 0)] * (a.ndim - 1)
-        return jnp.pad(a, width, constant_values=value)
+        return jnp.asarray(np.pad(a, width, constant_values=value))
 
     return Comparisons(
         pad(train.phi0),
@@ -155,27 +221,39 @@ def _pad(train: Comparisons, size: int) -> Comparisons:
 # --------------------------------------------------------------------------------------
 
 
-def _interval_difference(key, r0, r1, width_scale, noise_low, noise_high):
-    """Judge intervals for both responses -> ``RewardEstimate`` of r1 − r0."""
+def _interval_differences(key, r0, r1, width_scales, noise_low, noise_high):
+    """Judge intervals for both responses -> {w: ``RewardEstimate`` of r1 − r0}.
+
+    One judge (its noise levels τ and errors drawn once), reported at each width scale
+    w: [score ∓ w·√3·τ]. The sources of different w are paired (common random
+    numbers), so their coverages are compared on the same judge errors.
+    """
     k_tau, k_eps = jax.random.split(key)
     tau = jax.random.uniform(k_tau, (2,) + r0.shape, r0.dtype, noise_low, noise_high)
     score = jnp.stack([r0, r1]) + tau * jax.random.normal(k_eps, tau.shape, r0.dtype)
-    half = width_scale * math.sqrt(3.0) * tau
-    est = interval_moments(score - half, score + half)
-    return RewardEstimate(est.mean[1] - est.mean[0], est.var[0] + est.var[1])
+    out = {}
+    for w in width_scales:
+        half = w * math.sqrt(3.0) * tau
+        est = interval_moments(score - half, score + half)
+        out[w] = RewardEstimate(est.mean[1] - est.mean[0], est.var[0] + est.var[1])
+    return out
 
 
-def sim_replicate(key, *, design, num_train, num_test, num_heads, width_scales, noise):
+def sim_replicate(key, *, design, num_train, num_test, ens, width_scales, noise):
     """One replicate: simulate, fit, and every source's estimate of the test Δ.
+
+    The training and test comparisons are one simulated sample of num_train +
+    num_test iid rows, split (one simulator program to compile instead of two).
 
     Returns a dict of arrays: per source "<name>/mean", "<name>/var" [m]; "truth" [m]
     (θ*ᵀΔφ), "y" [m], "sigma_hat" [m] (σ_γ̂(x) of the Fisher fit), "converged" [2].
     """
-    k_train, k_test, k_boot, k_judge = jax.random.split(key, 4)
-    train = hsim.simulate(k_train, design, num_train)
-    test = hsim.simulate(k_test, design, num_test)
-    fit, ests, ens_conv = _difference_sources(
-        k_boot, train, num_train, test.dphi, None, num_heads=num_heads
+    k_data, k_boot, k_judge = jax.random.split(key, 3)
+    both = hsim.simulate(k_data, design, num_train + num_test)
+    train = jax.tree.map(lambda a: a[:num_train], both)
+    test = jax.tree.map(lambda a: a[num_train:], both)
+    fit, ests, ens_conv, _ = _difference_sources(
+        k_boot, train, num_train, test.dphi, None, ens=ens
     )
     theta_star = jnp.asarray(design.theta, test.phi0.dtype)
     out = {
@@ -188,10 +266,9 @@ def sim_replicate(key, *, design, num_train, num_test, num_heads, width_scales, 
     for name, est in ests.items():
         out[f"{name}/mean"] = est.mean
         out[f"{name}/var"] = est.var
-    keys = jax.random.split(k_judge, len(width_scales))
     r0, r1 = test.phi0 @ theta_star, test.phi1 @ theta_star
-    for k, w in zip(keys, width_scales):
-        est = _interval_difference(k, r0, r1, w, *noise)
+    judged = _interval_differences(k_judge, r0, r1, width_scales, *noise)
+    for w, est in judged.items():
         out[f"interval x{w:g}/mean"] = est.mean
         out[f"interval x{w:g}/var"] = est.var
     return out
@@ -201,34 +278,66 @@ def _source_names(out):
     return [k[: -len("/mean")] for k in out if k.endswith("/mean")]
 
 
+@functools.partial(jax.jit, static_argnames="num_bins")
+def _coverage_arrays(mean, var, truth, levels, *, num_bins):
+    """Jitted coverage metrics of [G, m] estimates (one compile, not one per op)."""
+    del num_bins
+    flat = RewardEstimate(mean.ravel(), var.ravel())
+    cov = calibration.interval_coverage(flat, truth.ravel(), levels)
+    per_group = jax.vmap(calibration.interval_coverage, in_axes=(0, 0, None))(
+        RewardEstimate(mean, var), truth, levels
+    )
+    return {
+        "coverage": cov,
+        "per_group": per_group,
+        "sd_scale": calibration.sd_scale(flat, truth.ravel()),
+        "mean_sd": jnp.mean(jnp.sqrt(var)),
+    }
+
+
+@functools.partial(jax.jit, static_argnames="num_bins")
+def _probability_arrays(mean, var, y, sigma, *, num_bins):
+    """Jitted ECE and reliability curve of the predicted preference probabilities."""
+    diff = RewardEstimate(mean.ravel(), var.ravel())
+    prob = calibration.predictive_probability(diff, sigma.ravel())
+    yy = y.ravel()
+    return {
+        "ece": calibration.expected_calibration_error(prob, yy, num_bins),
+        "reliability": calibration.reliability_curve(prob, yy, num_bins)._asdict(),
+    }
+
+
 def _metrics(est, truth_or_none, y, sigma, levels, num_bins, groups):
     """Coverage (with MC se over ``groups`` rows), scale factor, ECE, reliability."""
     res = {}
+    mean, var = jnp.asarray(est.mean), jnp.asarray(est.var)
     if truth_or_none is not None:
-        flat = RewardEstimate(est.mean.ravel(), est.var.ravel())
-        cov = np.asarray(
-            calibration.interval_coverage(flat, truth_or_none.ravel(), levels)
+        if mean.ndim == 1:
+            mean, var = mean[None], var[None]
+        arr = jax.tree.map(
+            np.asarray,
+            _coverage_arrays(
+                mean,
+                var,
+                jnp.asarray(truth_or_none).reshape(mean.shape),
+                jnp.asarray(levels),
+                num_bins=num_bins,
+            ),
         )
-        per_group = np.asarray(
-            jax.vmap(calibration.interval_coverage, in_axes=(0, 0, None))(
-                RewardEstimate(jnp.asarray(est.mean), jnp.asarray(est.var)),
-                jnp.asarray(truth_or_none),
-                levels,
-            )
-        )
-        res["coverage"] = cov
-        res["coverage_se"] = per_group.std(0, ddof=1) / math.sqrt(groups)
-        res["sd_scale"] = float(calibration.sd_scale(flat, truth_or_none.ravel()))
-        res["mean_sd"] = float(np.mean(np.sqrt(est.var)))
+        res["coverage"] = arr["coverage"]
+        res["coverage_se"] = arr["per_group"].std(0, ddof=1) / math.sqrt(groups)
+        res["sd_scale"] = float(arr["sd_scale"])
+        res["mean_sd"] = float(arr["mean_sd"])
     if y is not None:
-        diff = RewardEstimate(
-            jnp.asarray(est.mean).ravel(), jnp.asarray(est.var).ravel()
+        arr = _probability_arrays(
+            mean,
+            var,
+            jnp.asarray(y).reshape(mean.shape),
+            jnp.asarray(sigma, mean.dtype).reshape(mean.shape),
+            num_bins=num_bins,
         )
-        prob = calibration.predictive_probability(diff, jnp.asarray(sigma).ravel())
-        yy = jnp.asarray(y).ravel()
-        res["ece"] = float(calibration.expected_calibration_error(prob, yy, num_bins))
-        rel = calibration.reliability_curve(prob, yy, num_bins)
-        res["reliability"] = {k: np.asarray(v) for k, v in rel._asdict().items()}
+        res["ece"] = float(arr["ece"])
+        res["reliability"] = {k: np.asarray(v) for k, v in arr["reliability"].items()}
     return res
 
 
@@ -243,7 +352,7 @@ def run_simulation(key, config):
                 design=design,
                 num_train=cfg.num_train,
                 num_test=cfg.num_test,
-                num_heads=config.num_heads,
+                ens=_ensemble_options(config),
                 width_scales=tuple(cfg.width_scales),
                 noise=(cfg.judge_noise_low, cfg.judge_noise_high),
             )
@@ -269,7 +378,7 @@ def run_simulation(key, config):
             est,
             out["truth"],
             out["y"],
-            out["sigma_hat"],
+            _sigma_for(name, out["sigma_hat"]),
             levels,
             config.num_bins,
             cfg.num_replicates,
@@ -480,7 +589,7 @@ def run_real(key, config):
     """Real-data part: full-train sources, split-half interval check, item-4 tables."""
     cfg = config.real
     records, summary, train, test, index, phi, levels, tr, te = _load_real(config)
-    size = tr.y.shape[0] + 1  # at least one padding row (see _fits)
+    size = tr.y.shape[0] + 1  # at least one padding row (see _ensemble)
     # Sandwich clusters: the training prompts (one prompt's items and annotators are
     # dependent); padding rows go to cluster 0 and contribute nothing.
     prompt_id = {}
@@ -488,7 +597,7 @@ def run_real(key, config):
     kernel = jax.jit(
         functools.partial(
             _difference_sources,
-            num_heads=config.num_heads,
+            ens=_ensemble_options(config),
             num_clusters=len(prompt_id),
         )
     )
@@ -497,7 +606,7 @@ def run_real(key, config):
         return jnp.asarray(np.concatenate([c, np.zeros(size - len(c), c.dtype)]))
 
     key_full, key_split = jax.random.split(key)
-    fit, ests, ens_conv = kernel(
+    fit, ests, ens_conv, sandwich_cov = kernel(
         key_full, _pad(tr, size), tr.y.shape[0], te.dphi, pad_cluster(cluster)
     )
     fisher = ests["fisher"]
@@ -513,7 +622,7 @@ def run_real(key, config):
     sources = {}
     for name, est in ests.items():
         sources[name] = _metrics(
-            est, None, te.y, sigma, levels_arr, config.num_bins, None
+            est, None, te.y, _sigma_for(name, sigma), levels_arr, config.num_bins, None
         )
     plug = RewardEstimate(fisher.mean, jnp.zeros_like(fisher.var))
     sources["plug-in (no variance)"] = _metrics(
@@ -532,8 +641,10 @@ def run_real(key, config):
         pos = {id(r): i for i, r in enumerate(train)}
         for half, k in ((half_a, ka), (half_b, kb)):
             idx = np.array([pos[id(r)] for r in half])
-            sub = jax.tree.map(lambda a, i=idx: a[i], tr)
-            _, half_ests, _ = kernel(
+            # numpy indexing and padding: halves differ in size, and jnp ops on
+            # new shapes would compile once per shape.
+            sub = jax.tree.map(lambda a, i=idx: np.asarray(a)[i], tr)
+            _, half_ests, _, _ = kernel(
                 k, _pad(sub, size), len(idx), te.dphi, pad_cluster(cluster[idx])
             )
             est_halves.append(half_ests)
@@ -550,9 +661,6 @@ def run_real(key, config):
                 stacked, zero, None, None, levels_arr, config.num_bins, cfg.num_splits
             )
         )
-    sandwich_cov = sandwich_covariance(
-        params, tr, jnp.asarray(cluster), num_clusters=len(prompt_id)
-    )
     tables_out, tables = _real_tables(
         params, tr, ests, sandwich_cov, train, records, index, phi, levels
     )
@@ -662,6 +770,15 @@ def run(config) -> dict:
             raise ValueError(f"config.levels must lie in (0, 1), got {config.levels}")
     if config.num_heads < 2:
         raise ValueError(f"config.num_heads must be >= 2, got {config.num_heads}")
+    if config.ensemble.num_steps < 1:
+        raise ValueError(
+            f"config.ensemble.num_steps must be >= 1, got {config.ensemble.num_steps}"
+        )
+    if not config.ensemble.learning_rate > 0:
+        raise ValueError(
+            "config.ensemble.learning_rate must be > 0, got "
+            f"{config.ensemble.learning_rate}"
+        )
     key_sim, key_real = jax.random.split(jax.random.key(config.seed))
     levels = list(config.levels)
     sim = run_simulation(key_sim, config)
@@ -695,9 +812,7 @@ def run(config) -> dict:
     return payload
 
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/calibration.py", lock_config=True
-)
+_CONFIG = None  # the --config flag, defined under __main__ only (see below)
 
 
 def main(argv):
@@ -709,4 +824,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _CONFIG = config_flags.DEFINE_config_file(
+        "config", "configs/calibration.py", lock_config=True
+    )
     app.run(main)

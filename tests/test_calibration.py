@@ -93,11 +93,12 @@ def _tiny_config(tmp_path):
     config = calibration_config.get_config()
     config.results_dir = str(tmp_path / "calibration")
     config.num_heads = 3
+    config.ensemble.num_steps = 50
     config.sim.num_replicates = 4
     config.sim.chunk_size = 4
-    config.sim.num_train = 200
+    config.sim.num_train = 150
     config.sim.num_test = 30
-    config.real.max_rows = 400
+    config.real.max_rows = 150
     config.real.hash_dim = 64
     config.real.num_components = 3
     config.real.num_splits = 2
@@ -165,3 +166,30 @@ def test_calibration_config_presets_and_validation(tmp_path):
     config.num_heads = 1
     with pytest.raises(ValueError, match="num_heads"):
         study.run(config)
+
+
+def test_study_ensemble_is_the_library_ensemble():
+    """The study's padded-data ensemble = hetrlhf.ensemble.train_ensemble (bootstrap)
+    on the real rows; padding rows change nothing."""
+    import jax
+
+    from hetrlhf import ensemble
+    from hetrlhf import simulate as hsim
+
+    data = hsim.simulate(jax.random.key(0), hsim.get_design("paper"), 60)
+    test_dphi = jax.random.normal(jax.random.key(1), (7, 5))
+    opts = study._EnsembleOptions(4, 40, 0.05, True, 1.0, 0.0)
+    key = jax.random.key(2)
+    heads = ensemble.train_ensemble(
+        key, data.phi0, data.phi1, data.y, num_heads=4, num_steps=40, bootstrap=True
+    )
+    ref = ensemble.ensemble_reward(heads, test_dphi)
+    got, _ = study._ensemble(key, data, 60, test_dphi, ens=opts)
+    np.testing.assert_allclose(got.mean, ref.mean, rtol=1e-10)
+    np.testing.assert_allclose(got.var, ref.var, rtol=1e-10)
+    # Without the bootstrap, zero-Δφ padding rows leave the fit unchanged.
+    opts = opts._replace(bootstrap=False)
+    plain, _ = study._ensemble(key, data, 60, test_dphi, ens=opts)
+    padded, _ = study._ensemble(key, study._pad(data, 75), 60, test_dphi, ens=opts)
+    np.testing.assert_allclose(padded.mean, plain.mean, rtol=1e-8)
+    np.testing.assert_allclose(padded.var, plain.var, rtol=1e-8)

@@ -247,3 +247,33 @@ def test_task_validation():
         ppo.CandidateTask(np.full((3, 4, 2), np.nan), np.zeros(2))
     with pytest.raises(ValueError, match="seq_len"):
         ppo.TokenTask(np.zeros((5, 2)), np.zeros((3, 2)), np.zeros(2), seq_len=0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 64, 256, 300])
+def test_sort_free_permutation_equals_jax_permutation(n):
+    keys = jax.random.split(jax.random.key(5), 50)
+    ours = jax.jit(jax.vmap(lambda k: ppo._permutation(k, n)))(keys)
+    ref = jax.vmap(lambda k: jax.random.permutation(k, n))(keys)
+    np.testing.assert_array_equal(ours, ref)
+
+
+def test_candidate_forward_paths_agree():
+    """All-prompts-then-gather (small prompt sets) = per-prompt forward (large ones)."""
+    feats = jax.random.normal(jax.random.key(0), (12, 5, 3))
+    task = ppo.CandidateTask(feats, jnp.ones(3))
+    params = task.init_params(jax.random.key(1))
+    params = jax.tree.map(lambda x: x + 0.3, params)  # non-zero value head
+    ids = jnp.array([3, 3, 0, 11])  # 12 prompts <= 4 * 4: the all-prompts path
+    actions = jnp.array([[0], [4], [2], [1]], jnp.int32)
+    logp, value = task.evaluate(params, ids, actions)
+    w = np.asarray(params["params"]["Dense_0"]["kernel"])[:, 0]
+    logits = np.asarray(feats)[np.asarray(ids)] @ w
+    ref = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    np.testing.assert_allclose(logp[:, 0], ref[np.arange(4), [0, 4, 2, 1]], rtol=1e-10)
+    v = params["params"]["Dense_1"]
+    ref_v = np.asarray(feats)[np.asarray(ids)].mean(1) @ np.asarray(v["kernel"])[:, 0]
+    np.testing.assert_allclose(value, ref_v + float(v["bias"][0]), rtol=1e-10)
+    # A batch of 2 from 12 prompts takes the per-prompt path: the same numbers.
+    logp2, value2 = task.evaluate(params, ids[:2], actions[:2])
+    np.testing.assert_allclose(logp2, logp[:2], rtol=1e-12)
+    np.testing.assert_allclose(value2, value[:2], rtol=1e-12)
