@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import warnings
 from typing import NamedTuple
 
@@ -66,8 +65,6 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import optax
-from absl import app
-from ml_collections import config_flags
 from scipy import stats
 from tqdm import tqdm
 
@@ -75,6 +72,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 import configs
+import experiments
 import hetrlhf as hr
 from configs import calibration as calibration_config
 from hetrlhf import calibration, ensemble, model, multitest, reporting
@@ -812,19 +810,5 @@ def run(config) -> dict:
     return payload
 
 
-_CONFIG = None  # the --config flag, defined under __main__ only (see below)
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError("Too many command-line arguments.")
-    jax.config.update("jax_enable_x64", True)
-    os.makedirs(_CONFIG.value.results_dir, exist_ok=True)
-    run(_CONFIG.value)
-
-
 if __name__ == "__main__":
-    _CONFIG = config_flags.DEFINE_config_file(
-        "config", "configs/calibration.py", lock_config=True
-    )
-    app.run(main)
+    experiments.launch(run, "configs/calibration.py")

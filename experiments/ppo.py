@@ -27,8 +27,6 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-from absl import app, logging
-from ml_collections import config_flags
 from scipy import stats
 from tqdm import tqdm
 
@@ -40,6 +38,8 @@ from hetrlhf.types import RewardEstimate
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+
+import experiments
 
 # --------------------------------------------------------------------------------------
 # Reward sources. Both are ``fn(params, phi [B, d]) -> RewardEstimate``; PPO only ever sees
@@ -544,16 +544,5 @@ def run(config) -> dict[str, Any]:
     return payload
 
 
-def main(argv):
-    del argv
-    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
-    run(_CONFIG.value)
-
-
 if __name__ == "__main__":
-    # Defined here, not at import, so several study modules can be imported in one
-    # process (tests) without absl's duplicate-flag error.
-    _CONFIG = config_flags.DEFINE_config_file(
-        "config", "configs/ppo.py", lock_config=True
-    )
-    app.run(main)
+    experiments.launch(run, "configs/ppo.py", x64=False)
