@@ -22,6 +22,7 @@ as for comparisons: ``fit_rankings(data)``, then ``hr.fisher_information``,
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import chex
@@ -217,12 +218,17 @@ def _stage_gradients(params: Params, data: Rankings):
 
 
 def expected_information(params: Params, data: Rankings) -> jax.Array:
-    """Expected Fisher information per ranking, [p, p] (our derivation).
+    """Predictable (conditional) Fisher information per ranking, [p, p] (our derivation).
 
     At stage r the chosen response is a draw from softmax(u) over the remaining set
-    S_r, so the stage contributes Cov_π(g) = Σ_s π_s g_s g_sᵀ − ḡḡᵀ, ḡ = Σ_s π_s g_s;
-    I = (1/n) Σ_i Σ_r Cov_{π_ir}(g_i). For K = 2 this is p(1−p) g gᵀ with g the
-    Bradley–Terry gradient of the logit difference.
+    S_r, so the stage score g_chosen − ḡ has conditional covariance
+    Cov_π(g) = Σ_s π_s g_s g_sᵀ − ḡḡᵀ, ḡ = Σ_s π_s g_s, and this returns
+    (1/n) Σ_i Σ_r Cov_{π_ir}(g_i) along the OBSERVED rankings. The stage scores are
+    martingale differences, so its expectation over rankings is exactly the expected
+    Fisher information E[s sᵀ]; for K = 2 (one stage, S_0 the full pair) it IS the
+    expected information p(1−p) g gᵀ of the Bradley–Terry model. For K > 2 the exact
+    expectation would sum over K! orders; this positive semi-definite matrix is what
+    ``hr.fisher_information(..., kind="expected")`` returns for rankings.
     """
     g, u = _stage_gradients(params, data)  # [n, K, p], [n, K]
     mask = _stage_mask(u.shape[-1])
@@ -278,6 +284,7 @@ def _finish(x, data, count, tol, ok) -> FitResult:
     return FitResult(params, converged, count, grad_norm, value)
 
 
+@functools.partial(jax.jit, static_argnames=("tol", "max_steps", "start_tol"))
 def fit_rankings(
     data: Rankings,
     init: Params | None = None,
@@ -286,7 +293,7 @@ def fit_rankings(
     max_steps: int = 100,
     start_tol=1e-2,
 ) -> FitResult:
-    """Maximum-likelihood fit of the heterogeneous Plackett–Luce model (pure, traceable).
+    """Maximum-likelihood fit of the heterogeneous Plackett–Luce model (pure, jitted).
 
     The same phases as ``hr.fit``'s Newton solver: a homogeneous fit (γ = 0; convex)
     from θ = 0 to ``start_tol``, then the joint Newton fit (exact Hessian, Fisher
@@ -298,9 +305,9 @@ def fit_rankings(
     Args:
       data: one ``Rankings`` dataset.
       init: optional start.
-      tol: gradient-norm tolerance (default ``default_tol(dtype)``).
+      tol: gradient-norm tolerance (default ``default_tol(dtype)``; static).
       max_steps: Newton iterations per phase (static).
-      start_tol: tolerance of the homogeneous start.
+      start_tol: tolerance of the homogeneous start (static).
 
     Returns:
       ``FitResult(params, converged, num_steps, grad_norm, loss)``.

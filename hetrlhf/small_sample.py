@@ -55,6 +55,7 @@ __all__ = [
     "bootstrap_draws",
     "bootstrap_intervals",
     "confidence_intervals",
+    "intervals_from_draws",
     "profile_bounds",
     "profile_intervals",
     "sandwich_covariance",
@@ -325,7 +326,7 @@ def profile_intervals(params: Params, data, alpha=0.05, **options) -> Intervals:
     res = profile_bounds(params, data, alpha, **options)
     d = family.dim(data)
     x_hat = ravel_params(params)
-    value, _, hess, _ = family.derivatives(x_hat, data)
+    hess = family.derivatives(x_hat, data)[2]
     se = _wald_half_width(hess, family.num_obs(data), 1.0)
     cond = _condition_number(hess)
     if not _is_traced(res, params, data):
@@ -458,9 +459,6 @@ def bootstrap_intervals(
         not isinstance(num_bootstrap, int) or num_bootstrap < 2
     ):
         raise ValueError(f"num_bootstrap must be an int >= 2, got {num_bootstrap!r}")
-    family = _family(data)
-    d = family.dim(data)
-    n = family.num_obs(data)
     fits, draw_se = bootstrap_draws(
         key,
         params,
@@ -468,15 +466,46 @@ def bootstrap_intervals(
         num_bootstrap=num_bootstrap,
         fit_options=tuple(sorted(fit_options.items())),
     )
+    out = intervals_from_draws(params, data, fits, draw_se, alpha, interval=interval)
+    if not _is_traced(out.num_failed, params, data) and int(out.num_failed):
+        warnings.warn(
+            f"parametric bootstrap: {int(out.num_failed)} of {num_bootstrap} refits did "
+            "not converge (or had no finite standard error) and were excluded",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return out
+
+
+def intervals_from_draws(
+    params: Params,
+    data,
+    fits: FitResult,
+    draw_se: jax.Array,
+    alpha=0.05,
+    *,
+    interval: str = "percentile",
+) -> BootstrapResult:
+    """Bootstrap intervals from given refits (``bootstrap_draws``'s output); traceable.
+
+    One set of draws serves all three interval kinds (see ``bootstrap_intervals``).
+    """
+    if interval not in ("percentile", "basic", "studentized"):
+        raise ValueError(
+            f"interval must be 'percentile', 'basic' or 'studentized', got {interval!r}"
+        )
+    family = _family(data)
+    d = family.dim(data)
+    n = family.num_obs(data)
     x_hat = ravel_params(params)
     draws = ravel_params(fits.params)  # [B, p]
+    chex.assert_rank([x_hat, draws, draw_se], [1, 2, 2])
     ok = fits.converged & jnp.all(jnp.isfinite(draws), -1)
     if interval == "studentized":
         ok = ok & jnp.all(jnp.isfinite(draw_se) & (draw_se > 0), -1)
     usable = jnp.where(ok[:, None], draws, jnp.nan)
     lo_q, hi_q = alpha / 2.0, 1.0 - alpha / 2.0
     hess = family.derivatives(x_hat, data)[2]
-    se_wald = _wald_half_width(hess, n, 1.0)
     if interval == "percentile":
         lower = jnp.nanquantile(usable, lo_q, axis=0)
         upper = jnp.nanquantile(usable, hi_q, axis=0)
@@ -484,18 +513,11 @@ def bootstrap_intervals(
         lower = 2 * x_hat - jnp.nanquantile(usable, hi_q, axis=0)
         upper = 2 * x_hat - jnp.nanquantile(usable, lo_q, axis=0)
     else:
+        se_wald = _wald_half_width(hess, n, 1.0)
         t = jnp.where(ok[:, None], (draws - x_hat) / draw_se, jnp.nan)
         lower = x_hat - jnp.nanquantile(t, hi_q, axis=0) * se_wald
         upper = x_hat - jnp.nanquantile(t, lo_q, axis=0) * se_wald
     boot_sd = jnp.nanstd(usable, axis=0, ddof=1)
-    num_failed = num_bootstrap - jnp.sum(ok)
-    if not _is_traced(num_failed, params, data) and int(num_failed):
-        warnings.warn(
-            f"parametric bootstrap: {int(num_failed)} of {num_bootstrap} refits did not "
-            "converge (or had no finite standard error) and were excluded",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
     intervals = Intervals(
         params,
         unravel_params(boot_sd, d),
@@ -503,7 +525,9 @@ def bootstrap_intervals(
         unravel_params(upper, d),
         _condition_number(hess),
     )
-    return BootstrapResult(intervals, fits.params, draw_se, ok, num_failed)
+    return BootstrapResult(
+        intervals, fits.params, draw_se, ok, draws.shape[0] - jnp.sum(ok)
+    )
 
 
 # --------------------------------------------------------------------------------------
