@@ -188,11 +188,8 @@ def _profile_end(
         found = (jnp.abs(f - z) <= root_tol) | (t_hi - t_lo <= 1e-12 * (1.0 + t))
         unbounded = (f < z) & (t >= t_max)
         failed = (count >= max_iter) | ~jnp.isfinite(f)
-        return jnp.where(
-            found,
-            FOUND,
-            jnp.where(unbounded, UNBOUNDED, jnp.where(failed, FAILED, _RUNNING)),
-        )
+        code = jnp.where(unbounded, UNBOUNDED, jnp.where(failed, FAILED, _RUNNING))
+        return jnp.where(found, FOUND, code).astype(jnp.int32)
 
     def cond(s):
         return s[-1] == _RUNNING
@@ -207,6 +204,9 @@ def _profile_end(
         ok = jnp.isfinite(step) & (slope > 0) & (step > t_lo) & (step < t_hi)
         fallback = jnp.where(bracketed, 0.5 * (t_lo + t_hi), 2.0 * t)
         t_new = jnp.minimum(jnp.where(ok, step, fallback), t_max)
+        # The first iteration evaluates the Wald end point (one traced copy of the
+        # constrained fit instead of two keeps the compile time down).
+        t_new = jnp.where(count == 0, jnp.minimum(half_width, t_max), t_new)
         f_new, slope_new, x_new = evaluate(t_new, x)
         count = count + 1
         return (
@@ -221,18 +221,15 @@ def _profile_end(
         )
 
     zero = jnp.zeros_like(value_hat)
-    t0 = jnp.minimum(half_width, t_max)
-    f0, slope0, x0 = evaluate(t0, x_hat)
-    one = jnp.ones((), jnp.int32)
     init = (
-        t0,
-        f0,
-        slope0,
-        x0,
+        zero,
+        zero,
+        zero,
+        x_hat,
         zero,
         zero + jnp.inf,
-        one,
-        status(t0, f0, zero, zero + jnp.inf, one),
+        jnp.zeros((), jnp.int32),
+        jnp.array(_RUNNING, jnp.int32),
     )
     t, _, _, _, _, _, count, code = jax.lax.while_loop(cond, body, init)
     bound = jnp.where(

@@ -110,7 +110,7 @@ def test_profile_homogeneous_matches_statsmodels_likelihood_ratio():
 
 def test_profile_traces_under_jit_and_vmap():
     keys = jax.random.split(jax.random.key(5), 3)
-    data = jax.vmap(lambda k: sim.simulate(k, SMALL, 100))(keys)
+    data = jax.vmap(lambda k: sim.simulate(k, SMALL, 150))(keys)
 
     def one(d):
         fit = hr.fit(d)
@@ -120,12 +120,11 @@ def test_profile_traces_under_jit_and_vmap():
     assert out.lower.theta.shape == (3, 2)
     assert np.all(np.asarray(out.lower.theta) < np.asarray(out.estimate.theta))
     assert np.all(np.asarray(out.upper.gamma) > np.asarray(out.estimate.gamma))
-    eager = hr.confidence_intervals(
-        hr.fit(jax.tree.map(lambda a: a[1], data)).params,
-        jax.tree.map(lambda a: a[1], data),
-        method="profile",
+    single = jax.tree.map(lambda a: a[1], data)
+    eager = small_sample.profile_bounds(
+        jax.tree.map(lambda a: a[1], out.estimate), single
     )
-    np.testing.assert_allclose(out.upper.theta[1], eager.upper.theta, rtol=1e-8)
+    np.testing.assert_allclose(out.upper.theta[1], eager.upper[:2], rtol=1e-8)
 
 
 def test_sandwich_matches_statsmodels_hc0_homogeneous_logit():
@@ -195,7 +194,7 @@ def test_sandwich_differs_from_wald_under_misspecification():
 
 
 def test_bootstrap_smoke_and_sd_close_to_wald_se():
-    data = sim.simulate(jax.random.key(10), SMALL, 400)
+    data = sim.simulate(jax.random.key(10), SMALL, 150)
     res = hr.fit(data)
     out = small_sample.bootstrap_intervals(
         jax.random.key(11), res.params, data, num_bootstrap=200
@@ -208,8 +207,9 @@ def test_bootstrap_smoke_and_sd_close_to_wald_se():
     ):
         assert lo < est < hi
     wald_se = ravel_params(hr.confidence_intervals(res.params, data).se)
-    # sd of 200 draws has relative Monte Carlo error ≈ 1/sqrt(400) = 5%.
-    np.testing.assert_allclose(ravel_params(ci.se), wald_se, rtol=0.25)
+    # sd of 200 draws has relative Monte Carlo error ≈ 5%; at n = 150 the sampling
+    # distribution is not yet normal, so allow 30%.
+    np.testing.assert_allclose(ravel_params(ci.se), wald_se, rtol=0.3)
     basic = hr.confidence_intervals(
         res.params,
         data,
@@ -236,7 +236,7 @@ def test_bootstrap_smoke_and_sd_close_to_wald_se():
 
 
 def test_bad_input_errors():
-    data = sim.simulate(jax.random.key(12), SMALL, 100)
+    data = sim.simulate(jax.random.key(12), SMALL, 150)
     params = hr.fit(data).params
     with pytest.raises(ValueError, match="method must be one of"):
         hr.confidence_intervals(params, data, method="jackknife")
