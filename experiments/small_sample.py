@@ -333,12 +333,15 @@ def run(config) -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    # XLA:CPU's parallel LLVM codegen intermittently deadlocked while compiling this
-    # study's nested while loops (jax 0.10.2, 2-core host); one codegen split avoids it.
+    # XLA:CPU's multi-threaded Eigen pool intermittently wedged (0% CPU, every thread
+    # in a futex wait) while executing this study's vmapped nested while loops (jax
+    # 0.10.2, 2-core host); single-threaded Eigen avoids it.
     # Set before the first computation creates the backend.
-    flag = "--xla_cpu_parallel_codegen_split_count"
+    flag = "--xla_cpu_multi_thread_eigen"
     if flag not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}=1".strip()
+        os.environ["XLA_FLAGS"] = (
+            f"{os.environ.get('XLA_FLAGS', '')} {flag}=false".strip()
+        )
     jax.config.update("jax_enable_x64", True)  # standard errors need float64 on CPU
     run(_CONFIG.value)
 

@@ -5,10 +5,10 @@ import os
 
 import numpy as np
 
-# See experiments/small_sample.py: avoids an intermittent XLA:CPU compile deadlock.
-if "--xla_cpu_parallel_codegen_split_count" not in os.environ.get("XLA_FLAGS", ""):
+# See experiments/small_sample.py: avoids an intermittent XLA:CPU execution hang (multi-threaded Eigen).
+if "--xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_parallel_codegen_split_count=1"
+        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
     )
 
 from configs import small_sample as small_sample_config
