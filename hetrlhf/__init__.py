@@ -15,12 +15,14 @@ from hetrlhf import (
     features,
     intervals,
     model,
-    neural,
     multitest,
+    neural,
     parallel,
+    plackett_luce,
     policy,
     ppo,
     simulate,
+    small_sample,
 )
 from hetrlhf.ensemble import ensemble_reward, train_ensemble
 from hetrlhf.estimate import ConvergenceWarning, alternating_gd, fit, run_alternating
@@ -35,8 +37,9 @@ from hetrlhf.inference import (
     sandwich_covariance,
     standard_errors,
 )
-from hetrlhf.multitest import adjust_comparisons, adjust_pvalues, rank_with_groups
 from hetrlhf.intervals import interval_rewards
+from hetrlhf.multitest import adjust_comparisons, adjust_pvalues, rank_with_groups
+from hetrlhf.plackett_luce import Rankings, fit_rankings, rankings
 from hetrlhf.selection import best_of_n, lower_confidence_bound, pessimistic_best_of_n
 from hetrlhf.types import (
     Comparisons,
@@ -49,3 +52,54 @@ from hetrlhf.types import (
 from hetrlhf.validation import comparisons
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Comparisons",
+    "ConvergenceWarning",
+    "FitResult",
+    "Intervals",
+    "Params",
+    "Rankings",
+    "RewardComparison",
+    "RewardEstimate",
+    "adjust_comparisons",
+    "adjust_pvalues",
+    "alternating_gd",
+    "bayes",
+    "best_of_n",
+    "calibration",
+    "checkpoint",
+    "compare_estimates",
+    "compare_rewards",
+    "comparisons",
+    "confidence_intervals",
+    "covariance",
+    "data",
+    "difference_ztest",
+    "ensemble",
+    "ensemble_reward",
+    "features",
+    "fisher_information",
+    "fit",
+    "fit_rankings",
+    "interval_rewards",
+    "intervals",
+    "lower_confidence_bound",
+    "model",
+    "multitest",
+    "neural",
+    "parallel",
+    "pessimistic_best_of_n",
+    "plackett_luce",
+    "policy",
+    "ppo",
+    "rank_with_groups",
+    "rankings",
+    "reward_interval",
+    "run_alternating",
+    "sandwich_covariance",
+    "simulate",
+    "small_sample",
+    "standard_errors",
+    "train_ensemble",
+]

@@ -456,7 +456,9 @@ def fit(
     ``ConvergenceWarning`` that says why a fit did not converge.
 
     Args:
-      data: ``Comparisons`` from ``hr.comparisons`` (or the simulator).
+      data: ``Comparisons`` from ``hr.comparisons`` (or the simulator), or
+        ``Rankings`` from ``hr.rankings`` (Plackett–Luce, fitted by
+        ``plackett_luce.fit_rankings``; K = 2 rankings give the pairwise fit).
       init: optional starting ``Params`` (required for ``method="alternating"``;
         ``newton`` starts cold from the homogeneous fit and, given ``init``, also runs
         from it and keeps the better of the two).
@@ -478,6 +480,12 @@ def fit(
         raise ValueError(
             "fit does not record paths; call hr.run_alternating(..., record=True)"
         )
+    from hetrlhf import plackett_luce  # here: a module-level import would be circular
+
+    if isinstance(data, plackett_luce.Rankings):
+        if method != "newton":
+            raise ValueError("rankings are fitted by method='newton' only")
+        return plackett_luce.fit_rankings(data, init, **options)
     if not isinstance(data, Comparisons):
         raise TypeError(
             f"data must be hetrlhf.Comparisons (see hr.comparisons), got {type(data).__name__}"

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from jax.scipy.stats import norm
 
 from hetrlhf import model
+from hetrlhf import plackett_luce as rk
 from hetrlhf.estimate import derivatives, ravel_params, unravel_params
 from hetrlhf.types import (
     Comparisons,
@@ -57,12 +58,23 @@ def _is_traced(x) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
+def _dim(data) -> int:
+    """d, the number of reward features (``Comparisons`` or ``Rankings``)."""
+    return data.phi.shape[-1] if isinstance(data, rk.Rankings) else data.phi0.shape[-1]
+
+
+def _num_obs(data) -> int:
+    """n, the number of comparisons or rankings."""
+    return data.phi.shape[-3] if isinstance(data, rk.Rankings) else data.y.shape[-1]
+
+
 def fisher_information(params: Params, data: Comparisons, *, kind: str = "observed"):
     """Per-observation Fisher information at ``params``.
 
     Args:
       params: (θ, γ) with θ [d], γ [k].
-      data: one dataset with n comparisons.
+      data: one dataset with n comparisons (or n Plackett–Luce ``Rankings``, whose
+        loss and expected information come from ``hetrlhf.plackett_luce``).
       kind: "observed" — ∇²L_n(θ, γ) by autodiff (``jax.hessian``), the observed
         information divided by n; or "expected" — (1/n) Σ p_i(1−p_i) g_i g_iᵀ with
         g_i = [σ_i·Δφ_i ; (θᵀΔφ_i)·ψ_i] and p_i the model probability at ``params``.
@@ -70,11 +82,14 @@ def fisher_information(params: Params, data: Comparisons, *, kind: str = "observ
     Returns:
       [d + k, d + k] matrix (θ block first, then γ).
     """
-    d = data.phi0.shape[-1]
+    d = _dim(data)
+    loss = rk.loss if isinstance(data, rk.Rankings) else model.loss
     if kind == "observed":
-        return jax.hessian(lambda x: model.loss(unravel_params(x, d), data))(
+        return jax.hessian(lambda x: loss(unravel_params(x, d), data))(
             ravel_params(params)
         )
+    if kind == "expected" and isinstance(data, rk.Rankings):
+        return rk.expected_information(params, data)
     if kind == "expected":
         sigma = model.rationality(params.gamma, data.psi, data.psi0)
         r = model.reward(params.theta, data.dphi)
@@ -114,7 +129,7 @@ def _info_cov_cond(params, data, kind):
     Hessian to rounding (checked in the tests), about an order of magnitude cheaper
     inside vmapped Monte Carlo studies.
     """
-    if kind == "observed":
+    if kind == "observed" and isinstance(data, Comparisons):
         info = derivatives(ravel_params(params), data)[2]
     else:
         info = fisher_information(params, data, kind=kind)
@@ -123,7 +138,7 @@ def _info_cov_cond(params, data, kind):
     # (only reachable under jit, where ``cond`` = inf reports it).
     chol = jax.scipy.linalg.cho_factor(info, lower=True)
     eye = jnp.eye(info.shape[-1], dtype=info.dtype)
-    return info, jax.scipy.linalg.cho_solve(chol, eye) / data.y.shape[-1], cond
+    return info, jax.scipy.linalg.cho_solve(chol, eye) / _num_obs(data), cond
 
 
 # Eager calls compile the whole computation once per shape instead of dispatching the
@@ -167,7 +182,7 @@ def covariance(
 def standard_errors(params: Params, data: Comparisons, **kwargs) -> Params:
     """Standard errors sqrt(diag(I⁻¹/n)) as a Params pytree."""
     cov = covariance(params, data, **kwargs)
-    return unravel_params(jnp.sqrt(jnp.diagonal(cov)), data.phi0.shape[-1])
+    return unravel_params(jnp.sqrt(jnp.diagonal(cov)), _dim(data))
 
 
 def _z(alpha):
@@ -184,28 +199,63 @@ def confidence_intervals(
     data: Comparisons,
     alpha=0.05,
     *,
+    method: str = "wald",
+    key=None,
     kind: str = "observed",
     max_condition=None,
+    **options,
 ) -> Intervals:
-    """Wald intervals θ̂_j ± z_{1−α/2}·se_j and γ̂_j ± z_{1−α/2}·se_j.
+    """Confidence intervals for every coordinate of (θ, γ); Wald by default.
+
+    The default (``method="wald"``) is θ̂_j ± z_{1−α/2}·se_j, se from I⁻¹/n. Other
+    methods (``hetrlhf.small_sample``; better at small n or under misspecification):
+
+    * "profile": profile-likelihood intervals {b : 2n(pL_j(b) − L_n(θ̂)) ≤ χ²₁(1−α)}
+      (end points ±inf when the data cannot bound a coordinate); ``se`` is Wald's.
+    * "bootstrap": parametric bootstrap from the fitted model, B refits vmapped
+      (``key`` required; options ``num_bootstrap=200``,
+      ``interval="percentile"|"basic"|"studentized"``, fit options); ``se`` is the
+      bootstrap standard deviation.
+    * "sandwich": θ̂_j ± z·se_j with the robust covariance H⁻¹JH⁻¹/n (statsmodels'
+      HC0), valid under a misspecified rationality.
 
     Args:
       params: the estimate (θ̂, γ̂), e.g. ``hr.fit(data).params``.
-      data: the data it was fitted on.
+      data: the data it was fitted on (``Comparisons`` or ``rankings.Rankings``).
       alpha: 1 − confidence level.
-      kind: information used for the standard errors ("observed" or "expected").
+      method: "wald" (default), "profile", "bootstrap" or "sandwich".
+      key: PRNG key (``method="bootstrap"`` only).
+      kind: information used for the Wald standard errors ("observed" or "expected").
       max_condition: eager error threshold on the information's condition number;
         default ``default_max_condition(dtype)``.
+      **options: options of the non-Wald methods (see ``hetrlhf.small_sample``).
 
     Returns:
       ``Intervals(estimate, se, lower, upper, condition_number)``; the first four are
       Params pytrees.
     """
     _check_alpha(alpha)
+    if method != "wald":
+        from hetrlhf import small_sample  # small_sample imports this module
+
+        return small_sample.confidence_intervals(
+            params,
+            data,
+            alpha,
+            method=method,
+            key=key,
+            max_condition=max_condition,
+            **options,
+        )
+    if key is not None or options:
+        raise TypeError(
+            "method='wald' takes no key or options, got "
+            f"{sorted(options) + (['key'] if key is not None else [])}"
+        )
     cov, cond = _covariance_and_condition(
         params, data, kind, max_condition, "confidence_intervals"
     )
-    se = unravel_params(jnp.sqrt(jnp.diagonal(cov)), data.phi0.shape[-1])
+    se = unravel_params(jnp.sqrt(jnp.diagonal(cov)), _dim(data))
     half = jax.tree.map(lambda s: _z(alpha) * s, se)
     lower = jax.tree.map(jnp.subtract, params, half)
     upper = jax.tree.map(jnp.add, params, half)
@@ -213,7 +263,7 @@ def confidence_intervals(
 
 
 def _theta_cov(params, data, cov):
-    d = data.phi0.shape[-1]
+    d = _dim(data)
     if cov is None:
         cov = covariance(params, data)
     return cov[:d, :d]

@@ -1,0 +1,634 @@
+"""Confidence intervals beyond Wald: profile likelihood, parametric bootstrap, sandwich.
+
+At small n the Wald intervals of Liu, Lu & Sun (2025, §4) under-cover for γ (the
+likelihood is far from quadratic in the rationality direction). Three alternatives,
+all selectable through ``hr.confidence_intervals(..., method=...)`` and all working for
+pairwise ``Comparisons`` and for Plackett–Luce ``Rankings`` (``hetrlhf.plackett_luce``):
+
+* ``profile_intervals`` — profile-likelihood intervals. For coordinate j the profile
+  loss is pL_j(b) = min_{x: x_j = b} L_n(x) (the other coordinates re-optimised by a
+  masked Newton solver, ``hetrlhf.newton``), and the interval is
+  {b : 2n(pL_j(b) − L_n(x̂)) ≤ χ²₁(1−α)}. Each end point is the root of the signed
+  root statistic f(t) = sqrt(2n(pL_j(x̂_j ± t) − L_n(x̂))) = z_{1−α/2}, found by a
+  safeguarded Newton iteration (f'(t) = ±n·∂_jL_n / f by the envelope theorem) with
+  bisection once a bracket is known. All 2p end points are solved in one ``vmap``.
+  Invariant to reparametrisation; the end points can be infinite when the profile
+  flattens below the critical value (then the data cannot bound the coordinate).
+* ``bootstrap_intervals`` — parametric bootstrap: B label draws (comparisons) or
+  ranking draws (Plackett–Luce, Gumbel trick) from the fitted model with the features
+  held fixed, each refitted with the same estimator (``hr.fit`` / ``fit_rankings``),
+  vmapped over draws. Percentile, basic and studentized (bootstrap-t) intervals
+  (Efron & Tibshirani 1993, ch. 12–13; Davison & Hinkley 1997, §5.2). Refits that did
+  not converge are excluded from the quantiles and counted.
+* ``sandwich_covariance`` — the robust covariance H⁻¹JH⁻¹/n (Huber 1967; White 1982),
+  H the observed information per observation, J = (1/n) Σ s_i s_iᵀ the outer product
+  of the per-observation scores: valid under a misspecified rationality (it estimates
+  the covariance of the KL-projection estimator). This is statsmodels' ``HC0``.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+from jax.scipy.stats import norm
+
+from hetrlhf import estimate, model, newton
+from hetrlhf import plackett_luce as rk
+from hetrlhf.estimate import (
+    ConvergenceWarning,
+    default_tol,
+    ravel_params,
+    unravel_params,
+)
+from hetrlhf.types import Comparisons, FitResult, Intervals, Params
+
+__all__ = [
+    "METHODS",
+    "BootstrapResult",
+    "ProfileResult",
+    "bootstrap_draws",
+    "bootstrap_intervals",
+    "confidence_intervals",
+    "intervals_from_draws",
+    "profile_bounds",
+    "profile_intervals",
+    "sandwich_covariance",
+    "sandwich_intervals",
+]
+
+METHODS = ("wald", "profile", "bootstrap", "sandwich")
+
+# Status codes of a profile end point.
+FOUND, UNBOUNDED, FAILED = 0, 1, 2
+_RUNNING = -1
+
+
+class _Family(NamedTuple):
+    """What the interval methods need to know about a data type."""
+
+    derivatives: Callable  # (x, data) -> (value, grad, hess, expected info)
+    log_likelihood: Callable  # (params, data) -> [n]
+    fit: Callable  # (data, **options) -> FitResult
+    resample: Callable  # (key, params, data) -> data with new responses
+    dim: Callable  # data -> d
+    num_obs: Callable  # data -> n
+
+
+def _resample_comparisons(key, params: Params, data: Comparisons) -> Comparisons:
+    p = jax.nn.sigmoid(model.logits(params, data))
+    return data._replace(y=jax.random.bernoulli(key, p).astype(data.y.dtype))
+
+
+def _resample_rankings(key, params: Params, data: rk.Rankings) -> rk.Rankings:
+    return data._replace(order=rk.simulate_orders(key, params, data))
+
+
+_COMPARISONS = _Family(
+    derivatives=estimate.derivatives,
+    log_likelihood=model.log_likelihood,
+    fit=estimate.fit,
+    resample=_resample_comparisons,
+    dim=lambda data: data.phi0.shape[-1],
+    num_obs=lambda data: data.y.shape[-1],
+)
+_RANKINGS = _Family(
+    derivatives=rk.derivatives,
+    log_likelihood=rk.log_likelihood,
+    fit=rk.fit_rankings,
+    resample=_resample_rankings,
+    dim=lambda data: data.phi.shape[-1],
+    num_obs=lambda data: data.phi.shape[-3],
+)
+
+
+def _family(data) -> _Family:
+    if isinstance(data, rk.Rankings):
+        return _RANKINGS
+    if isinstance(data, Comparisons):
+        return _COMPARISONS
+    raise TypeError(
+        f"data must be hetrlhf.Comparisons or hetrlhf.Rankings, got {type(data)}"
+    )
+
+
+def _is_traced(*xs) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(xs))
+
+
+def _check_alpha(alpha) -> None:
+    if not _is_traced(alpha) and not 0.0 < float(alpha) < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+
+
+def _wald_half_width(hess, n, z):
+    """z·sqrt(diag(H⁻¹)/n), falling back to NaN where H is not positive definite."""
+    chol = jnp.linalg.cholesky(hess)
+    inv = jax.scipy.linalg.cho_solve(
+        (chol, True), jnp.eye(hess.shape[-1], dtype=hess.dtype)
+    )
+    return z * jnp.sqrt(jnp.diagonal(inv) / n)
+
+
+# --------------------------------------------------------------------------------------
+# Profile likelihood.
+# --------------------------------------------------------------------------------------
+
+
+class ProfileResult(NamedTuple):
+    """Profile-likelihood end points, θ coordinates first, then γ.
+
+    Attributes:
+      lower, upper: [p] end points; ∓inf where the profile stays below the critical
+        value out to ``max_distance`` (unbounded), NaN where the search failed.
+      status: [p, 2] int, per (coordinate, side): 0 found, 1 unbounded, 2 failed.
+      num_evaluations: [p, 2] int, constrained fits used per end point.
+    """
+
+    lower: jax.Array
+    upper: jax.Array
+    status: jax.Array
+    num_evaluations: jax.Array
+
+
+def _profile_end(
+    derivs,
+    x_hat,
+    value_hat,
+    half_width,
+    j,
+    sign,
+    *,
+    z,
+    n,
+    tol,
+    root_tol,
+    max_iter,
+    max_steps,
+    max_distance,
+):
+    """One end point: the root t > 0 of f(t) = z, b = x̂_j + sign·t (one coordinate)."""
+    p = x_hat.shape[-1]
+    free = jnp.arange(p) != j
+    t_max = max_distance * half_width
+
+    def evaluate(t, x_prev):
+        start = x_prev.at[j].set(x_hat[j] + sign * t)
+        st = newton.minimize(derivs, start, free=free, tol=tol, max_steps=max_steps)
+        f = jnp.sqrt(2.0 * n * jnp.maximum(st.value - value_hat, 0.0))
+        grad_j = derivs(st.x)[1][j]
+        return f, n * sign * grad_j / f, st.x
+
+    def status(t, f, t_lo, t_hi, count):
+        found = (jnp.abs(f - z) <= root_tol) | (t_hi - t_lo <= 1e-12 * (1.0 + t))
+        unbounded = (f < z) & (t >= t_max)
+        failed = (count >= max_iter) | ~jnp.isfinite(f)
+        code = jnp.where(unbounded, UNBOUNDED, jnp.where(failed, FAILED, _RUNNING))
+        return jnp.where(found, FOUND, code).astype(jnp.int32)
+
+    def cond(s):
+        return s[-1] == _RUNNING
+
+    def body(s):
+        t, f, slope, x, t_lo, t_hi, count, _ = s
+        t_lo = jnp.where(f < z, t, t_lo)
+        t_hi = jnp.where(f < z, t_hi, t)
+        bracketed = jnp.isfinite(t_hi)
+        step = t + (z - f) / slope
+        step = jnp.where(bracketed, step, jnp.minimum(step, 4.0 * t))
+        ok = jnp.isfinite(step) & (slope > 0) & (step > t_lo) & (step < t_hi)
+        fallback = jnp.where(bracketed, 0.5 * (t_lo + t_hi), 2.0 * t)
+        t_new = jnp.minimum(jnp.where(ok, step, fallback), t_max)
+        # The first iteration evaluates the Wald end point (one traced copy of the
+        # constrained fit instead of two keeps the compile time down).
+        t_new = jnp.where(count == 0, jnp.minimum(half_width, t_max), t_new)
+        f_new, slope_new, x_new = evaluate(t_new, x)
+        count = count + 1
+        return (
+            t_new,
+            f_new,
+            slope_new,
+            x_new,
+            t_lo,
+            t_hi,
+            count,
+            status(t_new, f_new, t_lo, t_hi, count),
+        )
+
+    zero = jnp.zeros_like(value_hat)
+    init = (
+        zero,
+        zero,
+        zero,
+        x_hat,
+        zero,
+        zero + jnp.inf,
+        jnp.zeros((), jnp.int32),
+        jnp.array(_RUNNING, jnp.int32),
+    )
+    t, _, _, _, _, _, count, code = jax.lax.while_loop(cond, body, init)
+    bound = jnp.where(
+        code == FOUND,
+        x_hat[j] + sign * t,
+        jnp.where(code == UNBOUNDED, sign * jnp.inf, jnp.nan),
+    )
+    return bound, code, count
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("max_iter", "max_steps", "max_distance", "root_tol", "tol"),
+)
+def profile_bounds(
+    params: Params,
+    data,
+    alpha=0.05,
+    *,
+    tol=None,
+    root_tol=None,
+    max_iter: int = 60,
+    max_steps: int = 50,
+    max_distance: float = 50.0,
+) -> ProfileResult:
+    """Profile-likelihood interval end points of every coordinate (pure, jitted).
+
+    Args:
+      params: the MLE (θ̂, γ̂) (e.g. ``hr.fit(data).params``).
+      data: ``Comparisons`` or ``Rankings``.
+      alpha: 1 − confidence level (traced; vmappable).
+      tol: gradient tolerance of the constrained fits (default ``default_tol``).
+      root_tol: tolerance on |f − z| of the root search (default sqrt(eps)).
+      max_iter: root-search iterations per end point (each one constrained fit).
+      max_steps: Newton iterations per constrained fit.
+      max_distance: search out to ``max_distance`` Wald half-widths from x̂_j; a side
+        whose statistic is still below the critical value there is reported unbounded.
+
+    Returns:
+      ``ProfileResult(lower [p], upper [p], status [p, 2], num_evaluations [p, 2])``.
+    """
+    family = _family(data)
+    x_hat = ravel_params(params)
+    chex.assert_rank(x_hat, 1)
+    dtype = x_hat.dtype
+    p = x_hat.shape[-1]
+    n = family.num_obs(data)
+    tol = default_tol(dtype) if tol is None else tol
+    root_tol = float(jnp.finfo(dtype).eps) ** 0.5 if root_tol is None else root_tol
+
+    def derivs(x):
+        return family.derivatives(x, data)
+
+    value_hat, _, hess, _ = derivs(x_hat)
+    z = norm.ppf(1.0 - jnp.asarray(alpha, dtype) / 2.0)
+    half = _wald_half_width(hess, n, z)
+    half = jnp.where(
+        jnp.isfinite(half) & (half > 0), half, 0.1 * (1.0 + jnp.abs(x_hat))
+    )
+
+    coords = jnp.repeat(jnp.arange(p), 2)
+    signs = jnp.tile(jnp.array([-1.0, 1.0], dtype), p)
+    end = functools.partial(
+        _profile_end,
+        derivs,
+        x_hat,
+        value_hat,
+        z=z,
+        n=n,
+        tol=tol,
+        root_tol=root_tol,
+        max_iter=max_iter,
+        max_steps=max_steps,
+        max_distance=max_distance,
+    )
+    bound, code, count = jax.vmap(lambda j, s: end(half[j], j, s))(coords, signs)
+    bound = bound.reshape(p, 2)
+    return ProfileResult(
+        bound[:, 0], bound[:, 1], code.reshape(p, 2), count.reshape(p, 2)
+    )
+
+
+def profile_intervals(params: Params, data, alpha=0.05, **options) -> Intervals:
+    """Profile-likelihood intervals as ``Intervals`` (se: the Wald standard errors).
+
+    Eagerly, warns with ``hr.ConvergenceWarning`` when an end point is unbounded or
+    its search failed (NaN). Options: see ``profile_bounds``.
+    """
+    _check_alpha(alpha)
+    family = _family(data)
+    res = profile_bounds(params, data, alpha, **options)
+    d = family.dim(data)
+    x_hat = ravel_params(params)
+    hess = family.derivatives(x_hat, data)[2]
+    se = _wald_half_width(hess, family.num_obs(data), 1.0)
+    cond = _condition_number(hess)
+    if not _is_traced(res, params, data):
+        _warn_profile(res)
+    return Intervals(
+        params,
+        unravel_params(se, d),
+        unravel_params(res.lower, d),
+        unravel_params(res.upper, d),
+        cond,
+    )
+
+
+def _warn_profile(res: ProfileResult) -> None:
+    unbounded = int(jnp.sum(res.status == UNBOUNDED))
+    failed = int(jnp.sum(res.status == FAILED))
+    if unbounded:
+        warnings.warn(
+            f"profile likelihood: {unbounded} interval end point(s) unbounded (the "
+            "likelihood-ratio statistic stays below the critical value out to "
+            "max_distance Wald half-widths); reported as ±inf",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    if failed:
+        warnings.warn(
+            f"profile likelihood: the root search failed for {failed} end point(s) "
+            "(reported as NaN); check that params is a converged fit",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+
+
+def _condition_number(info):
+    lam = jnp.linalg.eigvalsh(info)
+    return jnp.where(lam[0] > 0, lam[-1] / jnp.where(lam[0] > 0, lam[0], 1.0), jnp.inf)
+
+
+# --------------------------------------------------------------------------------------
+# Parametric bootstrap.
+# --------------------------------------------------------------------------------------
+
+
+class BootstrapResult(NamedTuple):
+    """Parametric bootstrap intervals and the draws behind them.
+
+    Attributes:
+      intervals: ``Intervals``; ``se`` is the bootstrap standard deviation of the
+        converged refits.
+      draws: Params with leading axis [B]: the refitted estimates.
+      draw_se: [B, p] Wald standard errors of each refit (for the studentized interval).
+      converged: [B] bool, the refit converged (the others are excluded).
+      num_failed: [] int, B − number of usable refits.
+    """
+
+    intervals: Intervals
+    draws: Params
+    draw_se: jax.Array
+    converged: jax.Array
+    num_failed: jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("num_bootstrap", "fit_options"))
+def bootstrap_draws(
+    key: jax.Array, params: Params, data, *, num_bootstrap: int = 200, fit_options=()
+) -> tuple[FitResult, jax.Array]:
+    """B refits on responses simulated from the model at ``params`` (pure, jitted).
+
+    Args:
+      key: PRNG key.
+      params: the fitted (θ̂, γ̂) used to simulate.
+      data: ``Comparisons`` (labels redrawn) or ``Rankings`` (orders redrawn); the
+        features and covariates are kept.
+      num_bootstrap: B (static).
+      fit_options: tuple of (name, value) pairs passed to the fit (static, hashable).
+
+    Returns:
+      (``FitResult`` with leading axis [B], se [B, p]: Wald standard errors of each refit).
+    """
+    family = _family(data)
+    n = family.num_obs(data)
+    options = dict(fit_options)
+
+    def refit(k):
+        boot = family.resample(k, params, data)
+        res = family.fit(boot, **options)
+        hess = family.derivatives(ravel_params(res.params), boot)[2]
+        return res, _wald_half_width(hess, n, 1.0)
+
+    return jax.vmap(refit)(jax.random.split(key, num_bootstrap))
+
+
+def bootstrap_intervals(
+    key: jax.Array,
+    params: Params,
+    data,
+    alpha=0.05,
+    *,
+    num_bootstrap: int = 200,
+    interval: str = "percentile",
+    **fit_options,
+) -> BootstrapResult:
+    """Parametric bootstrap intervals (traceable; warns eagerly about failed refits).
+
+    With θ̂* the converged refits, q_a their a-quantiles, se the Wald standard error
+    at θ̂ and t* = (θ̂* − θ̂)/se* (se* of each refit):
+
+      percentile:   [q_{α/2}, q_{1−α/2}]
+      basic:        [2θ̂ − q_{1−α/2}, 2θ̂ − q_{α/2}]
+      studentized:  [θ̂ − t*_{1−α/2}·se, θ̂ − t*_{α/2}·se]   (bootstrap-t)
+
+    Args:
+      key: PRNG key.
+      params: the MLE.
+      data: ``Comparisons`` or ``Rankings``.
+      alpha: 1 − confidence level.
+      num_bootstrap: B (static).
+      interval: "percentile", "basic" or "studentized".
+      **fit_options: options of the refit (e.g. ``max_steps``).
+
+    Returns:
+      ``BootstrapResult``.
+    """
+    if interval not in ("percentile", "basic", "studentized"):
+        raise ValueError(
+            f"interval must be 'percentile', 'basic' or 'studentized', got {interval!r}"
+        )
+    _check_alpha(alpha)
+    if not _is_traced(key) and (
+        not isinstance(num_bootstrap, int) or num_bootstrap < 2
+    ):
+        raise ValueError(f"num_bootstrap must be an int >= 2, got {num_bootstrap!r}")
+    fits, draw_se = bootstrap_draws(
+        key,
+        params,
+        data,
+        num_bootstrap=num_bootstrap,
+        fit_options=tuple(sorted(fit_options.items())),
+    )
+    out = intervals_from_draws(params, data, fits, draw_se, alpha, interval=interval)
+    if not _is_traced(out.num_failed, params, data) and int(out.num_failed):
+        warnings.warn(
+            f"parametric bootstrap: {int(out.num_failed)} of {num_bootstrap} refits did "
+            "not converge (or had no finite standard error) and were excluded",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return out
+
+
+def intervals_from_draws(
+    params: Params,
+    data,
+    fits: FitResult,
+    draw_se: jax.Array,
+    alpha=0.05,
+    *,
+    interval: str = "percentile",
+) -> BootstrapResult:
+    """Bootstrap intervals from given refits (``bootstrap_draws``'s output); traceable.
+
+    One set of draws serves all three interval kinds (see ``bootstrap_intervals``).
+    """
+    if interval not in ("percentile", "basic", "studentized"):
+        raise ValueError(
+            f"interval must be 'percentile', 'basic' or 'studentized', got {interval!r}"
+        )
+    family = _family(data)
+    d = family.dim(data)
+    n = family.num_obs(data)
+    x_hat = ravel_params(params)
+    draws = ravel_params(fits.params)  # [B, p]
+    chex.assert_rank([x_hat, draws, draw_se], [1, 2, 2])
+    ok = fits.converged & jnp.all(jnp.isfinite(draws), -1)
+    if interval == "studentized":
+        ok = ok & jnp.all(jnp.isfinite(draw_se) & (draw_se > 0), -1)
+    usable = jnp.where(ok[:, None], draws, jnp.nan)
+    lo_q, hi_q = alpha / 2.0, 1.0 - alpha / 2.0
+    hess = family.derivatives(x_hat, data)[2]
+    if interval == "percentile":
+        lower = jnp.nanquantile(usable, lo_q, axis=0)
+        upper = jnp.nanquantile(usable, hi_q, axis=0)
+    elif interval == "basic":
+        lower = 2 * x_hat - jnp.nanquantile(usable, hi_q, axis=0)
+        upper = 2 * x_hat - jnp.nanquantile(usable, lo_q, axis=0)
+    else:
+        se_wald = _wald_half_width(hess, n, 1.0)
+        t = jnp.where(ok[:, None], (draws - x_hat) / draw_se, jnp.nan)
+        lower = x_hat - jnp.nanquantile(t, hi_q, axis=0) * se_wald
+        upper = x_hat - jnp.nanquantile(t, lo_q, axis=0) * se_wald
+    boot_sd = jnp.nanstd(usable, axis=0, ddof=1)
+    intervals = Intervals(
+        params,
+        unravel_params(boot_sd, d),
+        unravel_params(lower, d),
+        unravel_params(upper, d),
+        _condition_number(hess),
+    )
+    return BootstrapResult(
+        intervals, fits.params, draw_se, ok, draws.shape[0] - jnp.sum(ok)
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Sandwich covariance.
+# --------------------------------------------------------------------------------------
+
+
+def sandwich_covariance(params: Params, data, *, max_condition=None):
+    """Robust covariance H⁻¹ J H⁻¹ / n, shape [p, p] (Huber 1967; White 1982).
+
+    H = ∇²L_n (observed information per observation), J = (1/n) Σ_i s_i s_iᵀ with
+    s_i = ∇ log p(response_i) the per-observation score (forward-mode Jacobian). When the
+    model is correct J ≈ H and this is the Wald covariance; under misspecification
+    (e.g. a rationality that is not linear in ψ) only this one is consistent for the
+    covariance of θ̂ around its limit, the KL projection. Equals statsmodels'
+    ``cov_type="HC0"``.
+
+    Args:
+      params: the MLE.
+      data: ``Comparisons`` or ``Rankings``.
+      max_condition: eager error threshold on cond(H); default 0.01/eps.
+
+    Returns:
+      (covariance [p, p], condition number of H []).
+
+    Raises (eagerly only):
+      ValueError: H singular or badly conditioned.
+    """
+    from hetrlhf.inference import _check_conditioning, default_max_condition
+
+    family = _family(data)
+    d = family.dim(data)
+    n = family.num_obs(data)
+    x = ravel_params(params)
+    hess = family.derivatives(x, data)[2]
+    cond = _condition_number(hess)
+    if max_condition is None:
+        max_condition = default_max_condition(hess.dtype)
+    _check_conditioning(hess, cond, max_condition, "sandwich_covariance")
+    # Forward mode: p passes give the [n, p] per-observation scores (reverse mode
+    # would build an [n, n] cotangent basis).
+    scores = jax.jacfwd(lambda v: family.log_likelihood(unravel_params(v, d), data))(x)
+    meat = scores.T @ scores / n
+    chol = jax.scipy.linalg.cho_factor(hess, lower=True)
+    bread = jax.scipy.linalg.cho_solve(chol, jnp.eye(x.shape[-1], dtype=x.dtype))
+    cov = bread @ meat @ bread / n
+    return 0.5 * (cov + cov.T), cond
+
+
+def sandwich_intervals(
+    params: Params, data, alpha=0.05, *, max_condition=None
+) -> Intervals:
+    """Wald-type intervals estimate ± z_{1−α/2}·se with sandwich standard errors."""
+    _check_alpha(alpha)
+    d = _family(data).dim(data)
+    cov, cond = sandwich_covariance(params, data, max_condition=max_condition)
+    se = unravel_params(jnp.sqrt(jnp.diagonal(cov)), d)
+    half = jax.tree.map(lambda s: norm.ppf(1.0 - alpha / 2.0) * s, se)
+    return Intervals(
+        params,
+        se,
+        jax.tree.map(jnp.subtract, params, half),
+        jax.tree.map(jnp.add, params, half),
+        cond,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Dispatch.
+# --------------------------------------------------------------------------------------
+
+
+def confidence_intervals(
+    params: Params,
+    data,
+    alpha=0.05,
+    *,
+    method: str,
+    key=None,
+    max_condition=None,
+    **options,
+) -> Intervals:
+    """The non-Wald methods of ``hr.confidence_intervals`` (see there).
+
+    Args:
+      params, data, alpha: as for ``hr.confidence_intervals``.
+      method: "profile", "bootstrap" or "sandwich".
+      key: PRNG key, required for "bootstrap".
+      max_condition: eager conditioning threshold ("sandwich").
+      **options: "profile": see ``profile_bounds``; "bootstrap": ``num_bootstrap``,
+        ``interval`` and fit options.
+    """
+    if method == "profile":
+        return profile_intervals(params, data, alpha, **options)
+    if method == "bootstrap":
+        if key is None:
+            raise ValueError(
+                "method='bootstrap' needs a PRNG key: key=jax.random.key(0)"
+            )
+        return bootstrap_intervals(key, params, data, alpha, **options).intervals
+    if method == "sandwich":
+        if options:
+            raise TypeError(
+                f"method='sandwich' takes no options, got {sorted(options)}"
+            )
+        return sandwich_intervals(params, data, alpha, max_condition=max_condition)
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
