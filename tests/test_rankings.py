@@ -161,6 +161,7 @@ def test_gumbel_sampler_first_choice_frequencies():
     np.testing.assert_allclose(freq, probs, atol=4 * np.sqrt(0.25 / 20_000))
 
 
+@pytest.mark.slow  # ~20 s; truth recovery is also covered by the choix and K = 2 tests
 def test_heterogeneous_fit_recovers_truth_and_intervals_trace():
     data, truth = _random_rankings(6, 400, 4, 3, 2, [1.0, -0.5, 0.8], [0.5, -0.4])
     res = rk.fit_rankings(data)
