@@ -26,7 +26,6 @@ import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-from ml_collections import config_flags
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -38,10 +37,6 @@ from configs import small_sample as small_sample_config
 from hetrlhf import checkpoint, parallel, reporting, small_sample
 from hetrlhf import simulate as sim
 from hetrlhf.estimate import ravel_params
-
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/small_sample.py", "Small-sample study config.", lock_config=True
-)
 
 ALL_METHODS = ("wald", "sandwich", "profile", "boot_percentile", "boot_basic", "boot_t")
 _BOOT = {
