@@ -33,7 +33,12 @@ import numpy as np
 from hetrlhf import newton
 from hetrlhf.estimate import default_tol, ravel_params, unravel_params
 from hetrlhf.types import FitResult, Params
-from hetrlhf.validation import _as_float_array, _column_rank, default_float_dtype
+from hetrlhf.validation import (
+    _as_float_array,
+    _column_rank,
+    covariates,
+    default_float_dtype,
+)
 
 __all__ = [
     "Rankings",
@@ -122,34 +127,7 @@ def rankings(phi, order, psi=None, psi0=None, *, dtype=None) -> Rankings:
             f"order[{row}] = {order[row].tolist()} is not a permutation of 0..{num_items - 1} "
             f"({int(bad.sum())} bad row(s))"
         )
-    if psi is None:
-        psi = np.zeros((n, 0))
-    else:
-        psi = _as_float_array("psi", psi, 2)
-        if psi.shape[0] != n:
-            raise ValueError(
-                f"psi must have shape [n, k] with n = {n}, got {psi.shape}"
-            )
-    if psi0 is None:
-        psi0 = np.ones(n)
-    else:
-        psi0 = _as_float_array("psi0", psi0, 1)
-        if psi0.shape != (n,):
-            raise ValueError(f"psi0 must have shape [n] = ({n},), got {psi0.shape}")
-    if np.all(psi0 == 0):
-        raise ValueError(
-            "psi0 is identically 0: the scale of θ is not identified (ψ0 pins it)"
-        )
-    k = psi.shape[1]
-    if k and _column_rank(np.column_stack([psi0, psi])) < k + 1:
-        if _column_rank(psi) < k:
-            raise ValueError(
-                f"psi has rank {_column_rank(psi)} < k = {k}: γ is not identified"
-            )
-        raise ValueError(
-            "psi0 lies in the span of the columns of psi (e.g. psi has a constant column "
-            "and psi0 ≡ 1): θ and γ are not identified"
-        )
+    psi, psi0 = covariates(psi, psi0, n)
     diffs = (phi[:, 1:, :] - phi[:, :1, :]).reshape(-1, d)
     rank = _column_rank(diffs)
     if rank < d:

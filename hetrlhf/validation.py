@@ -28,7 +28,9 @@ def _as_float_array(name: str, value, ndim: int) -> np.ndarray:
     try:
         arr = np.asarray(value)
     except Exception as exc:  # pragma: no cover - exotic inputs
-        raise TypeError(f"{name} must be array-like, got {type(value).__name__}") from exc
+        raise TypeError(
+            f"{name} must be array-like, got {type(value).__name__}"
+        ) from exc
     if arr.dtype == object or not (
         np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
     ):
@@ -50,6 +52,53 @@ def _column_rank(x: np.ndarray) -> int:
         return 0
     s = np.linalg.svd(x, compute_uv=False)
     return int(np.sum(s > s[0] * max(x.shape) * np.finfo(np.float64).eps * 10))
+
+
+def covariates(psi, psi0, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validates the annotator covariates shared by comparisons and rankings.
+
+    Args:
+      psi: [n, k] covariates or None (k = 0, the homogeneous model).
+      psi0: [n] known scale or None (ψ0 ≡ 1).
+      n: number of observations.
+
+    Returns:
+      (psi [n, k], psi0 [n]) as float numpy arrays.
+
+    Raises:
+      ValueError: wrong shapes, NaN/inf, ψ0 ≡ 0, collinear ψ, or ψ0 in the span of ψ.
+    """
+    if psi is None:
+        psi = np.zeros((n, 0))
+    else:
+        psi = _as_float_array("psi", psi, 2)
+        if psi.shape[0] != n:
+            raise ValueError(
+                f"psi must have shape [n, k] with n = {n}, got {psi.shape}"
+            )
+    if psi0 is None:
+        psi0 = np.ones(n)
+    else:
+        psi0 = _as_float_array("psi0", psi0, 1)
+        if psi0.shape != (n,):
+            raise ValueError(f"psi0 must have shape [n] = ({n},), got {psi0.shape}")
+    if np.all(psi0 == 0):
+        raise ValueError(
+            "psi0 is identically 0: the scale of θ is not identified (ψ0 pins it)"
+        )
+    k = psi.shape[1]
+    if k and _column_rank(np.column_stack([psi0, psi])) < k + 1:
+        rank_psi = _column_rank(psi)
+        if rank_psi < k:
+            raise ValueError(
+                f"psi has rank {rank_psi} < k = {k}: its columns are collinear, so γ is "
+                "not identified"
+            )
+        raise ValueError(
+            "psi0 lies in the span of the columns of psi (e.g. psi has a constant column "
+            "and psi0 ≡ 1): θ and γ are not identified"
+        )
+    return psi, psi0
 
 
 def comparisons(phi0, phi1, y, psi=None, psi0=None, *, dtype=None) -> Comparisons:
@@ -100,36 +149,7 @@ def comparisons(phi0, phi1, y, psi=None, psi0=None, *, dtype=None) -> Comparison
             f"y must contain only labels 0 and 1; found {np.unique(y[bad])[:5].tolist()}"
         )
 
-    if psi is None:
-        psi = np.zeros((n, 0))
-    else:
-        psi = _as_float_array("psi", psi, 2)
-        if psi.shape[0] != n:
-            raise ValueError(f"psi must have shape [n, k] with n = {n}, got {psi.shape}")
-
-    if psi0 is None:
-        psi0 = np.ones(n)
-    else:
-        psi0 = _as_float_array("psi0", psi0, 1)
-        if psi0.shape != (n,):
-            raise ValueError(f"psi0 must have shape [n] = ({n},), got {psi0.shape}")
-    if np.all(psi0 == 0):
-        raise ValueError(
-            "psi0 is identically 0: the scale of θ is not identified (ψ0 pins it)"
-        )
-
-    k = psi.shape[1]
-    if k and _column_rank(np.column_stack([psi0, psi])) < k + 1:
-        rank_psi = _column_rank(psi)
-        if rank_psi < k:
-            raise ValueError(
-                f"psi has rank {rank_psi} < k = {k}: its columns are collinear, so γ is "
-                "not identified"
-            )
-        raise ValueError(
-            "psi0 lies in the span of the columns of psi (e.g. psi has a constant column "
-            "and psi0 ≡ 1): θ and γ are not identified"
-        )
+    psi, psi0 = covariates(psi, psi0, n)
     dphi = phi1 - phi0
     rank = _column_rank(dphi)
     if rank < d:
