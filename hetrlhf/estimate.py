@@ -284,8 +284,7 @@ class _NewtonState(NamedTuple):
 
 def _direction(grad, hess, fisher):
     """−H⁻¹∇ when H is positive definite (Newton), else −F⁻¹∇ (Fisher scoring)."""
-    chol_h = jnp.linalg.cholesky(hess)
-    chol_f = jnp.linalg.cholesky(fisher)
+    chol_h, chol_f = jnp.linalg.cholesky(jnp.stack([hess, fisher]))
     chol = jnp.where(jnp.all(jnp.isfinite(chol_h)), chol_h, chol_f)
     direction = -jax.scipy.linalg.cho_solve((chol, True), grad)
     return jnp.where(jnp.all(jnp.isfinite(direction)), direction, -grad)

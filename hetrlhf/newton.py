@@ -89,8 +89,10 @@ def minimize(
         return (jnp.linalg.norm(s.grad) > tol) & (s.count < max_steps) & ~s.stalled
 
     def body(s):
-        chol_h = jnp.linalg.cholesky(_reduce(s.hess, free))
-        chol_f = jnp.linalg.cholesky(_reduce(s.fisher, free))
+        # One batched LAPACK call for both factors (see hetrlhf.estimate._direction).
+        chol_h, chol_f = jnp.linalg.cholesky(
+            jnp.stack([_reduce(s.hess, free), _reduce(s.fisher, free)])
+        )
         chol = jnp.where(jnp.all(jnp.isfinite(chol_h)), chol_h, chol_f)
         direction = -jax.scipy.linalg.cho_solve((chol, True), s.grad)
         direction = jnp.where(jnp.all(jnp.isfinite(direction)), direction, -s.grad)
