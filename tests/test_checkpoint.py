@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from tests.mc_replicates import replicate
 
 from hetrlhf import checkpoint as ck
+from tests.mc_replicates import replicate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -153,7 +153,7 @@ def test_alternating_from_wrong_basin_is_not_reported_converged():
 
 
 def test_fixed_step_count_is_not_a_stopping_rule():
-    arrays, data = _data("paper", 600, seed=1)
+    _arrays, data = _data("paper", 600, seed=1)
     truth = DESIGNS["paper"]
     init = hr.Params(jnp.asarray(truth.theta), jnp.asarray(truth.gamma))
     with pytest.warns(hr.ConvergenceWarning, match="gradient norm"):
@@ -186,7 +186,7 @@ def test_unknown_method_and_missing_init():
 
 
 def test_algorithm1_monotone_and_reaches_the_same_optimum():
-    arrays, data = _data("paper", 600, seed=5)
+    _arrays, data = _data("paper", 600, seed=5)
     newton = _fit(data)
     design = DESIGNS["paper"]
     init = hr.Params(jnp.asarray(design.theta) * 0.5, jnp.zeros(3))
@@ -205,7 +205,7 @@ def test_algorithm1_monotone_and_reaches_the_same_optimum():
 def test_alternating_solver_init_update_matches_paper_formula():
     """One Gauss–Seidel step equals the update written out with numpy gradients."""
     arrays, data = _data("paper", 100, seed=2)
-    phi0, phi1, y, psi, psi0 = arrays
+    _phi0, _phi1, _y, _psi, _psi0 = arrays
     x0 = np.array([0.3, 0.1, -0.2, 0.5, 0.0, 0.2, -0.1, 0.05])
     d, eta1, eta2 = 5, 0.4, 0.7
 
@@ -246,7 +246,7 @@ def test_vmapped_fit_equals_eager_fits():
 
 
 def test_float32_fit_is_close_to_float64():
-    arrays, data64 = _data("paper", 600, seed=9)
+    _arrays, data64 = _data("paper", 600, seed=9)
     data32 = jax.tree.map(lambda a: a.astype(jnp.float32), data64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -261,7 +261,7 @@ def test_float32_fit_is_close_to_float64():
 
 def test_algorithm1_converging_in_the_wrong_basin_is_not_converged():
     """Algorithm 1 run long enough to settle at a wrong-basin stationary point."""
-    arrays, data = _data("paper", 400, seed=11)
+    _arrays, data = _data("paper", 400, seed=11)
     design = DESIGNS["paper"]
     bad = hr.Params(-jnp.asarray(design.theta), jnp.asarray([-2.0, -2.0, -2.0]))
     result = hr.run_alternating(data, bad, num_steps=5000, lr_theta=0.5, lr_gamma=0.5)

@@ -59,7 +59,7 @@ def test_derivatives_match_finite_differences_and_autodiff(name):
 
 def _per_sample_expected_information(x, arrays):
     """[n, p, p] contributions p_i(1−p_i) g_i g_iᵀ, in numpy."""
-    phi0, phi1, y, psi, psi0 = arrays
+    phi0, phi1, _y, psi, psi0 = arrays
     d = phi0.shape[1]
     dphi = phi1 - phi0
     sigma, r = psi0 + psi @ x[d:], dphi @ x[:d]
@@ -128,7 +128,7 @@ def test_covariance_reward_interval_and_comparison_match_statsmodels(name):
 
 
 def test_intervals_use_the_requested_level():
-    arrays, data = _data("paper", 400, seed=5)
+    _arrays, data = _data("paper", 400, seed=5)
     params = hr.fit(data).params
     for alpha in (0.01, 0.1, 0.32):
         ci = hr.confidence_intervals(params, data, alpha)

@@ -9,10 +9,10 @@ import textwrap
 import jax
 import numpy as np
 import pytest
-from tests.mc_replicates import simulate_statistic
 
 from hetrlhf import checkpoint as ck
 from hetrlhf import parallel
+from tests.mc_replicates import simulate_statistic
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STATISTIC = jax.jit(jax.vmap(simulate_statistic))

@@ -8,13 +8,13 @@ import hetrlhf as hr
 
 def _good(n=20, d=3, k=2, seed=0):
     rng = np.random.default_rng(seed)
-    return dict(
-        phi0=rng.normal(size=(n, d)),
-        phi1=rng.normal(size=(n, d)),
-        y=rng.integers(0, 2, size=n),
-        psi=rng.uniform(-1, 1, size=(n, k)),
-        psi0=np.ones(n),
-    )
+    return {
+        "phi0": rng.normal(size=(n, d)),
+        "phi1": rng.normal(size=(n, d)),
+        "y": rng.integers(0, 2, size=n),
+        "psi": rng.uniform(-1, 1, size=(n, k)),
+        "psi0": np.ones(n),
+    }
 
 
 def test_good_input_gives_a_pytree_of_float_arrays():
