@@ -1,4 +1,4 @@
-"""Config of the small-sample interval study: Wald vs sandwich vs profile vs bootstrap.
+"""Config of the small-sample interval study: Wald, sandwich, profile, bootstrap.
 
 Monte Carlo coverage and length of 95% intervals of every coordinate of θ and γ at
 n ∈ {200, 400, 600} for every interval method of ``hr.confidence_intervals``
@@ -37,18 +37,22 @@ def get_config():
     config.num_replicates = 100
     # 1 − confidence level.
     config.alpha = 0.05
-    # Interval methods compared: "wald", "sandwich", "profile", and the parametric
-    # bootstrap's "boot_percentile", "boot_basic", "boot_t" (studentized); the three
-    # bootstrap intervals share one set of refits.
+    # Interval methods compared: "wald", "sandwich", "profile" (χ²₁ calibration),
+    # "profile_bartlett" (critical values times bootstrap Bartlett factors from
+    # num_bootstrap draws), and the parametric bootstrap's "boot_percentile",
+    # "boot_basic", "boot_t" (studentized); the three bootstrap intervals share one set
+    # of refits.
     config.methods = (
         "wald",
         "sandwich",
         "profile",
+        "profile_bartlett",
         "boot_percentile",
         "boot_basic",
         "boot_t",
     )
-    # Bootstrap draws B per replicate (refits vmapped over draws).
+    # Bootstrap draws B per replicate (refits vmapped over draws; also the draws of the
+    # Bartlett factors).
     config.num_bootstrap = 100
     # Profile search range, in Wald half-widths (beyond it an end point is reported
     # unbounded, ±inf, and counts as covering only if the truth is on that side).

@@ -3,9 +3,9 @@
 For each n in ``config.sample_sizes``, ``num_replicates`` datasets from the design (our
 design of DESIGN.md §6 by default, never the paper's numbers) are fitted by ``hr.fit``;
 on each, every method in ``config.methods`` builds 1 − α intervals for every coordinate
-of θ and γ: Wald, sandwich (H⁻¹JH⁻¹), profile likelihood, and the parametric
-bootstrap's percentile / basic / studentized intervals (one set of B refits serves all
-three). One replicate is one jitted function, vmapped over PRNG keys and run in
+of θ and γ: Wald, sandwich (H⁻¹JH⁻¹), profile likelihood (χ²₁-calibrated, and
+Bartlett-corrected with factors from B bootstrap draws), and the parametric bootstrap's
+percentile / basic / studentized intervals (one set of B refits serves all three). One replicate is one jitted function, vmapped over PRNG keys and run in
 checkpointed chunks (``checkpoint.run_chunked``), sharded over all devices.
 
 Reported per method and coordinate: coverage, its Monte Carlo se, the median length
@@ -38,7 +38,17 @@ from hetrlhf import checkpoint, parallel, reporting, small_sample
 from hetrlhf import simulate as sim
 from hetrlhf.estimate import ravel_params
 
-ALL_METHODS = ("wald", "sandwich", "profile", "boot_percentile", "boot_basic", "boot_t")
+ALL_METHODS = (
+    "wald",
+    "sandwich",
+    "profile",
+    "profile_bartlett",
+    "boot_percentile",
+    "boot_basic",
+    "boot_t",
+)
+# Methods that run the parametric bootstrap (one jitted program, apart from the rest).
+_USES_BOOTSTRAP = ("profile_bartlett", "boot_percentile", "boot_basic", "boot_t")
 _BOOT = {
     "boot_percentile": "percentile",
     "boot_basic": "basic",
@@ -83,13 +93,22 @@ def make_replicate(design: sim.Design, n: int, config, methods=None):
             if method in ("wald", "sandwich"):
                 ci = hr.confidence_intervals(params, data, alpha, method=method)
                 lower, upper = ravel_params(ci.lower), ravel_params(ci.upper)
-            elif method == "profile":
+            elif method in ("profile", "profile_bartlett"):
+                scale = None
+                if method == "profile_bartlett":
+                    scale = small_sample.bartlett_factors(
+                        key_boot, params, data, num_bootstrap=config.num_bootstrap
+                    ).factors
                 prof = small_sample.profile_bounds(
-                    params, data, alpha, max_distance=config.profile_max_distance
+                    params,
+                    data,
+                    alpha,
+                    max_distance=config.profile_max_distance,
+                    scale=scale,
                 )
                 lower, upper = prof.lower, prof.upper
-                profile_unbounded = jnp.sum(prof.status == small_sample.UNBOUNDED)
-                profile_failed = jnp.sum(prof.status == small_sample.FAILED)
+                profile_unbounded += jnp.sum(prof.status == small_sample.UNBOUNDED)
+                profile_failed += jnp.sum(prof.status == small_sample.FAILED)
             else:
                 out = small_sample.intervals_from_draws(
                     params, data, fits, draw_se, alpha, interval=_BOOT[method]
@@ -286,8 +305,8 @@ def run(config) -> dict:
     # The bootstrap and the other methods run as two programs on the same replicates:
     # one program holding both sets of nested while loops intermittently hung XLA:CPU.
     groups = [
-        [m for m in config.methods if m not in _BOOT],
-        [m for m in config.methods if m in _BOOT],
+        [m for m in config.methods if m not in _USES_BOOTSTRAP],
+        [m for m in config.methods if m in _USES_BOOTSTRAP],
     ]
     for n in config.sample_sizes:
         keys = jax.random.split(jax.random.fold_in(root, n), config.num_replicates)

@@ -212,6 +212,9 @@ def confidence_intervals(
 
     * "profile": profile-likelihood intervals {b : 2n(pL_j(b) − L_n(θ̂)) ≤ χ²₁(1−α)}
       (end points ±inf when the data cannot bound a coordinate); ``se`` is Wald's.
+      With ``bartlett_draws=B`` (and ``key``) the critical value of each coordinate
+      is multiplied by its parametric-bootstrap Bartlett factor (mean of the
+      bootstrap LR statistics): the best-calibrated method at small n in our study.
     * "bootstrap": parametric bootstrap from the fitted model, B refits vmapped
       (``key`` required; options ``num_bootstrap=200``,
       ``interval="percentile"|"basic"|"studentized"``, fit options); ``se`` is the
@@ -224,7 +227,7 @@ def confidence_intervals(
       data: the data it was fitted on (``Comparisons`` or ``rankings.Rankings``).
       alpha: 1 − confidence level.
       method: "wald" (default), "profile", "bootstrap" or "sandwich".
-      key: PRNG key (``method="bootstrap"`` only).
+      key: PRNG key (``method="bootstrap"``, or "profile" with ``bartlett_draws``).
       kind: information used for the Wald standard errors ("observed" or "expected").
       max_condition: eager error threshold on the information's condition number;
         default ``default_max_condition(dtype)``.

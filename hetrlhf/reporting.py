@@ -44,7 +44,9 @@ def markdown_table(
     ]
     for row in rows:
         if len(row) != len(header):
-            raise ValueError(f"row {row!r} has {len(row)} cells, header has {len(header)}")
+            raise ValueError(
+                f"row {row!r} has {len(row)} cells, header has {len(header)}"
+            )
         lines.append("| " + " | ".join(_fmt(v, digits) for v in row) + " |")
     return "\n".join(lines)
 
@@ -66,8 +68,12 @@ def to_jsonable(obj: Any) -> Any:
     arr = np.asarray(obj)
     if arr.dtype.kind in "fc":
         arr = arr.astype(float)
-        return None if arr.ndim == 0 and not np.isfinite(arr) else (
-            float(arr) if arr.ndim == 0 else [to_jsonable(v) for v in arr.tolist()]
+        return (
+            None
+            if arr.ndim == 0 and not np.isfinite(arr)
+            else (
+                float(arr) if arr.ndim == 0 else [to_jsonable(v) for v in arr.tolist()]
+            )
         )
     return arr.tolist()
 

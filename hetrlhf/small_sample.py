@@ -50,8 +50,10 @@ from hetrlhf.types import Comparisons, FitResult, Intervals, Params
 
 __all__ = [
     "METHODS",
+    "BartlettResult",
     "BootstrapResult",
     "ProfileResult",
+    "bartlett_factors",
     "bootstrap_draws",
     "bootstrap_intervals",
     "confidence_intervals",
@@ -254,6 +256,7 @@ def profile_bounds(
     max_iter: int = 60,
     max_steps: int = 50,
     max_distance: float = 50.0,
+    scale=None,
 ) -> ProfileResult:
     """Profile-likelihood interval end points of every coordinate (pure, jitted).
 
@@ -267,6 +270,9 @@ def profile_bounds(
       max_steps: Newton iterations per constrained fit.
       max_distance: search out to ``max_distance`` Wald half-widths from x̂_j; a side
         whose statistic is still below the critical value there is reported unbounded.
+      scale: optional [p] Bartlett factors c_j > 0 (``bartlett_factors``): coordinate
+        j's critical value becomes c_j·χ²₁(1−α) (the interval of the Bartlett-corrected
+        statistic LR_j / c_j). Default: 1 (the plain χ²₁ calibration).
 
     Returns:
       ``ProfileResult(lower [p], upper [p], status [p, 2], num_evaluations [p, 2])``.
@@ -285,6 +291,9 @@ def profile_bounds(
 
     value_hat, _, hess, _ = derivs(x_hat)
     z = norm.ppf(1.0 - jnp.asarray(alpha, dtype) / 2.0)
+    scale = jnp.ones((p,), dtype) if scale is None else jnp.asarray(scale, dtype)
+    chex.assert_shape(scale, (p,))
+    z = z * jnp.sqrt(scale)  # [p] critical values on the signed-root scale
     half = _wald_half_width(hess, n, z)
     half = jnp.where(
         jnp.isfinite(half) & (half > 0), half, 0.1 * (1.0 + jnp.abs(x_hat))
@@ -297,7 +306,6 @@ def profile_bounds(
         derivs,
         x_hat,
         value_hat,
-        z=z,
         n=n,
         tol=tol,
         root_tol=root_tol,
@@ -305,22 +313,134 @@ def profile_bounds(
         max_steps=max_steps,
         max_distance=max_distance,
     )
-    bound, code, count = jax.vmap(lambda j, s: end(half[j], j, s))(coords, signs)
+    bound, code, count = jax.vmap(lambda j, s: end(half[j], j, s, z=z[j]))(
+        coords, signs
+    )
     bound = bound.reshape(p, 2)
     return ProfileResult(
         bound[:, 0], bound[:, 1], code.reshape(p, 2), count.reshape(p, 2)
     )
 
 
-def profile_intervals(params: Params, data, alpha=0.05, **options) -> Intervals:
+class BartlettResult(NamedTuple):
+    """Bootstrap Bartlett factors of the profile likelihood-ratio statistics.
+
+    Attributes:
+      factors: [p] c_j = mean of the bootstrap LR*_j (E[χ²₁] = 1, so c_j = 1 means no
+        correction).
+      statistics: [B, p] the bootstrap LR*_bj (NaN where unusable).
+      num_used: [p] int, usable draws per coordinate (refit and restricted fit
+        converged).
+    """
+
+    factors: jax.Array
+    statistics: jax.Array
+    num_used: jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("num_bootstrap", "max_steps", "tol"))
+def bartlett_factors(
+    key: jax.Array,
+    params: Params,
+    data,
+    *,
+    num_bootstrap: int = 200,
+    max_steps: int = 50,
+    tol=None,
+) -> BartlettResult:
+    """Parametric-bootstrap Bartlett factors of every coordinate's LR statistic (pure).
+
+    The profile statistic LR_j(b) = 2n(pL_j(b) − L_n(x̂)) is χ²₁ only as n → ∞; its
+    mean is 1 + O(1/n), and dividing by the mean (the Bartlett correction) leaves an
+    O(1/n²) error in the χ²₁ calibration (Bartlett 1937; Lawley 1956). The mean is
+    estimated by the parametric bootstrap (Rocke 1989; Bickel & Ghosh 1990): B
+    datasets simulated at x̂ with the features kept, each fitted without and with
+    coordinate j held at its bootstrap-world truth x̂_j:
+
+        LR*_bj = 2n(min_{x: x_j = x̂_j} L*_n(x) − min_x L*_n(x)),   c_j = mean_b LR*_bj.
+
+    The restricted fits start from the unrestricted refit with x_j set to x̂_j (masked
+    Newton, ``hetrlhf.newton``); draws whose refit or restricted fit did not converge
+    are excluded per coordinate. Vmapped over draws and coordinates.
+
+    Args:
+      key: PRNG key.
+      params: the MLE (θ̂, γ̂).
+      data: ``Comparisons`` or ``Rankings``.
+      num_bootstrap: B (static).
+      max_steps: Newton iterations per restricted fit (static).
+      tol: gradient tolerance of the restricted fits (default ``default_tol``).
+
+    Returns:
+      ``BartlettResult(factors [p], statistics [B, p], num_used [p])``.
+    """
+    family = _family(data)
+    x_hat = ravel_params(params)
+    chex.assert_rank(x_hat, 1)
+    p = x_hat.shape[-1]
+    n = family.num_obs(data)
+    tol = default_tol(x_hat.dtype) if tol is None else tol
+
+    def draw(k):
+        boot = family.resample(k, params, data)
+        res = family.fit(boot)
+        x_star = ravel_params(res.params)
+
+        def derivs(x):
+            return family.derivatives(x, boot)
+
+        value_star = derivs(x_star)[0]
+
+        def restricted(j):
+            free = jnp.arange(p) != j
+            start = x_star.at[j].set(x_hat[j])
+            st = newton.minimize(derivs, start, free=free, tol=tol, max_steps=max_steps)
+            lr = 2.0 * n * jnp.maximum(st.value - value_star, 0.0)
+            ok = (jnp.linalg.norm(st.grad) <= tol) & jnp.isfinite(lr)
+            return jnp.where(ok & res.converged, lr, jnp.nan)
+
+        return jax.vmap(restricted)(jnp.arange(p))
+
+    stats = jax.vmap(draw)(jax.random.split(key, num_bootstrap))
+    usable = jnp.isfinite(stats)
+    used = jnp.sum(usable, axis=0)
+    factors = jnp.sum(jnp.where(usable, stats, 0.0), axis=0) / jnp.maximum(used, 1)
+    factors = jnp.where(used > 0, factors, jnp.nan)
+    return BartlettResult(factors, stats, used.astype(jnp.int32))
+
+
+def profile_intervals(
+    params: Params, data, alpha=0.05, *, key=None, bartlett_draws: int = 0, **options
+) -> Intervals:
     """Profile-likelihood intervals as ``Intervals`` (se: the Wald standard errors).
+
+    With ``bartlett_draws = B > 0`` (and a ``key``), the critical value of coordinate
+    j is c_j·χ²₁(1−α) with c_j the bootstrap Bartlett factor (``bartlett_factors``):
+    the Bartlett-corrected profile interval, better calibrated at small n.
 
     Eagerly, warns with ``hr.ConvergenceWarning`` when an end point is unbounded or
     its search failed (NaN). Options: see ``profile_bounds``.
     """
     _check_alpha(alpha)
     family = _family(data)
-    res = profile_bounds(params, data, alpha, **options)
+    scale = None
+    if bartlett_draws:
+        if key is None:
+            raise ValueError(
+                "bartlett_draws > 0 needs a PRNG key: key=jax.random.key(0)"
+            )
+        if not isinstance(bartlett_draws, int) or bartlett_draws < 2:
+            raise ValueError(
+                f"bartlett_draws must be an int >= 2, got {bartlett_draws!r}"
+            )
+        bart = bartlett_factors(key, params, data, num_bootstrap=bartlett_draws)
+        scale = bart.factors
+        if not _is_traced(scale) and not bool(jnp.all(jnp.isfinite(scale))):
+            raise ValueError(
+                "bartlett_draws: no usable bootstrap draw for some coordinate (every "
+                "refit or restricted fit failed); check that params is a converged fit"
+            )
+    res = profile_bounds(params, data, alpha, scale=scale, **options)
     d = family.dim(data)
     x_hat = ravel_params(params)
     hess = family.derivatives(x_hat, data)[2]
@@ -612,13 +732,15 @@ def confidence_intervals(
     Args:
       params, data, alpha: as for ``hr.confidence_intervals``.
       method: "profile", "bootstrap" or "sandwich".
-      key: PRNG key, required for "bootstrap".
+      key: PRNG key, required for "bootstrap" and for "profile" with
+        ``bartlett_draws``.
       max_condition: eager conditioning threshold ("sandwich").
-      **options: "profile": see ``profile_bounds``; "bootstrap": ``num_bootstrap``,
+      **options: "profile": ``bartlett_draws`` (B of the bootstrap Bartlett
+        correction, default 0: none) and see ``profile_bounds``; "bootstrap": ``num_bootstrap``,
         ``interval`` and fit options.
     """
     if method == "profile":
-        return profile_intervals(params, data, alpha, **options)
+        return profile_intervals(params, data, alpha, key=key, **options)
     if method == "bootstrap":
         if key is None:
             raise ValueError(

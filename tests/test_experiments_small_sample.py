@@ -24,7 +24,7 @@ def test_small_sample_study_smoke(tmp_path):
         assert os.path.exists(os.path.join(config.results_dir, name)), name
     summary = payload["summary"]["80"]
     coverage = np.asarray(summary["coverage"])
-    assert coverage.shape == (6, 8)  # methods × coordinates
+    assert coverage.shape == (7, 8)  # methods × coordinates
     assert np.all((coverage >= 0) & (coverage <= 1))
     # Six replicates: the mean coverage over coordinates is still far from 0.
     assert coverage.mean() > 0.5

@@ -5,6 +5,8 @@
 * the sandwich covariance vs statsmodels' Logit(cov_type="HC0") (homogeneous model),
   vs a numpy closed form (heterogeneous model), and vs the Wald covariance in a large
   correctly specified sample;
+* bootstrap Bartlett factors of the profile LR vs statsmodels' full and restricted
+  (offset) Logit fits on the same bootstrap labels;
 * the parametric bootstrap: smoke, agreement of the bootstrap sd with the Wald se, and
   (slow) Monte Carlo coverage with known truth.
 """
@@ -125,6 +127,75 @@ def test_profile_traces_under_jit_and_vmap():
         jax.tree.map(lambda a: a[1], out.estimate), single
     )
     np.testing.assert_allclose(out.upper.theta[1], eager.upper[:2], rtol=1e-8)
+
+
+def test_bartlett_statistics_match_statsmodels_restricted_logit():
+    """Bootstrap LR*_bj vs statsmodels on the same bootstrap labels (homogeneous model).
+
+    With no rationality covariates the model is a logistic regression without
+    intercept on ψ0·Δφ, so LR*_bj = 2(llf(full Logit) − llf(Logit with coordinate j
+    held at its bootstrap-world truth x̂_j through an offset)), by statsmodels.
+    """
+    rng = np.random.default_rng(11)
+    n, d = 150, 3
+    phi0, phi1 = rng.normal(size=(2, n, d))
+    psi0 = rng.uniform(0.5, 2.0, size=n)
+    eta = psi0 * ((phi1 - phi0) @ np.array([0.8, -0.5, 0.3]))
+    y = rng.binomial(1, scipy.special.expit(eta))
+    data = hr.comparisons(phi0, phi1, y, psi0=psi0)
+    params = hr.fit(data).params
+    key, num = jax.random.key(5), 12
+    out = small_sample.bartlett_factors(key, params, data, num_bootstrap=num)
+    assert out.statistics.shape == (num, d)
+    np.testing.assert_array_equal(np.asarray(out.num_used), num)
+    x_hat = np.asarray(params.theta)
+    exog = psi0[:, None] * (phi1 - phi0)
+    expected = np.empty((num, d))
+    for b, k in enumerate(jax.random.split(key, num)):
+        y_b = np.asarray(small_sample._resample_comparisons(k, params, data).y)
+        full = sm.Logit(y_b, exog).fit(disp=0, method="newton", tol=1e-12)
+        for j in range(d):
+            others = np.arange(d) != j
+            restricted = sm.Logit(
+                y_b, exog[:, others], offset=x_hat[j] * exog[:, j]
+            ).fit(disp=0, method="newton", tol=1e-12)
+            expected[b, j] = 2.0 * (full.llf - restricted.llf)
+    np.testing.assert_allclose(out.statistics, expected, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(out.factors, expected.mean(0), rtol=1e-6, atol=1e-8)
+
+
+def test_profile_scale_equals_a_changed_chi2_level():
+    """Critical value c·χ²₁(1−α) is the χ²₁ profile at level α' = 1 − F(c·χ²₁(1−α))."""
+    data = sim.simulate(jax.random.key(4), SMALL, 300)
+    params = hr.fit(data).params
+    c, alpha = 1.3, 0.05
+    alpha2 = 1.0 - scipy.stats.chi2.cdf(c * scipy.stats.chi2.ppf(1 - alpha, 1), 1)
+    scaled = small_sample.profile_bounds(params, data, alpha, scale=np.full(3, c))
+    plain = small_sample.profile_bounds(params, data, alpha2)
+    np.testing.assert_allclose(scaled.lower, plain.lower, rtol=1e-7)
+    np.testing.assert_allclose(scaled.upper, plain.upper, rtol=1e-7)
+    unscaled = small_sample.profile_bounds(params, data, alpha)
+    assert np.all(np.asarray(scaled.lower) < np.asarray(unscaled.lower))
+    assert np.all(np.asarray(scaled.upper) > np.asarray(unscaled.upper))
+
+
+def test_bartlett_profile_through_confidence_intervals():
+    data = sim.simulate(jax.random.key(8), SMALL, 200)
+    params = hr.fit(data).params
+    key = jax.random.key(2)
+    ci = hr.confidence_intervals(
+        params, data, method="profile", key=key, bartlett_draws=50
+    )
+    factors = small_sample.bartlett_factors(key, params, data, num_bootstrap=50)
+    direct = small_sample.profile_bounds(params, data, 0.05, scale=factors.factors)
+    np.testing.assert_allclose(ravel_params(ci.lower), direct.lower, rtol=1e-10)
+    np.testing.assert_allclose(ravel_params(ci.upper), direct.upper, rtol=1e-10)
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        hr.confidence_intervals(params, data, method="profile", bartlett_draws=50)
+    with pytest.raises(ValueError, match="bartlett_draws must be an int >= 2"):
+        hr.confidence_intervals(
+            params, data, method="profile", key=key, bartlett_draws=1
+        )
 
 
 def test_sandwich_matches_statsmodels_hc0_homogeneous_logit():
