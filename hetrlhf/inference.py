@@ -401,23 +401,15 @@ def sandwich_covariance(
       num_clusters: number of clusters (static; required with ``cluster``).
 
     Returns:
-      [d + k, d + k] covariance, θ block first. No conditioning check is made (use
-      ``covariance`` for that); a singular H gives NaN.
+      [d + k, d + k] covariance, θ block first (``hetrlhf.small_sample.
+      sandwich_covariance``, which also returns cond(H) and takes ``Rankings``).
+
+    Raises (eagerly only):
+      ValueError: H singular or badly conditioned.
     """
-    d = data.phi0.shape[-1]
-    n = data.y.shape[-1]
-    x = ravel_params(params)
+    from hetrlhf import small_sample
 
-    def row_losses(v):
-        return -model.log_likelihood(unravel_params(v, d), data)
-
-    scores = jax.jacrev(row_losses)(x)  # [n, p]
-    if cluster is not None:
-        if num_clusters is None:
-            raise ValueError("num_clusters is required when cluster is given")
-        scores = jax.ops.segment_sum(scores, cluster, num_clusters)
-    meat = scores.T @ scores
-    hess = n * fisher_information(params, data)
-    chol = jax.scipy.linalg.cho_factor(hess, lower=True)
-    left = jax.scipy.linalg.cho_solve(chol, meat)
-    return jax.scipy.linalg.cho_solve(chol, left.T).T
+    cov, _ = small_sample.sandwich_covariance(
+        params, data, cluster=cluster, num_clusters=num_clusters
+    )
+    return cov

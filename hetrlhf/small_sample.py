@@ -652,26 +652,39 @@ def intervals_from_draws(
 # --------------------------------------------------------------------------------------
 
 
-def sandwich_covariance(params: Params, data, *, max_condition=None):
+def sandwich_covariance(
+    params: Params,
+    data,
+    *,
+    cluster=None,
+    num_clusters: int | None = None,
+    max_condition=None,
+):
     """Robust covariance H⁻¹ J H⁻¹ / n, shape [p, p] (Huber 1967; White 1982).
 
-    H = ∇²L_n (observed information per observation), J = (1/n) Σ_i s_i s_iᵀ with
-    s_i = ∇ log p(response_i) the per-observation score (forward-mode Jacobian). When the
-    model is correct J ≈ H and this is the Wald covariance; under misspecification
-    (e.g. a rationality that is not linear in ψ) only this one is consistent for the
-    covariance of θ̂ around its limit, the KL projection. Equals statsmodels'
-    ``cov_type="HC0"``.
+    H = ∇²L_n (observed information per observation), J = (1/n) Σ_c s_c s_cᵀ with s_c
+    the score of cluster c: the sum of the per-observation scores ∇ log p(response_i)
+    over i ∈ c (Liang & Zeger 1986). Without ``cluster`` every observation is its own
+    cluster: statsmodels' ``cov_type="HC0"``; with it, CR0 (no small-sample
+    correction), valid when observations are dependent within clusters (several
+    annotators labelling one item, or one prompt). When the model is correct J ≈ H and
+    this is the Wald covariance; under misspecification (e.g. a rationality that is
+    not linear in ψ) only this one is consistent for the covariance of θ̂ around its
+    limit, the KL projection. Rows with Δφ = 0 contribute nothing (usable as padding).
 
     Args:
       params: the MLE.
-      data: ``Comparisons`` or ``Rankings``.
+      data: ``Comparisons`` or ``Rankings`` (n observations).
+      cluster: optional [n] int cluster ids in [0, num_clusters).
+      num_clusters: number of clusters (static; required with ``cluster``).
       max_condition: eager error threshold on cond(H); default 0.01/eps.
 
     Returns:
       (covariance [p, p], condition number of H []).
 
     Raises (eagerly only):
-      ValueError: H singular or badly conditioned.
+      ValueError: H singular or badly conditioned; ``cluster`` without
+        ``num_clusters``.
     """
     from hetrlhf.inference import _check_conditioning, default_max_condition
 
@@ -687,6 +700,10 @@ def sandwich_covariance(params: Params, data, *, max_condition=None):
     # Forward mode: p passes give the [n, p] per-observation scores (reverse mode
     # would build an [n, n] cotangent basis).
     scores = jax.jacfwd(lambda v: family.log_likelihood(unravel_params(v, d), data))(x)
+    if cluster is not None:
+        if num_clusters is None:
+            raise ValueError("num_clusters is required when cluster is given")
+        scores = jax.ops.segment_sum(scores, cluster, num_clusters)
     meat = scores.T @ scores / n
     chol = jax.scipy.linalg.cho_factor(hess, lower=True)
     bread = jax.scipy.linalg.cho_solve(chol, jnp.eye(x.shape[-1], dtype=x.dtype))
