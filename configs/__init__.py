@@ -12,7 +12,7 @@ from typing import Any
 
 import ml_collections
 
-__all__ = ["apply_preset"]
+__all__ = ["apply_preset", "check_int_fields", "check_sample_sizes"]
 
 
 def apply_preset(
@@ -41,3 +41,30 @@ def apply_preset(
             node = node[p]
         node[leaf] = value
     return resolved
+
+
+def check_sample_sizes(config: ml_collections.ConfigDict, minimum: int = 2) -> None:
+    """Raises ValueError unless ``config.sample_sizes`` is a non-empty tuple of distinct
+    ints >= ``minimum``."""
+    sizes = tuple(config.sample_sizes)
+    if not sizes or any(
+        isinstance(n, bool) or not isinstance(n, int) or n < minimum for n in sizes
+    ):
+        raise ValueError(
+            "config.sample_sizes must be a non-empty tuple of ints >= "
+            f"{minimum}, got {sizes}"
+        )
+    if len(set(sizes)) != len(sizes):
+        raise ValueError(f"config.sample_sizes has duplicates: {sizes}")
+
+
+def check_int_fields(
+    config: ml_collections.ConfigDict, fields, minimum: int = 1
+) -> None:
+    """Raises ValueError naming the first of ``fields`` that is not an int >= minimum."""
+    for field in fields:
+        value = config[field]
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(
+                f"config.{field} must be an int >= {minimum}, got {value!r}"
+            )

@@ -138,22 +138,11 @@ def _geomean(x: np.ndarray, axis=0) -> np.ndarray:
 
 def check_config(config) -> None:
     """Raises ValueError naming the first bad field of a (resolved) convergence config."""
-    sizes = tuple(config.sample_sizes)
-    if not sizes or any(
-        isinstance(n, bool) or not isinstance(n, int) or n < 2 for n in sizes
-    ):
-        raise ValueError(
-            f"config.sample_sizes must be a non-empty tuple of ints >= 2, got {sizes}"
-        )
-    if len(set(sizes)) != len(sizes):
-        raise ValueError(f"config.sample_sizes has duplicates: {sizes}")
-    for field in ("num_replicates", "chunk_size", "num_steps", "fisher_sample_size"):
-        value = config[field]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"config.{field} must be an int >= 1, got {value!r}")
-    vmap_size = config.vmap_size
-    if isinstance(vmap_size, bool) or not isinstance(vmap_size, int) or vmap_size < 0:
-        raise ValueError(f"config.vmap_size must be an int >= 0, got {vmap_size!r}")
+    configs.check_sample_sizes(config)
+    configs.check_int_fields(
+        config, ("num_replicates", "chunk_size", "num_steps", "fisher_sample_size")
+    )
+    configs.check_int_fields(config, ("vmap_size",), minimum=0)
     for field in ("lr_theta", "lr_gamma", "init_radius"):
         if not config[field] > 0:
             raise ValueError(f"config.{field} must be > 0, got {config[field]!r}")

@@ -225,22 +225,9 @@ def _figure(names, sizes, stats, config):
 
 def check_config(config) -> None:
     """Raises ValueError naming the first bad field of a (resolved) coverage config."""
-    sizes = tuple(config.sample_sizes)
-    if not sizes or any(
-        isinstance(n, bool) or not isinstance(n, int) or n < 2 for n in sizes
-    ):
-        raise ValueError(
-            f"config.sample_sizes must be a non-empty tuple of ints >= 2, got {sizes}"
-        )
-    if len(set(sizes)) != len(sizes):
-        raise ValueError(f"config.sample_sizes has duplicates: {sizes}")
-    for field in ("num_replicates", "chunk_size"):
-        value = config[field]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"config.{field} must be an int >= 1, got {value!r}")
-    vmap_size = config.vmap_size
-    if isinstance(vmap_size, bool) or not isinstance(vmap_size, int) or vmap_size < 0:
-        raise ValueError(f"config.vmap_size must be an int >= 0, got {vmap_size!r}")
+    configs.check_sample_sizes(config)
+    configs.check_int_fields(config, ("num_replicates", "chunk_size"))
+    configs.check_int_fields(config, ("vmap_size",), minimum=0)
     if not 0.0 < config.alpha < 1.0:
         raise ValueError(f"config.alpha must lie in (0, 1), got {config.alpha}")
     if config.information not in ("observed", "expected"):
