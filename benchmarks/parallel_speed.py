@@ -39,7 +39,7 @@ import numpy as np
 import optax
 from absl import app, flags
 
-from hetrlhf import ensemble, ppo
+from hetrlhf import ensemble, parallel, ppo
 
 _HEADS = flags.DEFINE_integer("num_heads", 10, "ensemble heads K")
 _N = flags.DEFINE_integer("num_comparisons", 400, "comparisons the heads are fit on")
@@ -50,6 +50,12 @@ _POLICIES = flags.DEFINE_integer(
 )
 _UPDATES = flags.DEFINE_integer("num_updates", 100, "PPO updates per policy")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "timed repetitions (best is reported)")
+_DEVICES = flags.DEFINE_integer(
+    "devices",
+    1,
+    "CPU devices (jax_num_cpu_devices); > 1 also times the vmapped PPO program with "
+    "its policy axis sharded over them",
+)
 
 
 def _best_times(fns: dict, repeats: int) -> dict[str, float]:
@@ -107,7 +113,13 @@ def bench_ensemble(num_heads, n, d, num_steps, repeats) -> dict[str, float]:
 
 
 def bench_ppo(num_policies, num_updates, repeats) -> dict[str, float]:
-    """Seconds for M PPO runs: one vmapped program vs a loop of single-policy runs."""
+    """Seconds for M PPO runs: one vmapped program vs a loop of single-policy runs.
+
+    With several devices, the vmapped program is also run with its policy axis split
+    over all of them (``hetrlhf.parallel.sharded_map``: one vmapped program per device
+    on its share of the policies); the loop and the one-device vmap run on the default
+    device.
+    """
     k_feat, k_ens, k_pol = jax.random.split(jax.random.key(1), 3)
     d = 5
     theta = jnp.asarray([1.0, -0.5, 0.8, 0.3, -1.0])
@@ -125,6 +137,17 @@ def bench_ppo(num_policies, num_updates, repeats) -> dict[str, float]:
 
     def loop():
         return jnp.stack([train_1(keys[i], flags_[i]) for i in range(num_policies)])
+
+    fns = {"vmap": vmapped, "loop": loop}
+    if jax.device_count() > 1:
+        mesh = parallel.replicate_mesh()
+        train_s = parallel.sharded_map(train_v, mesh)
+        keys_s, flags_s = parallel.shard_replicates((keys, flags_), mesh)
+
+        def sharded():
+            return train_s(keys_s, flags_s)
+
+        fns["sharded"] = sharded
 
     # The naive sequential implementation: a Python loop over policies AND over
     # updates, each update one call of the jitted single-policy step.
@@ -145,16 +168,18 @@ def bench_ppo(num_policies, num_updates, repeats) -> dict[str, float]:
     # Sampled trajectories are chaotic: a last-bit difference between the batched and
     # the unbatched float32 arithmetic can flip one sampled action and move a policy a
     # little, so require agreement for most policies rather than all.
-    close = np.isclose(vmapped(), loop(), rtol=1e-3, atol=1e-4)
-    if close.mean() < 0.9:
-        raise AssertionError(
-            f"vmapped and looped PPO runs agree for {close.mean():.0%} only"
-        )
-    t = _best_times({"vmap": vmapped, "loop": loop}, repeats)
+    looped = loop()
+    for name in set(fns) - {"loop"}:
+        close = np.isclose(fns[name](), looped, rtol=1e-3, atol=1e-4)
+        if close.mean() < 0.9:
+            raise AssertionError(
+                f"{name} and looped PPO runs agree for {close.mean():.0%} only"
+            )
+    t = _best_times(fns, repeats)
     t2 = _best_times({"vmap": vmapped, "naive": naive}, 1)
     t["naive"], t["vmap"] = t2["naive"], min(t["vmap"], t2["vmap"])
     t["naive_cpu"], t["vmap_cpu"] = t2["naive_cpu"], min(t["vmap_cpu"], t2["vmap_cpu"])
-    return {
+    out = {
         "vmap_s": t["vmap"],
         "loop_s": t["loop"],
         "naive_s": t["naive"],
@@ -171,11 +196,26 @@ def bench_ppo(num_policies, num_updates, repeats) -> dict[str, float]:
         * t["loop_cpu"]
         / (num_policies * num_updates),
     }
+    if "sharded" in fns:
+        out.update(
+            sharded_s=t["sharded"],
+            sharded_cpu_s=t["sharded_cpu"],
+            sharded_ratio=t["loop"] / t["sharded"],
+            sharded_cpu_ratio=t["loop_cpu"] / t["sharded_cpu"],
+        )
+    return out
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _DEVICES.value < 1:
+        raise app.UsageError("--devices must be >= 1")
+    if _DEVICES.value > 1:
+        if _POLICIES.value % _DEVICES.value:
+            raise app.UsageError("--num_policies must be a multiple of --devices")
+        # Before the CPU backend starts (the first jax.devices() below).
+        jax.config.update("jax_num_cpu_devices", _DEVICES.value)
     device = jax.devices()[0]
     print(
         f"device: {device.platform} ({device.device_kind}), {jax.device_count()} device(s)"
@@ -195,6 +235,12 @@ def main(argv):
         f"{p['loop_cpu_s']:.3f} s = {p['us_per_policy_update_loop_cpu']:.1f} us, "
         f"ratio {p['cpu_ratio']:.1f}x)"
     )
+    if "sharded_s" in p:
+        print(
+            f"PPO {_POLICIES.value} policies sharded over {jax.device_count()} devices: "
+            f"{p['sharded_s']:.3f} s, ratio loop/sharded = {p['sharded_ratio']:.1f}x "
+            f"(CPU time: {p['sharded_cpu_s']:.3f} s, ratio {p['sharded_cpu_ratio']:.1f}x)"
+        )
     print(
         f"PPO {_POLICIES.value} policies, Python loop over policies and updates "
         f"(jitted update step): {p['naive_s']:.3f} s, ratio naive/vmap = "
