@@ -112,6 +112,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_ppo_study_sharded_over_two_devices_matches_one(tmp_path):
     """config.shard on 2 CPU devices trains the same policies as one vmap (subprocess)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

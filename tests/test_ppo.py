@@ -347,22 +347,21 @@ def test_token_sample_frequencies_match_sequence_likelihood_chi_square():
     )
     params = task.init_params(jax.random.key(0))
     params = jax.tree.map(lambda x: 3.0 * x, params)  # a less uniform policy
-    n = 20_000
+    n = 5_000
+    seqs = np.array([[a, b] for a in range(v) for b in range(v)], np.int32)
+    apply_all = jax.jit(
+        jax.vmap(lambda s, a: model.apply(params, s, a)[0], in_axes=(None, 0))
+    )
+    sample = jax.jit(task.sample)
     for s in range(2):
         # Exact probabilities of all V**T sequences from the model's logits.
-        seqs = np.array([[a, b] for a in range(v) for b in range(v)], np.int32)
-        logits, _ = jax.vmap(lambda a, s=s: model.apply(params, jnp.int32(s), a))(
-            jnp.asarray(seqs)
-        )
-        logits = np.asarray(logits, np.float64)
+        logits = np.asarray(apply_all(jnp.int32(s), jnp.asarray(seqs)), np.float64)
         logp = np.log(_softmax(logits))
         probs = np.exp(logp[:, 0, :][np.arange(9), seqs[:, 0]])
         probs *= np.exp(logp[:, 1, :][np.arange(9), seqs[:, 1]])
         np.testing.assert_allclose(probs.sum(), 1.0, rtol=1e-5)
         actions = np.asarray(
-            jax.jit(task.sample)(
-                jax.random.key(10 + s), params, jnp.full((n,), s, jnp.int32)
-            )
+            sample(jax.random.key(10 + s), params, jnp.full((n,), s, jnp.int32))
         )
         counts = np.bincount(actions[:, 0] * v + actions[:, 1], minlength=v * v)
         p = stats.chisquare(counts, n * probs / probs.sum()).pvalue
