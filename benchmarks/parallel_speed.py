@@ -24,9 +24,9 @@ on the default device, and every ratio divides the SAME loop time.
 Measured on the shared 2-core CPU (jax 0.10.2, M = 80, 100 updates; other jobs were
 running, load average 1–5, so the numbers move by ±30% between runs). Drawing the
 actions by inverse CDF (``hetrlhf.ppo.categorical``: one uniform per draw, instead of
-B key splits and B×N Gumbel words) cut the vmapped program's CPU time from ~0.36 s to
-~0.18–0.25 s; the ratio (a) went from 1.7–2.0× wall / 2.0–2.5× CPU to 1.9–2.6× wall /
-1.9–3.2× CPU, and sharding over 2 devices gives 2.5–3.8× wall (2.5–4.5× CPU). The 5×
+B key splits and B×N Gumbel words) cut the vmapped program's CPU time from 0.27–0.36 s
+to 0.18–0.26 s; the ratio (a) went from 1.7–2.0× wall / 2.0–2.6× CPU to 1.8–2.6× wall
+/ 1.8–3.2× CPU, and sharding over 2 devices gives 2.5–3.8× wall (2.5–4.5× CPU). The 5×
 we aimed at is not reached. Why: one policy's update is ~1,200 small XLA thunks at
 ~50 ns, so the loop runs at ~45–55 µs per update, near the per-thunk floor; the
 vmapped program spends ~23–30 µs per policy-update on per-element work that batching
