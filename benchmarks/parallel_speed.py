@@ -2,9 +2,10 @@
 
     python -m benchmarks.parallel_speed
     python -m benchmarks.parallel_speed --num_policies=80 --num_updates=100 --repeats=3
+    python -m benchmarks.parallel_speed --repeats=3 --devices=2   # + policies sharded
 
 Two workloads, each timed after compilation (the first call of every jitted function is
-a warm-up and excluded), best of ``--repeats``:
+a warm-up and excluded), best of ``--repeats``, wall and CPU time (``process_time``):
 
 * the K-head reward ensemble (``hetrlhf.ensemble.fit_heads``): K heads in one
   ``vmap`` vs a Python loop calling the jitted single-head fit K times;
@@ -14,19 +15,32 @@ a warm-up and excluded), best of ``--repeats``:
   and (b) the naive sequential implementation, a Python loop over policies and over
   updates calling the jitted single-policy update step.
 
-Why the CPU ratio for (a) stays near 2× (measured, see the PPO note): one policy's
-update is ~1,200 small XLA thunks (a rolled threefry loop per PRNG call, reductions,
-gathers, the optimiser) at ~50 ns each, i.e. the single-policy program is already near
-the per-thunk floor, while the vmapped program runs the same thunks on 80× larger
-arrays at a per-element cost that XLA:CPU does not amortise much further (threefry
-hashing ~5–20 ns per hash in the rolled CPU lowering, small-axis reductions through
-the YNNPACK path). Work that costs the same per policy in both programs (random bits,
-the sort behind ``jax.random.permutation`` — now replaced by a bit-identical sort-free
-permutation) lowers both times and leaves the ratio where it is. The large gains of one
-vmapped program are over (b) and on accelerators, where every small kernel launch costs.
+``--devices=N`` (N > 1) gives the process N CPU devices (``jax_num_cpu_devices``) and
+also times the vmapped PPO program with its policy axis split over them
+(``hetrlhf.parallel.sharded_map``: one vmapped program of M/N policies per device, run
+side by side). The baselines do not change: the loop (a) and the one-device vmap run
+on the default device, and every ratio divides the SAME loop time.
 
-Both sides run the same kernels on the same inputs; the vmapped outputs are checked
-against the loop's before the ratios are printed.
+Measured on the shared 2-core CPU (jax 0.10.2, M = 80, 100 updates; other jobs were
+running, load average 1–5, so the numbers move by ±30% between runs). Drawing the
+actions by inverse CDF (``hetrlhf.ppo.categorical``: one uniform per draw, instead of
+B key splits and B×N Gumbel words) cut the vmapped program's CPU time from 0.27–0.36 s
+to 0.18–0.26 s; the ratio (a) went from 1.7–2.0× wall / 2.0–2.6× CPU to 1.8–2.6× wall
+/ 1.8–3.2× CPU, and sharding over 2 devices gives 2.5–3.8× wall (2.5–4.5× CPU). The 5×
+we aimed at is not reached. Why: one policy's update is ~1,200 small XLA thunks at
+~50 ns, so the loop runs at ~45–55 µs per update, near the per-thunk floor; the
+vmapped program spends ~23–30 µs per policy-update on per-element work that batching
+cannot remove: the minibatch gradient steps (forward and backward over the
+candidates, small-axis log-softmax reductions, gathers and scatter-adds), the two
+per-epoch shuffles (a 64×64 rank comparison each, ~20% of the time) and the remaining
+threefry hashing (XLA:CPU's rolled loop, ~20 ns per 32-bit word). Ablations in one
+process show it: dropping the shuffles AND the sampling randomness altogether (no
+longer PPO) still gives only 2.5× CPU, because the loop gets faster as well. On a CPU
+the gains of one vmapped program are over (b) and from sharding; on accelerators every
+small kernel launch costs and the single-policy loop is far slower.
+
+Both sides run the same kernels on the same inputs; the vmapped (and sharded) outputs
+are checked against the loop's before the ratios are printed.
 """
 
 from __future__ import annotations
@@ -39,7 +53,7 @@ import numpy as np
 import optax
 from absl import app, flags
 
-from hetrlhf import ensemble, ppo
+from hetrlhf import ensemble, parallel, ppo
 
 _HEADS = flags.DEFINE_integer("num_heads", 10, "ensemble heads K")
 _N = flags.DEFINE_integer("num_comparisons", 400, "comparisons the heads are fit on")
@@ -50,6 +64,12 @@ _POLICIES = flags.DEFINE_integer(
 )
 _UPDATES = flags.DEFINE_integer("num_updates", 100, "PPO updates per policy")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "timed repetitions (best is reported)")
+_DEVICES = flags.DEFINE_integer(
+    "devices",
+    1,
+    "CPU devices (jax_num_cpu_devices); > 1 also times the vmapped PPO program with "
+    "its policy axis sharded over them",
+)
 
 
 def _best_times(fns: dict, repeats: int) -> dict[str, float]:
@@ -107,7 +127,13 @@ def bench_ensemble(num_heads, n, d, num_steps, repeats) -> dict[str, float]:
 
 
 def bench_ppo(num_policies, num_updates, repeats) -> dict[str, float]:
-    """Seconds for M PPO runs: one vmapped program vs a loop of single-policy runs."""
+    """Seconds for M PPO runs: one vmapped program vs a loop of single-policy runs.
+
+    With several devices, the vmapped program is also run with its policy axis split
+    over all of them (``hetrlhf.parallel.sharded_map``: one vmapped program per device
+    on its share of the policies); the loop and the one-device vmap run on the default
+    device.
+    """
     k_feat, k_ens, k_pol = jax.random.split(jax.random.key(1), 3)
     d = 5
     theta = jnp.asarray([1.0, -0.5, 0.8, 0.3, -1.0])
@@ -125,6 +151,17 @@ def bench_ppo(num_policies, num_updates, repeats) -> dict[str, float]:
 
     def loop():
         return jnp.stack([train_1(keys[i], flags_[i]) for i in range(num_policies)])
+
+    fns = {"vmap": vmapped, "loop": loop}
+    if jax.device_count() > 1:
+        mesh = parallel.replicate_mesh()
+        train_s = parallel.sharded_map(train_v, mesh)
+        keys_s, flags_s = parallel.shard_replicates((keys, flags_), mesh)
+
+        def sharded():
+            return train_s(keys_s, flags_s)
+
+        fns["sharded"] = sharded
 
     # The naive sequential implementation: a Python loop over policies AND over
     # updates, each update one call of the jitted single-policy step.
@@ -145,16 +182,18 @@ def bench_ppo(num_policies, num_updates, repeats) -> dict[str, float]:
     # Sampled trajectories are chaotic: a last-bit difference between the batched and
     # the unbatched float32 arithmetic can flip one sampled action and move a policy a
     # little, so require agreement for most policies rather than all.
-    close = np.isclose(vmapped(), loop(), rtol=1e-3, atol=1e-4)
-    if close.mean() < 0.9:
-        raise AssertionError(
-            f"vmapped and looped PPO runs agree for {close.mean():.0%} only"
-        )
-    t = _best_times({"vmap": vmapped, "loop": loop}, repeats)
+    looped = loop()
+    for name in set(fns) - {"loop"}:
+        close = np.isclose(fns[name](), looped, rtol=1e-3, atol=1e-4)
+        if close.mean() < 0.9:
+            raise AssertionError(
+                f"{name} and looped PPO runs agree for {close.mean():.0%} only"
+            )
+    t = _best_times(fns, repeats)
     t2 = _best_times({"vmap": vmapped, "naive": naive}, 1)
     t["naive"], t["vmap"] = t2["naive"], min(t["vmap"], t2["vmap"])
     t["naive_cpu"], t["vmap_cpu"] = t2["naive_cpu"], min(t["vmap_cpu"], t2["vmap_cpu"])
-    return {
+    out = {
         "vmap_s": t["vmap"],
         "loop_s": t["loop"],
         "naive_s": t["naive"],
@@ -171,11 +210,26 @@ def bench_ppo(num_policies, num_updates, repeats) -> dict[str, float]:
         * t["loop_cpu"]
         / (num_policies * num_updates),
     }
+    if "sharded" in fns:
+        out.update(
+            sharded_s=t["sharded"],
+            sharded_cpu_s=t["sharded_cpu"],
+            sharded_ratio=t["loop"] / t["sharded"],
+            sharded_cpu_ratio=t["loop_cpu"] / t["sharded_cpu"],
+        )
+    return out
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _DEVICES.value < 1:
+        raise app.UsageError("--devices must be >= 1")
+    if _DEVICES.value > 1:
+        if _POLICIES.value % _DEVICES.value:
+            raise app.UsageError("--num_policies must be a multiple of --devices")
+        # Before the CPU backend starts (the first jax.devices() below).
+        jax.config.update("jax_num_cpu_devices", _DEVICES.value)
     device = jax.devices()[0]
     print(
         f"device: {device.platform} ({device.device_kind}), {jax.device_count()} device(s)"
@@ -195,6 +249,12 @@ def main(argv):
         f"{p['loop_cpu_s']:.3f} s = {p['us_per_policy_update_loop_cpu']:.1f} us, "
         f"ratio {p['cpu_ratio']:.1f}x)"
     )
+    if "sharded_s" in p:
+        print(
+            f"PPO {_POLICIES.value} policies sharded over {jax.device_count()} devices: "
+            f"{p['sharded_s']:.3f} s, ratio loop/sharded = {p['sharded_ratio']:.1f}x "
+            f"(CPU time: {p['sharded_cpu_s']:.3f} s, ratio {p['sharded_cpu_ratio']:.1f}x)"
+        )
     print(
         f"PPO {_POLICIES.value} policies, Python loop over policies and updates "
         f"(jitted update step): {p['naive_s']:.3f} s, ratio naive/vmap = "

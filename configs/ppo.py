@@ -132,6 +132,9 @@ def get_config():
     config.checkpoint_every = 2
     # Resume from the latest checkpoint of an identical config if one exists.
     config.resume = True
+    # Split the policy axis over all devices (jax.sharding.Mesh) when there are
+    # several (e.g. XLA_FLAGS=--xla_force_host_platform_device_count=2 on a CPU).
+    config.shard = True
 
     # Table 4 analogue: sweep the spread of the reward variances by tempering them,
     # σ²_s ∝ (σ²)^s rescaled to the same mean (s = 0: all equal, s = 1: the source's own).

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 import configs
 from configs import ppo as ppo_config
-from hetrlhf import checkpoint, ensemble, intervals, ppo
+from hetrlhf import checkpoint, ensemble, intervals, parallel, ppo
 from hetrlhf.reporting import markdown_table, write_results
 from hetrlhf.types import RewardEstimate
 
@@ -206,7 +206,12 @@ def _config_hash(config, name: str) -> str:
 
 
 def make_runner(config, world):
-    """Jitted, vmapped (init, segment, evaluate) of the PPO learner."""
+    """Jitted, vmapped (init, segment, evaluate) of the PPO learner.
+
+    With ``config.shard`` and several devices, the policy axis of the train state is
+    split over all of them (``jax.shard_map``; the policies never communicate) and
+    ``runner["place"]`` puts a state there; otherwise ``place`` is the identity.
+    """
     pc = ppo.PPOConfig(
         num_updates=config.ppo.num_updates,
         num_prompts=config.ppo.num_prompts,
@@ -238,18 +243,38 @@ def make_runner(config, world):
     )
     per_segment = pc.num_updates // config.num_segments
     init = jax.jit(jax.vmap(learner.init))
-    segment = jax.jit(
-        jax.vmap(
-            lambda s, rp: ppo.run_updates(learner, s, rp, per_segment),
-            in_axes=(0, None),
-        )
+    segment = jax.vmap(
+        lambda s, rp: ppo.run_updates(learner, s, rp, per_segment), in_axes=(0, None)
     )
-    evaluate = jax.jit(jax.vmap(learner.evaluate))
+    evaluate = jax.vmap(learner.evaluate)
+    mesh = None
+    if config.shard and jax.device_count() > 1:
+        mesh = parallel.replicate_mesh()
+        if (2 * config.num_policies) % mesh.size:
+            raise ValueError(
+                f"config.shard: the 2·num_policies = {2 * config.num_policies} "
+                f"policies must be a multiple of the {mesh.size} devices"
+            )
+        spec = jax.sharding.PartitionSpec(parallel.AXIS)
+        # The reward parameters are shared (replicated), the policies split.
+        segment = jax.shard_map(
+            segment,
+            mesh=mesh,
+            in_specs=(spec, jax.sharding.PartitionSpec()),
+            out_specs=spec,
+            check_vma=False,
+        )
+        evaluate = parallel.sharded_map(evaluate, mesh)
+
+    def place(tree):
+        return tree if mesh is None else parallel.shard_replicates(tree, mesh)
+
     ref_gold = float(jax.jit(learner.evaluate)(learner.reference_params))
     return {
         "init": init,
-        "segment": segment,
-        "evaluate": evaluate,
+        "segment": jax.jit(segment),
+        "evaluate": jax.jit(evaluate),
+        "place": place,
         "ref_gold": ref_gold,
         "per_segment": per_segment,
     }
@@ -277,6 +302,7 @@ def run_policies(config, runner, reward_params, name: str) -> dict[str, Any]:
             )
             state, curve = restored["state"], np.array(restored["curve"])
             start = latest
+    state = runner["place"](state)
     u = runner["per_segment"]
     for seg in tqdm(range(start, config.num_segments), desc=name, leave=False):
         state, metrics = runner["segment"](state, reward_params)

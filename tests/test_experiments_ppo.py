@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -84,3 +86,46 @@ def test_ppo_study_interval_rewards(tmp_path):
     assert np.all(np.isfinite(payload["main"]["gold_vanilla"]))
     assert payload["sweep"] == []
     assert os.path.getsize(tmp_path / "ppo" / "gold_histogram.png") > 0
+
+
+_SHARDED = """
+import jax
+jax.config.update("jax_num_cpu_devices", 2)
+jax.config.update("jax_enable_x64", True)
+import json, pathlib, sys
+import numpy as np
+sys.path.insert(0, "tests")
+from test_experiments_ppo import _small_config
+from experiments import ppo as ppo_study
+assert jax.device_count() == 2
+out = {}
+for shard in (False, True):
+    config = _small_config(
+        pathlib.Path(sys.argv[1]) / str(shard),
+        shard=shard,
+        checkpoint_every=0,
+        **{"sweep.enabled": False},
+    )
+    res = ppo_study.run(config)["main"]
+    out[str(shard)] = res["gold_vanilla"].tolist() + res["gold_variance_aware"].tolist()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_ppo_study_sharded_over_two_devices_matches_one(tmp_path):
+    """config.shard on 2 CPU devices trains the same policies as one vmap (subprocess)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run(
+        [sys.executable, "-c", _SHARDED, str(tmp_path)],
+        check=False,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(out["True"]) == 12
+    np.testing.assert_allclose(out["True"], out["False"], rtol=1e-6, atol=1e-8)

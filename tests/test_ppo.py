@@ -277,3 +277,92 @@ def test_candidate_forward_paths_agree():
     logp2, value2 = task.evaluate(params, ids[:2], actions[:2])
     np.testing.assert_allclose(logp2, logp[:2], rtol=1e-12)
     np.testing.assert_allclose(value2, value[:2], rtol=1e-12)
+
+
+def _softmax(logits):
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    return p / p.sum(-1, keepdims=True)
+
+
+def test_inverse_cdf_matches_numpy_searchsorted():
+    """The category at u is the first one whose cumulative probability exceeds u."""
+    logits = np.array([[0.3, -1.0, 2.0, 0.0, -0.5], [5.0, 5.0, -3.0, 0.0, 1.0]])
+    u = np.linspace(0.0, 1.0, 2001, endpoint=False)
+    for row in logits:
+        cdf = np.cumsum(_softmax(row))
+        keep = np.min(np.abs(u[:, None] - cdf[None, :]), axis=1) > 1e-9
+        ours = ppo._inverse_cdf(
+            jnp.asarray(u[keep]), jnp.broadcast_to(row, (keep.sum(), row.size))
+        )
+        ref = np.minimum(np.searchsorted(cdf, u[keep], side="right"), row.size - 1)
+        np.testing.assert_array_equal(ours, ref)
+
+
+def test_categorical_frequencies_match_softmax_chi_square():
+    from scipy import stats
+
+    logits = np.array(
+        [[0.3, -1.0, 2.0, 0.0, -0.5, 1.2], [1.0, 1.0, -0.7, 0.0, 0.4, 2.2]]
+    )
+    draws = np.asarray(
+        jax.jit(ppo.categorical)(
+            jax.random.key(3), jnp.broadcast_to(logits, (40_000,) + logits.shape)
+        )
+    )
+    assert draws.dtype == np.int32 and draws.shape == (40_000, 2)
+    for r in range(2):
+        counts = np.bincount(draws[:, r], minlength=6)
+        p = stats.chisquare(counts, 40_000 * _softmax(logits[r])).pvalue
+        assert p > 1e-3, (r, counts, p)
+    with pytest.raises(ValueError, match="category axis"):
+        ppo.categorical(jax.random.key(0), jnp.float32(1.0))
+
+
+def test_candidate_sample_frequencies_match_policy_chi_square():
+    from scipy import stats
+
+    feats = np.random.default_rng(1).normal(size=(3, 5, 2))
+    task = ppo.CandidateTask(feats, np.ones(2))
+    params = task.init_params(jax.random.key(2))
+    w = np.asarray(params["params"]["Dense_0"]["kernel"])[:, 0]
+    probs = _softmax(feats @ w)  # [3, 5], the policy written out in numpy
+    n = 20_000
+    prompt_ids = jnp.repeat(jnp.arange(3), n)
+    actions = np.asarray(jax.jit(task.sample)(jax.random.key(4), params, prompt_ids))
+    assert actions.shape == (3 * n, 1) and actions.dtype == np.int32
+    for s in range(3):
+        counts = np.bincount(actions[s * n : (s + 1) * n, 0], minlength=5)
+        p = stats.chisquare(counts, n * probs[s]).pvalue
+        assert p > 1e-3, (s, counts, p)
+
+
+def test_token_sample_frequencies_match_sequence_likelihood_chi_square():
+    """Autoregressive draws of T = 2 tokens match π(a1|s)·π(a2|s, a1) (chi-square)."""
+    from scipy import stats
+
+    v, t = 3, 2
+    model = ppo.TinyTransformer(num_prompts=2, vocab_size=v, seq_len=t, embed_dim=8)
+    task = ppo.TokenTask(
+        np.eye(v), np.ones((2, v)), np.ones(v), seq_len=t, policy=model
+    )
+    params = task.init_params(jax.random.key(0))
+    params = jax.tree.map(lambda x: 3.0 * x, params)  # a less uniform policy
+    n = 5_000
+    seqs = np.array([[a, b] for a in range(v) for b in range(v)], np.int32)
+    apply_all = jax.jit(
+        jax.vmap(lambda s, a: model.apply(params, s, a)[0], in_axes=(None, 0))
+    )
+    sample = jax.jit(task.sample)
+    for s in range(2):
+        # Exact probabilities of all V**T sequences from the model's logits.
+        logits = np.asarray(apply_all(jnp.int32(s), jnp.asarray(seqs)), np.float64)
+        logp = np.log(_softmax(logits))
+        probs = np.exp(logp[:, 0, :][np.arange(9), seqs[:, 0]])
+        probs *= np.exp(logp[:, 1, :][np.arange(9), seqs[:, 1]])
+        np.testing.assert_allclose(probs.sum(), 1.0, rtol=1e-5)
+        actions = np.asarray(
+            sample(jax.random.key(10 + s), params, jnp.full((n,), s, jnp.int32))
+        )
+        counts = np.bincount(actions[:, 0] * v + actions[:, 1], minlength=v * v)
+        p = stats.chisquare(counts, n * probs / probs.sum()).pvalue
+        assert p > 1e-3, (s, counts, probs, p)
