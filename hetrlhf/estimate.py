@@ -36,7 +36,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from hetrlhf import model
+from hetrlhf import model, newton
 from hetrlhf.types import Comparisons, FitResult, Params
 
 __all__ = [
@@ -282,14 +282,6 @@ class _NewtonState(NamedTuple):
     stalled: jax.Array  # [] bool: the line search found no decrease
 
 
-def _direction(grad, hess, fisher):
-    """−H⁻¹∇ when H is positive definite (Newton), else −F⁻¹∇ (Fisher scoring)."""
-    chol_h, chol_f = jnp.linalg.cholesky(jnp.stack([hess, fisher]))
-    chol = jnp.where(jnp.all(jnp.isfinite(chol_h)), chol_h, chol_f)
-    direction = -jax.scipy.linalg.cho_solve((chol, True), grad)
-    return jnp.where(jnp.all(jnp.isfinite(direction)), direction, -grad)
-
-
 def _newton(prep: _Prepared, x0, *, tol, max_steps: int, count0=None):
     """Minimises L_n over x = (θ, γ) by Newton / Fisher scoring + Armijo backtracking.
 
@@ -318,7 +310,7 @@ def _newton(prep: _Prepared, x0, *, tol, max_steps: int, count0=None):
         grad,
         hess,
         fisher,
-        _direction(grad, hess, fisher),
+        newton.direction(grad, hess, fisher),
         one,
         zero,
         count0,
@@ -339,7 +331,13 @@ def _newton(prep: _Prepared, x0, *, tol, max_steps: int, count0=None):
         slope = s.grad @ s.direction  # < 0
         accepted = trial[0] <= s.value + 1e-4 * s.step * slope + allowance
         moved = _NewtonState(
-            x_trial, *trial, _direction(*trial[1:]), one, zero, s.count + 1, s.stalled
+            x_trial,
+            *trial,
+            newton.direction(*trial[1:]),
+            one,
+            zero,
+            s.count + 1,
+            s.stalled,
         )
         halved = s._replace(
             step=0.5 * s.step, halvings=s.halvings + 1, stalled=s.halvings + 1 >= 40
