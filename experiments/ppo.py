@@ -209,8 +209,8 @@ def make_runner(config, world):
     """Jitted, vmapped (init, segment, evaluate) of the PPO learner.
 
     With ``config.shard`` and several devices, the policy axis of the train state is
-    split over all of them (``jax.shard_map``; the policies never communicate) and
-    ``runner["place"]`` puts a state there; otherwise ``place`` is the identity.
+    split over all of them (``parallel.sharded_map``; the policies never communicate)
+    and ``runner["place"]`` puts a state there; otherwise ``place`` is the identity.
     """
     pc = ppo.PPOConfig(
         num_updates=config.ppo.num_updates,
@@ -255,15 +255,8 @@ def make_runner(config, world):
                 f"config.shard: the 2·num_policies = {2 * config.num_policies} "
                 f"policies must be a multiple of the {mesh.size} devices"
             )
-        spec = jax.sharding.PartitionSpec(parallel.AXIS)
         # The reward parameters are shared (replicated), the policies split.
-        segment = jax.shard_map(
-            segment,
-            mesh=mesh,
-            in_specs=(spec, jax.sharding.PartitionSpec()),
-            out_specs=spec,
-            check_vma=False,
-        )
+        segment = parallel.sharded_map(segment, mesh, replicated=(1,))
         evaluate = parallel.sharded_map(evaluate, mesh)
 
     def place(tree):

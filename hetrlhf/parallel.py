@@ -148,18 +148,22 @@ def shard_replicates(tree, mesh: Mesh, *, pad: bool = False):
     return jax.device_put(tree, sharding)
 
 
-def sharded_map(fn: Callable, mesh: Mesh) -> Callable:
+def sharded_map(
+    fn: Callable, mesh: Mesh, *, replicated: Sequence[int] = ()
+) -> Callable:
     """Runs a batch function on each device's slice of the replicate axis.
 
     Args:
       fn: ``fn(*batched_args) -> pytree``; every input and output leaf has a leading
         replicate axis (e.g. ``jax.jit(jax.vmap(replicate))``).
       mesh: a ``replicate_mesh``.
+      replicated: positions of arguments shared by every replicate (e.g. reward
+        parameters): copied whole to each device instead of split, no leading axis.
 
     Returns:
-      A jitted function with the same signature; inputs and outputs are split along
-      the leading axis over the mesh (their size must be a multiple of the device
-      count: see ``shard_replicates``).
+      A jitted function with the same signature; the other inputs and the outputs are
+      split along the leading axis over the mesh (their size must be a multiple of the
+      device count: see ``shard_replicates``).
     """
     spec = P(AXIS)
     _check_mesh(mesh)
@@ -172,7 +176,7 @@ def sharded_map(fn: Callable, mesh: Mesh) -> Callable:
         mapped = jax.shard_map(
             fn,
             mesh=mesh,
-            in_specs=(spec,) * len(args),
+            in_specs=tuple(P() if i in replicated else spec for i in range(len(args))),
             out_specs=spec,
             check_vma=False,
         )
