@@ -5,8 +5,9 @@ design of DESIGN.md §6 by default, never the paper's numbers) are fitted by ``h
 on each, every method in ``config.methods`` builds 1 − α intervals for every coordinate
 of θ and γ: Wald, sandwich (H⁻¹JH⁻¹), profile likelihood (χ²₁-calibrated, and
 Bartlett-corrected with factors from B bootstrap draws), and the parametric bootstrap's
-percentile / basic / studentized intervals (one set of B refits serves all three). One replicate is one jitted function, vmapped over PRNG keys and run in
-checkpointed chunks (``checkpoint.run_chunked``), sharded over all devices.
+percentile / basic / studentized intervals (one set of B refits serves all three). One
+replicate is one jitted function, vmapped over PRNG keys and run in checkpointed chunks
+(``checkpoint.run_chunked``), sharded over all devices.
 
 Reported per method and coordinate: coverage, its Monte Carlo se, the median length
 (profile intervals can be unbounded, so the mean is not robust) and, per method, which
@@ -47,8 +48,6 @@ ALL_METHODS = (
     "boot_basic",
     "boot_t",
 )
-# Methods that run the parametric bootstrap (one jitted program, apart from the rest).
-_USES_BOOTSTRAP = ("profile_bartlett", "boot_percentile", "boot_basic", "boot_t")
 _BOOT = {
     "boot_percentile": "percentile",
     "boot_basic": "basic",
@@ -307,7 +306,7 @@ def run(config) -> dict:
     # LAPACK calls at once (one per loop) can deadlock its 2-thread pool on a 2-core
     # machine (each blocks in ParallelBatchMap waiting for the other's tasks).
     groups = [
-        [m for m in config.methods if m not in _USES_BOOTSTRAP],
+        [m for m in config.methods if m != "profile_bartlett" and m not in _BOOT],
         [m for m in config.methods if m == "profile_bartlett"],
         [m for m in config.methods if m in _BOOT],
     ]

@@ -128,6 +128,12 @@ def _check_alpha(alpha) -> None:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
 
 
+def _check_draws(name: str, value) -> None:
+    """A number of bootstrap draws must be a Python int >= 2."""
+    if not isinstance(value, int) or value < 2:
+        raise ValueError(f"{name} must be an int >= 2, got {value!r}")
+
+
 def _wald_half_width(hess, n, z):
     """z·sqrt(diag(H⁻¹)/n), falling back to NaN where H is not positive definite."""
     chol = jnp.linalg.cholesky(hess)
@@ -429,10 +435,7 @@ def profile_intervals(
             raise ValueError(
                 "bartlett_draws > 0 needs a PRNG key: key=jax.random.key(0)"
             )
-        if not isinstance(bartlett_draws, int) or bartlett_draws < 2:
-            raise ValueError(
-                f"bartlett_draws must be an int >= 2, got {bartlett_draws!r}"
-            )
+        _check_draws("bartlett_draws", bartlett_draws)
         bart = bartlett_factors(key, params, data, num_bootstrap=bartlett_draws)
         scale = bart.factors
         if not _is_traced(scale) and not bool(jnp.all(jnp.isfinite(scale))):
@@ -572,10 +575,8 @@ def bootstrap_intervals(
             f"interval must be 'percentile', 'basic' or 'studentized', got {interval!r}"
         )
     _check_alpha(alpha)
-    if not _is_traced(key) and (
-        not isinstance(num_bootstrap, int) or num_bootstrap < 2
-    ):
-        raise ValueError(f"num_bootstrap must be an int >= 2, got {num_bootstrap!r}")
+    if not _is_traced(key):
+        _check_draws("num_bootstrap", num_bootstrap)
     fits, draw_se = bootstrap_draws(
         key,
         params,
