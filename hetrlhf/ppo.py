@@ -44,12 +44,30 @@ reward_params)`` (purejaxrl style, ``lax.scan`` over updates), so
 
 trains e.g. 80 vanilla and 80 variance-aware policies in one jitted program.
 
+One update: draw num_prompts prompts uniformly (with replacement), G responses per
+prompt from π_old, score them, then num_epochs passes of num_minibatches Adam steps.
+The batch is kept in prompt groups ([num_prompts, G, ...]): a prompt's logits are formed
+once for its G responses, and each minibatch is a random set of whole prompt groups
+(as in GRPO; each epoch reshuffles the groups). All the randomness of an update comes
+from ONE draw of uint32 words (prompt indices ⌊u·P⌋ and sampling uniforms from their
+top 24 bits, shuffles from stable argsorts of fresh words): on a CPU every separate
+``jax.random`` call is a small rolled threefry loop, and the per-call cost dominated.
+
 Two tasks ship with a Flax policy each (any module with the same call signature works):
 ``CandidateTask`` (softmax over N candidate responses per prompt, linear in their
 features) and ``TokenTask`` (a tiny causal transformer generating short token
 sequences, rewarded per sequence through the sequence's features). Both draw actions
 by inverse CDF (``categorical``: one uniform per candidate or token), which on a CPU
-is far cheaper under ``vmap`` than ``jax.random.categorical``'s Gumbel draws.
+is far cheaper under ``vmap`` than ``jax.random.categorical``'s Gumbel draws. A task
+provides ``num_prompts``, ``seq_len`` (T), ``init_params(key)``,
+``sample_uniform(u [B, G, T], params, prompt_ids [B]) -> actions [B, G, T]``,
+``evaluate(params, prompt_ids, actions) -> (log π [B, G, T], V(s) [B])``,
+``response_features(prompt_ids, actions) -> φ [B, G, d]``, ``action_ids(actions) ->
+[B, G]`` (a code unique per response of a prompt), ``gold_reward(φ)`` and
+``expected_gold(key, params)``; optionally ``all_responses() -> (prompt_ids [P],
+actions [P, R, T])`` (every response, codes 0..R−1), with which the learner forms the
+reference log-probabilities and features of all responses once and evaluates the
+reward model once per update on all of them instead of per policy (``CandidateTask``).
 """
 
 from __future__ import annotations
@@ -97,10 +115,11 @@ class PPOConfig(NamedTuple):
 
     Attributes:
       num_updates: PPO updates (each: one rollout batch, then epochs of minibatches).
-      num_prompts: prompts drawn (with replacement) per update.
+      num_prompts: prompts drawn (uniformly, with replacement) per update.
       group_size: G responses sampled per prompt (the batch has num_prompts·G samples).
       num_epochs: passes over each rollout batch.
-      num_minibatches: minibatches per epoch (must divide num_prompts·G).
+      num_minibatches: minibatches per epoch; each is a random set of
+        num_prompts/num_minibatches whole prompt groups (must divide num_prompts).
       learning_rate: adam step size.
       max_grad_norm: global gradient-norm clip (per policy).
       clip_eps: ε of the clipped surrogate.
@@ -144,11 +163,11 @@ def _validate_config(config: PPOConfig) -> None:
         v = getattr(config, name)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"config.{name} must be an int >= 1, got {v!r}")
-    batch = config.num_prompts * config.group_size
-    if batch % config.num_minibatches:
+    if config.num_prompts % config.num_minibatches:
         raise ValueError(
-            f"config.num_minibatches={config.num_minibatches} must divide the batch size "
-            f"num_prompts*group_size={batch}"
+            f"config.num_minibatches={config.num_minibatches} must divide "
+            f"config.num_prompts={config.num_prompts} (minibatches are sets of whole "
+            "prompt groups)"
         )
     for name, positive in (
         ("learning_rate", True),
@@ -364,56 +383,61 @@ def categorical(key: jax.Array, logits: jax.Array) -> jax.Array:
     """
     if jnp.ndim(logits) < 1:
         raise ValueError(f"logits must have a category axis, got shape {logits.shape}")
-    u = jax.random.uniform(key, logits.shape[:-1], logits.dtype)
-    return _inverse_cdf(u, logits)
+    u = jax.random.uniform(key, logits.shape[:-1] + (1,), logits.dtype)
+    return _inverse_cdf(u, logits)[..., 0]
 
 
 def _inverse_cdf(u: jax.Array, logits: jax.Array) -> jax.Array:
-    """The category of softmax(logits) at cumulative probability u ∈ [0, 1).
+    """Categories of softmax(logits) at cumulative probabilities u ∈ [0, 1).
+
+    G draws share one distribution (the G responses of a prompt): its cumulative sums
+    are formed once.
 
     Args:
-      u: [...] uniforms.
-      logits: [..., N] finite logits.
+      u: [..., G] uniforms.
+      logits: [..., N] finite logits (the same leading axes).
 
     Returns:
-      [...] int32 categories.
+      [..., G] int32 categories.
     """
-    chex.assert_equal_shape_prefix([u, logits], u.ndim)
-    chex.assert_rank(logits, u.ndim + 1)
+    chex.assert_equal_shape_prefix([u, logits], u.ndim - 1)
+    chex.assert_rank(logits, u.ndim)
     n = logits.shape[-1]
     w = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
     # Cumulative sums as a matmul with a triangular 0/1 matrix: a tiny dot is cheaper
     # than a small-axis scan (reduce-window) on XLA:CPU.
     cdf = w @ jnp.triu(jnp.ones((n, n), w.dtype))
-    below = cdf[..., :-1] <= (u * cdf[..., -1])[..., None]
+    below = cdf[..., None, :-1] <= (u * cdf[..., -1:])[..., None]
     return jnp.sum(below, axis=-1, dtype=jnp.int32)
 
 
-def _permutation(key: jax.Array, n: int) -> jax.Array:
-    """``jax.random.permutation(key, n)``, bit for bit, without a sort (small n).
+def _unit_uniform(bits: jax.Array, dtype) -> jax.Array:
+    """Uniforms on [0, 1) from uint32 words: the top 24 bits, k·2⁻²⁴ (exact in float32)."""
+    return (bits >> 8).astype(dtype) * (2.0**-24)
 
-    For n³ < 2³² JAX shuffles by ONE stable sort of n random 32-bit keys drawn from the
-    second half of ``split(key)``. XLA:CPU's sort is slow (~0.1 µs per element, and a
-    batched sort under ``vmap`` is no faster per element), so for n ≤ 256 the same
-    stable argsort is computed as ranks from an n×n comparison (vectorised) and one
-    scatter; otherwise JAX's own permutation is used.
+
+def _stable_argsort(keys: jax.Array) -> jax.Array:
+    """``np.argsort(keys, kind="stable")`` of a small [n] uint32 vector, without a sort.
+
+    XLA:CPU's sort is slow (~0.1 µs per element, no faster per element under ``vmap``),
+    so for n ≤ 256 the stable ascending ranks are computed from an n×n comparison
+    (vectorised) and inverted by one scatter; larger n use ``jnp.argsort``.
 
     Args:
-      key: PRNG key.
-      n: a Python int ≥ 1.
+      keys: [n] uint32 sort keys.
 
     Returns:
-      [n] int32 permutation of 0..n−1, equal to ``jax.random.permutation(key, n)``.
+      [n] int32 permutation: the indices of ``keys`` in ascending (stable) order.
     """
+    chex.assert_rank(keys, 1)
+    n = keys.shape[0]
     if n > 256:
-        return jax.random.permutation(key, n)
-    _, sub = jax.random.split(key)
-    sort_keys = jax.random.bits(sub, (n,), jnp.uint32)
+        return jnp.argsort(keys, stable=True).astype(jnp.int32)
     i = jnp.arange(n, dtype=jnp.int32)
-    before = (sort_keys[None, :] < sort_keys[:, None]) | (
-        (sort_keys[None, :] == sort_keys[:, None]) & (i[None, :] < i[:, None])
+    before = (keys[None, :] < keys[:, None]) | (
+        (keys[None, :] == keys[:, None]) & (i[None, :] < i[:, None])
     )
-    rank = jnp.sum(before, axis=1, dtype=jnp.int32)  # stable ascending rank
+    rank = jnp.sum(before, axis=1, dtype=jnp.int32)
     return jnp.zeros((n,), jnp.int32).at[rank].set(i, unique_indices=True)
 
 
@@ -502,21 +526,39 @@ class CandidateTask:
 
     def sample(self, key, params, prompt_ids):
         """Draws one candidate per prompt: actions [B, 1] int32."""
+        u = jax.random.uniform(key, prompt_ids.shape + (1, 1), self.features.dtype)
+        return self.sample_uniform(u, params, prompt_ids)[:, 0]
+
+    def sample_uniform(self, u, params, prompt_ids):
+        """G candidates per prompt at the uniforms u [B, G, 1]: actions [B, G, 1] int32."""
         logits, _ = self._forward(params, prompt_ids)
-        return categorical(key, logits)[:, None]
+        return _inverse_cdf(u[..., 0], logits)[..., None]
 
     def evaluate(self, params, prompt_ids, actions):
-        """(log π(a|s) [B, 1], V(s) [B])."""
+        """(log π(a|s) [B, G, 1], V(s) [B]) of G responses per prompt, actions [B, G, 1].
+
+        The logits of each prompt are formed once for its G responses.
+        """
         logits, value = self._forward(params, prompt_ids)
-        logp = jnp.take_along_axis(jax.nn.log_softmax(logits), actions, axis=-1)
-        return logp, value
+        logp = jnp.take_along_axis(jax.nn.log_softmax(logits), actions[..., 0], axis=-1)
+        return logp[..., None], value
 
     def response_features(self, prompt_ids, actions):
-        """φ(s, a) [B, d]."""
-        return self.features[prompt_ids, actions[:, 0]]
+        """φ(s, a) [B, ..., d] of actions [B, ..., 1] (prompt_ids [B])."""
+        p = prompt_ids.reshape(prompt_ids.shape + (1,) * (actions.ndim - 2))
+        return self.features[p, actions[..., 0]]
 
     def action_ids(self, actions):
-        return actions[:, 0]
+        """Response codes [...] of actions [..., 1]: the candidate index."""
+        return actions[..., 0]
+
+    def all_responses(self):
+        """Every response: (prompt_ids [P], actions [P, N, 1]), action codes 0..N−1."""
+        actions = jnp.broadcast_to(
+            jnp.arange(self.features.shape[1], dtype=jnp.int32)[None, :, None],
+            self.features.shape[:2] + (1,),
+        )
+        return jnp.arange(self.num_prompts, dtype=jnp.int32), actions
 
     def gold_reward(self, phi):
         return phi @ self.gold_theta
@@ -648,7 +690,7 @@ class TokenTask:
 
         def body(t, tokens):
             logits, _ = self.policy.apply(params, prompt_id, tokens)
-            return tokens.at[t].set(_inverse_cdf(u[t], logits[t]))
+            return tokens.at[t].set(_inverse_cdf(u[t, None], logits[t])[0])
 
         return jax.lax.fori_loop(
             0, self.seq_len, body, jnp.zeros((self.seq_len,), jnp.int32)
@@ -657,27 +699,34 @@ class TokenTask:
     def sample(self, key, params, prompt_ids):
         """Autoregressive sampling: actions [B, T] int32 (one uniform per token)."""
         u = jax.random.uniform(
-            key, (prompt_ids.shape[0], self.seq_len), self.token_features.dtype
+            key, (prompt_ids.shape[0], 1, self.seq_len), self.token_features.dtype
         )
-        return jax.vmap(self._sample_one, in_axes=(0, None, 0))(u, params, prompt_ids)
+        return self.sample_uniform(u, params, prompt_ids)[:, 0]
+
+    def sample_uniform(self, u, params, prompt_ids):
+        """G responses per prompt at the uniforms u [B, G, T]: actions [B, G, T] int32."""
+        one = jax.vmap(self._sample_one, in_axes=(0, None, None))
+        return jax.vmap(one, in_axes=(0, None, 0))(u, params, prompt_ids)
 
     def evaluate(self, params, prompt_ids, actions):
-        """(log π(a_t | s, a_<t) [B, T], V(s) [B])."""
-        logits, value = jax.vmap(lambda p, a: self.policy.apply(params, p, a))(
-            prompt_ids, actions
+        """(log π(a_t | s, a_<t) [B, G, T], V(s) [B]) of actions [B, G, T]."""
+        apply = jax.vmap(
+            lambda p, a: self.policy.apply(params, p, a), in_axes=(None, 0)
         )
+        logits, value = jax.vmap(apply)(prompt_ids, actions)
         logp = jnp.take_along_axis(
             jax.nn.log_softmax(logits), actions[..., None], axis=-1
         )
-        return logp[..., 0], value
+        # V(s) is read at the prompt position, before any response token (causal).
+        return logp[..., 0], value[:, 0]
 
     def response_features(self, prompt_ids, actions):
-        return (
-            jnp.mean(self.token_features[actions], axis=-2)
-            * self.prompt_features[prompt_ids]
-        )
+        """φ(s, a) [B, ..., d] of actions [B, ..., T] (prompt_ids [B])."""
+        p = prompt_ids.reshape(prompt_ids.shape + (1,) * (actions.ndim - 2))
+        return jnp.mean(self.token_features[actions], axis=-2) * self.prompt_features[p]
 
     def action_ids(self, actions):
+        """Response codes [...] of actions [..., T]: Σ_t a_t V^t."""
         powers = self.vocab_size ** jnp.arange(self.seq_len, dtype=jnp.int32)
         return jnp.sum(actions * powers, axis=-1)
 
@@ -801,8 +850,23 @@ def make_learner(
         optax.clip_by_global_norm(config.max_grad_norm),
         optax.adam(config.learning_rate),
     )
-    batch_size = config.num_prompts * config.group_size
-    mb_size = batch_size // config.num_minibatches
+    num_p, g, seq_len = config.num_prompts, config.group_size, task.seq_len
+    num_e, num_m = config.num_epochs, config.num_minibatches
+    num_steps = num_e * num_m
+    # Random words per update: prompts, one uniform per sampled token, epoch shuffles.
+    num_words = num_p + num_p * g * seq_len + num_e * num_p
+    dtype = jax.dtypes.canonicalize_dtype(float)  # float64 under jax_enable_x64
+
+    # A task with a small finite response set (``all_responses``) lets the reference
+    # log-probabilities and the features of EVERY response be formed once, here, and
+    # the reward model be evaluated once per update on all of them: neither depends on
+    # the policy, so under a vmap over policies they are shared instead of batched.
+    table = None
+    if hasattr(task, "all_responses"):
+        all_prompts, all_actions = task.all_responses()
+        ref_all, _ = task.evaluate(ref_params, all_prompts, all_actions)  # [P, R, T]
+        phi_all = task.response_features(all_prompts, all_actions)  # [P, R, d]
+        table = {"ref_logp": ref_all, "phi": phi_all}
 
     def init(key, variance_aware):
         reward_key = jax.random.fold_in(key, 1)
@@ -816,51 +880,74 @@ def make_learner(
         )
 
     def loss_fn(params, mb):
+        """Loss on a minibatch of whole prompt groups (fields [b, G, ...])."""
         logp, value = task.evaluate(params, mb["prompt_ids"], mb["actions"])
         loss, aux = ppo_loss(
-            logp,
-            mb["old_logp"],
-            mb["ref_logp"],
-            mb["advantages"],
-            mb["weights"],
+            logp.reshape(-1, seq_len),
+            mb["old_logp"].reshape(-1, seq_len),
+            mb["ref_logp"].reshape(-1, seq_len),
+            mb["advantages"].reshape(-1),
+            mb["weights"].reshape(-1),
             clip_eps=config.clip_eps,
             beta=config.beta,
             kl_estimator=config.kl_estimator,
         )
         if config.baseline == "value":
-            loss = loss + config.value_coef * jnp.mean((value - mb["returns"]) ** 2)
+            loss = loss + config.value_coef * jnp.mean(
+                (value[:, None] - mb["returns"]) ** 2
+            )
         return loss, aux
 
     grad_fn = jax.grad(loss_fn, has_aux=True)
 
-    def update(state, reward_params):
-        key, k_prompts, k_sample, k_epochs = jax.random.split(state.key, 4)
-        prompt_ids = jax.random.randint(
-            k_prompts, (config.num_prompts,), 0, task.num_prompts
-        )
-        prompt_ids = jnp.repeat(prompt_ids, config.group_size)
-        actions = task.sample(k_sample, state.params, prompt_ids)
-        old_logp, old_value = task.evaluate(state.params, prompt_ids, actions)
-        ref_logp, _ = task.evaluate(ref_params, prompt_ids, actions)
-        phi = task.response_features(prompt_ids, actions)
-        est = reward_fn(reward_params, phi)
-        chex.assert_shape([est.mean, est.var], (batch_size,))
+    def rewards(reward_params, reward_key, prompt_ids, actions, phi):
+        """The policy's realisation of the noisy reward model at [P', G] responses."""
+        codes = task.action_ids(actions)  # [num_p, G]
+        if table is None:
+            est = reward_fn(reward_params, phi.reshape(-1, phi.shape[-1]))
+        else:
+            phi_all = table["phi"]
+            est_all = reward_fn(reward_params, phi_all.reshape(-1, phi_all.shape[-1]))
+            flat = prompt_ids[:, None] * phi_all.shape[1] + codes
+            est = jax.tree.map(lambda x: x[flat.reshape(-1)], est_all)
+        chex.assert_shape([est.mean, est.var], (num_p * g,))
         est = noisy_reward(
-            state.reward_key,
+            reward_key,
             est,
-            phi,
-            prompt_ids,
-            task.action_ids(actions),
+            phi.reshape(-1, phi.shape[-1]),
+            jnp.repeat(prompt_ids, g),
+            codes.reshape(-1),
             noise=config.reward_noise,
             correlation=config.noise_correlation,
         )
-        if config.baseline == "group":
-            advantages = group_advantages(est.mean, config.group_size)
+        return jax.tree.map(lambda x: x.reshape(num_p, g), est)
+
+    def update(state, reward_params):
+        key, sub = jax.random.split(state.key)
+        bits = jax.random.bits(sub, (num_words,), jnp.uint32)
+        u = _unit_uniform(bits[: num_words - num_e * num_p], dtype)
+        prompt_ids = jnp.minimum(
+            (u[:num_p] * task.num_prompts).astype(jnp.int32), task.num_prompts - 1
+        )
+        actions = task.sample_uniform(
+            u[num_p:].reshape(num_p, g, seq_len), state.params, prompt_ids
+        )
+        old_logp, old_value = task.evaluate(state.params, prompt_ids, actions)
+        if table is None:
+            ref_logp, _ = task.evaluate(ref_params, prompt_ids, actions)
         else:
-            advantages = est.mean - old_value
+            ref_logp = table["ref_logp"][prompt_ids[:, None], task.action_ids(actions)]
+        phi = task.response_features(prompt_ids, actions)  # [num_p, G, d]
+        est = rewards(reward_params, state.reward_key, prompt_ids, actions, phi)
+        if config.baseline == "group":
+            advantages = group_advantages(est.mean.reshape(-1), g).reshape(num_p, g)
+        else:
+            advantages = est.mean - old_value[:, None]
         if config.normalize_advantages:
             advantages = advantages / (jnp.std(advantages) + 1e-8)
-        weights = kl_weights(est.var, state.variance_aware)
+        weights = kl_weights(est.var.reshape(-1), state.variance_aware).reshape(
+            num_p, g
+        )
         batch = {
             "prompt_ids": prompt_ids,
             "actions": actions,
@@ -870,37 +957,52 @@ def make_learner(
             "weights": weights,
             "returns": est.mean,
         }
-        _, start_aux = loss_fn(state.params, batch)
-
-        # Every epoch's shuffle is drawn up front (the same permutations as drawing
-        # them epoch by epoch) and all num_epochs·num_minibatches minibatches run in
-        # ONE scan: fewer loops and PRNG calls per update.
-        perms = jax.vmap(lambda k: _permutation(k, batch_size))(
-            jax.random.split(k_epochs, config.num_epochs)
-        ).reshape(-1)
-        mbs = jax.tree.map(
-            lambda x: x[perms].reshape(
-                (config.num_epochs * config.num_minibatches, mb_size) + x.shape[1:]
-            ),
-            batch,
+        # The KL at the start of the update (π_θ = π_old there: no forward pass).
+        _, start_aux = ppo_loss(
+            old_logp.reshape(-1, seq_len),
+            old_logp.reshape(-1, seq_len),
+            ref_logp.reshape(-1, seq_len),
+            advantages.reshape(-1),
+            weights.reshape(-1),
+            clip_eps=config.clip_eps,
+            beta=config.beta,
+            kl_estimator=config.kl_estimator,
         )
 
-        def minibatch(carry, mb):
-            params, opt_state = carry
-            grads, aux = grad_fn(params, mb)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), aux
+        # Minibatches are random sets of whole prompt groups: each epoch shuffles the
+        # num_p groups (a stable argsort of fresh random words) and cuts them into
+        # num_minibatches; all epochs' minibatches are gathered up front.
+        order = jax.vmap(_stable_argsort)(
+            bits[num_words - num_e * num_p :].reshape(num_e, num_p)
+        )
+        mbs = jax.tree.map(lambda x: x[order.reshape(num_steps, num_p // num_m)], batch)
 
-        (params, opt_state), aux = jax.lax.scan(
-            minibatch, (state.params, state.opt_state), mbs
+        def minibatch(k, carry):
+            params, opt_state, loss_sum, clip_sum = carry
+            grads, aux = grad_fn(params, jax.tree.map(lambda x: x[k], mbs))
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (
+                optax.apply_updates(params, updates),
+                opt_state,
+                loss_sum + aux["pg_loss"] + config.beta * aux["kl_penalty"],
+                clip_sum + aux["clip_frac"],
+            )
+
+        zero = jnp.zeros((), old_logp.dtype)
+        params, opt_state, loss_sum, clip_sum = jax.lax.fori_loop(
+            0,
+            num_steps,
+            minibatch,
+            (state.params, state.opt_state, zero, zero),
+            unroll=min(num_steps, 16),
         )
         metrics = Metrics(
             reward=jnp.mean(est.mean),
             gold=jnp.mean(task.gold_reward(phi)),
             kl=start_aux["kl"],
             weight_max=jnp.max(weights),
-            loss=jnp.mean(aux["pg_loss"] + config.beta * aux["kl_penalty"]),
-            clip_frac=jnp.mean(aux["clip_frac"]),
+            loss=loss_sum / num_steps,
+            clip_frac=clip_sum / num_steps,
         )
         new_state = state._replace(
             params=params, opt_state=opt_state, key=key, step=state.step + 1

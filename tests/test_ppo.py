@@ -250,11 +250,19 @@ def test_task_validation():
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 64, 256, 300])
-def test_sort_free_permutation_equals_jax_permutation(n):
-    keys = jax.random.split(jax.random.key(5), 50)
-    ours = jax.jit(jax.vmap(lambda k: ppo._permutation(k, n)))(keys)
-    ref = jax.vmap(lambda k: jax.random.permutation(k, n))(keys)
-    np.testing.assert_array_equal(ours, ref)
+def test_sort_free_argsort_equals_numpy_stable_argsort(n):
+    rng = np.random.default_rng(n)
+    keys = rng.integers(0, 2**32, size=(40, n), dtype=np.uint32)
+    keys[:20] %= 5  # many ties: the order among equal keys must be stable
+    ours = jax.jit(jax.vmap(ppo._stable_argsort))(jnp.asarray(keys))
+    np.testing.assert_array_equal(ours, np.argsort(keys, axis=1, kind="stable"))
+
+
+def test_unit_uniform_is_exact_24_bit_grid():
+    bits = jnp.array([0, 255, 256, 2**31, 2**32 - 1], jnp.uint32)
+    u = np.asarray(ppo._unit_uniform(bits, jnp.float32), np.float64)
+    np.testing.assert_array_equal(u, np.array([0, 0, 1, 2**23, 2**24 - 1]) / 2**24)
+    assert u.max() < 1.0
 
 
 def test_candidate_forward_paths_agree():
@@ -264,12 +272,17 @@ def test_candidate_forward_paths_agree():
     params = task.init_params(jax.random.key(1))
     params = jax.tree.map(lambda x: x + 0.3, params)  # non-zero value head
     ids = jnp.array([3, 3, 0, 11])  # 12 prompts <= 4 * 4: the all-prompts path
-    actions = jnp.array([[0], [4], [2], [1]], jnp.int32)
+    actions = jnp.array([[0, 2], [4, 4], [2, 1], [1, 0]], jnp.int32)[..., None]
     logp, value = task.evaluate(params, ids, actions)
+    assert logp.shape == (4, 2, 1) and value.shape == (4,)
     w = np.asarray(params["params"]["Dense_0"]["kernel"])[:, 0]
     logits = np.asarray(feats)[np.asarray(ids)] @ w
     ref = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-    np.testing.assert_allclose(logp[:, 0], ref[np.arange(4), [0, 4, 2, 1]], rtol=1e-10)
+    np.testing.assert_allclose(
+        logp[..., 0],
+        np.take_along_axis(ref, np.asarray(actions[..., 0]), 1),
+        rtol=1e-10,
+    )
     v = params["params"]["Dense_1"]
     ref_v = np.asarray(feats)[np.asarray(ids)].mean(1) @ np.asarray(v["kernel"])[:, 0]
     np.testing.assert_allclose(value, ref_v + float(v["bias"][0]), rtol=1e-10)
@@ -277,6 +290,44 @@ def test_candidate_forward_paths_agree():
     logp2, value2 = task.evaluate(params, ids[:2], actions[:2])
     np.testing.assert_allclose(logp2, logp[:2], rtol=1e-12)
     np.testing.assert_allclose(value2, value[:2], rtol=1e-12)
+    # Features of G responses per prompt.
+    np.testing.assert_array_equal(
+        task.response_features(ids, actions),
+        np.asarray(feats)[np.asarray(ids)[:, None], np.asarray(actions[..., 0])],
+    )
+
+
+class _NoTable:
+    """A CandidateTask without ``all_responses``: the learner's per-sample route."""
+
+    def __init__(self, task):
+        self._task = task
+        self.num_prompts, self.seq_len = task.num_prompts, task.seq_len
+
+    def __getattr__(self, name):
+        if name == "all_responses":
+            raise AttributeError(name)
+        return getattr(self._task, name)
+
+
+@pytest.mark.parametrize("baseline", ["group", "value"])
+def test_response_table_route_equals_per_sample_route(baseline):
+    """Reference log-probs and rewards from the all-responses table (formed once) are
+    the per-sample ones: the same runs."""
+    task, theta, config = _candidate_setup(num_updates=5, baseline=baseline)
+    heads = theta + 0.3 * jax.random.normal(jax.random.key(7), (4, 3))
+    keys = jax.random.split(jax.random.key(8), 2)
+    flags = jnp.array([False, True])
+    outs = [
+        jax.jit(
+            jax.vmap(ppo.make_train(config, t, ensemble.ensemble_reward), (0, 0, None))
+        )(keys, flags, heads)
+        for t in (task, _NoTable(task))
+    ]
+    assert not hasattr(_NoTable(task), "all_responses")
+    for a, b in zip(jax.tree.leaves(outs[0]), jax.tree.leaves(outs[1]), strict=True):
+        if jnp.issubdtype(a.dtype, jnp.floating):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def _softmax(logits):
@@ -291,9 +342,13 @@ def test_inverse_cdf_matches_numpy_searchsorted():
     for row in logits:
         cdf = np.cumsum(_softmax(row))
         keep = np.min(np.abs(u[:, None] - cdf[None, :]), axis=1) > 1e-9
-        ours = ppo._inverse_cdf(
-            jnp.asarray(u[keep]), jnp.broadcast_to(row, (keep.sum(), row.size))
-        )
+        # All the uniforms as G draws from one distribution (one row of logits) ...
+        ours = ppo._inverse_cdf(jnp.asarray(u[keep]), jnp.asarray(row))
+        # ... and as one draw from each of K copies of it.
+        ours_rows = ppo._inverse_cdf(
+            jnp.asarray(u[keep])[:, None], jnp.broadcast_to(row, (keep.sum(), row.size))
+        )[:, 0]
+        np.testing.assert_array_equal(ours_rows, ours)
         ref = np.minimum(np.searchsorted(cdf, u[keep], side="right"), row.size - 1)
         np.testing.assert_array_equal(ours, ref)
 
