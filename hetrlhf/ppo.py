@@ -827,7 +827,9 @@ def make_learner(
       task: ``CandidateTask``, ``TokenTask`` or any object with the same methods.
       reward_fn: ``reward_fn(reward_params, phi [B, d]) -> RewardEstimate([B], [B])``,
         e.g. ``hetrlhf.ensemble.ensemble_reward`` with the heads as ``reward_params``.
-        The learner never knows which source produced the estimate.
+        The learner never knows which source produced the estimate. It must act row by
+        row (a row's estimate depends on that row only): with a task's
+        ``all_responses`` it is evaluated on every response at once and gathered.
       reference_key: key of the reference policy's initialisation (every policy starts
         at π_ref); ``jax.random.key(0)`` when None.
       reference_params: the reference policy's parameters (overrides
