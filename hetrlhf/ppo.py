@@ -49,8 +49,8 @@ prompt from π_old, score them, then num_epochs passes of num_minibatches Adam s
 The batch is kept in prompt groups ([num_prompts, G, ...]): a prompt's logits are formed
 once for its G responses, and each minibatch is a random set of whole prompt groups
 (as in GRPO; each epoch reshuffles the groups). All the randomness of an update comes
-from ONE draw of uint32 words (prompt indices ⌊u·P⌋ and sampling uniforms from their
-top 24 bits, shuffles from stable argsorts of fresh words): on a CPU every separate
+from ONE draw of uint32 words (prompt indices ⌊k·P/2²⁴⌋ and sampling uniforms k/2²⁴ from
+their top 24 bits k, shuffles from stable argsorts of fresh words): on a CPU every separate
 ``jax.random`` call is a small rolled threefry loop, and the per-call cost dominated.
 
 Two tasks ship with a Flax policy each (any module with the same call signature works):
@@ -414,6 +414,28 @@ def _inverse_cdf(u: jax.Array, logits: jax.Array) -> jax.Array:
 def _unit_uniform(bits: jax.Array, dtype) -> jax.Array:
     """Uniforms on [0, 1) from uint32 words: the top 24 bits, k·2⁻²⁴ (exact in float32)."""
     return (bits >> 8).astype(dtype) * (2.0**-24)
+
+
+def _uniform_index(bits: jax.Array, n: int) -> jax.Array:
+    """⌊k·n/2²⁴⌋ ∈ 0..n−1 with k the top 24 bits of ``bits`` (exact integer arithmetic).
+
+    Exactly uniform when n divides 2²⁴; otherwise each index has probability
+    ⌊2²⁴/n⌋/2²⁴ or ⌈2²⁴/n⌉/2²⁴ (relative error < n/2²⁴). k·n is formed from two
+    12-bit halves of k so that nothing overflows 32 bits for n < 2²⁰ (a float32 product
+    u·n would round across integers for some k when n is not a power of 2).
+
+    Args:
+      bits: [...] uint32 words.
+      n: a Python int, 1 ≤ n < 2²⁰.
+
+    Returns:
+      [...] int32 indices.
+    """
+    if not 1 <= n < 2**20:
+        raise ValueError(f"n must be in [1, 2**20), got {n}")
+    k = bits >> 8
+    z = (k >> 12) * jnp.uint32(n) + (((k & 0xFFF) * jnp.uint32(n)) >> 12)
+    return (z >> 12).astype(jnp.int32)
 
 
 def _stable_argsort(keys: jax.Array) -> jax.Array:
@@ -857,6 +879,10 @@ def make_learner(
     num_steps = num_e * num_m
     # Random words per update: prompts, one uniform per sampled token, epoch shuffles.
     num_words = num_p + num_p * g * seq_len + num_e * num_p
+    if not 1 <= task.num_prompts < 2**20:
+        raise ValueError(
+            f"task.num_prompts must be in [1, 2**20), got {task.num_prompts}"
+        )
     dtype = jax.dtypes.canonicalize_dtype(float)  # float64 under jax_enable_x64
 
     # A task with a small finite response set (``all_responses``) lets the reference
@@ -927,12 +953,10 @@ def make_learner(
     def update(state, reward_params):
         key, sub = jax.random.split(state.key)
         bits = jax.random.bits(sub, (num_words,), jnp.uint32)
-        u = _unit_uniform(bits[: num_words - num_e * num_p], dtype)
-        prompt_ids = jnp.minimum(
-            (u[:num_p] * task.num_prompts).astype(jnp.int32), task.num_prompts - 1
-        )
+        prompt_ids = _uniform_index(bits[:num_p], task.num_prompts)
+        u = _unit_uniform(bits[num_p : num_p + num_p * g * seq_len], dtype)
         actions = task.sample_uniform(
-            u[num_p:].reshape(num_p, g, seq_len), state.params, prompt_ids
+            u.reshape(num_p, g, seq_len), state.params, prompt_ids
         )
         old_logp, old_value = task.evaluate(state.params, prompt_ids, actions)
         if table is None:

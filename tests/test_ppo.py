@@ -265,6 +265,18 @@ def test_unit_uniform_is_exact_24_bit_grid():
     assert u.max() < 1.0
 
 
+@pytest.mark.parametrize("n", [1, 7, 64, 1000, 2**20 - 3])
+def test_uniform_index_hits_each_index_as_often_as_the_24_bit_grid_allows(n):
+    """Every 24-bit grid point maps to ⌊k·n/2²⁴⌋ (exact integer arithmetic): the count of
+    each index is ⌊2²⁴/n⌋ or ⌈2²⁴/n⌉."""
+    k = np.arange(2**24, dtype=np.uint64)
+    bits = jnp.asarray((k << 8) | (k & 255)).astype(jnp.uint32)  # low bits ignored
+    idx = np.asarray(jax.jit(ppo._uniform_index, static_argnums=1)(bits, n))
+    np.testing.assert_array_equal(idx, (k * n) >> 24)
+    counts = np.bincount(idx, minlength=n)
+    assert counts.min() >= 2**24 // n and counts.max() <= -(-(2**24) // n)
+
+
 def test_candidate_forward_paths_agree():
     """All-prompts-then-gather (small prompt sets) = per-prompt forward (large ones)."""
     feats = jax.random.normal(jax.random.key(0), (12, 5, 3))
