@@ -929,13 +929,14 @@ def make_learner(
     grad_fn = jax.grad(loss_fn, has_aux=True)
 
     def rewards(reward_params, reward_key, prompt_ids, actions, phi):
-        """The policy's realisation of the noisy reward model at [P', G] responses."""
+        """The policy's noisy reward model at its [num_prompts, G] sampled responses."""
         codes = task.action_ids(actions)  # [num_p, G]
         if table is None:
             est = reward_fn(reward_params, phi.reshape(-1, phi.shape[-1]))
         else:
             phi_all = table["phi"]
             est_all = reward_fn(reward_params, phi_all.reshape(-1, phi_all.shape[-1]))
+            chex.assert_shape([est_all.mean, est_all.var], (phi_all[..., 0].size,))
             flat = prompt_ids[:, None] * phi_all.shape[1] + codes
             est = jax.tree.map(lambda x: x[flat.reshape(-1)], est_all)
         chex.assert_shape([est.mean, est.var], (num_p * g,))
