@@ -108,7 +108,8 @@ def get_config():
     # Prompts per update and responses per prompt (batch = num_prompts·group_size).
     config.ppo.num_prompts = 16
     config.ppo.group_size = 4
-    # Epochs over each batch and minibatches per epoch.
+    # Epochs over each batch and minibatches per epoch (each minibatch: a random set of
+    # num_prompts/num_minibatches whole prompt groups; must divide num_prompts).
     config.ppo.num_epochs = 2
     config.ppo.num_minibatches = 2
     # Adam step size and global gradient-norm clip.
