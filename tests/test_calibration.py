@@ -105,6 +105,7 @@ def _tiny_config(tmp_path):
     return config
 
 
+@pytest.mark.slow  # ~20 s; run by .ci/run and `pytest -m slow`
 def test_calibration_study_smoke(tmp_path, capsys):
     config = _tiny_config(tmp_path)
     payload = study.run(config)

@@ -12,6 +12,7 @@ from configs import neural as neural_config
 from experiments import bayes_coverage, neural
 
 
+@pytest.mark.slow  # ~20 s; run by .ci/run and `pytest -m slow`
 def test_bayes_coverage_study_writes_sane_results(tmp_path, capsys):
     config = bayes_config.get_config()
     config.results_dir = str(tmp_path / "bayes")
@@ -50,6 +51,7 @@ def test_bayes_coverage_config_presets_and_validation(tmp_path):
         bayes_coverage.run(config)
 
 
+@pytest.mark.slow  # ~20 s; run by .ci/run and `pytest -m slow`
 def test_neural_study_writes_sane_results(tmp_path, capsys):
     config = neural_config.get_config()
     config.results_dir = str(tmp_path / "neural")

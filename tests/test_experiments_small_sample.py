@@ -6,11 +6,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from configs import small_sample as small_sample_config
 from experiments import small_sample
 
 
+@pytest.mark.slow  # ~20 s; run by .ci/run and `pytest -m slow`
 def test_small_sample_study_smoke(tmp_path):
     config = small_sample_config.get_config()
     config.results_dir = str(tmp_path / "small_sample")

@@ -48,6 +48,7 @@ def _numpy_log_likelihood(theta, gamma, phi, order, psi, psi0):
     return out
 
 
+@pytest.mark.slow  # ~20 s; run by .ci/run and `pytest -m slow`
 def test_pairwise_is_the_k2_case_with_identical_numbers():
     data = sim.simulate(jax.random.key(0), sim.get_design("paper"), 300)
     y = np.asarray(data.y).astype(int)
