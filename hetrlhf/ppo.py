@@ -426,13 +426,11 @@ def _uniform_index(bits: jax.Array, n: int) -> jax.Array:
 
     Args:
       bits: [...] uint32 words.
-      n: a Python int, 1 ≤ n < 2²⁰.
+      n: a Python int, 1 ≤ n < 2²⁰ (``make_learner`` checks ``task.num_prompts``).
 
     Returns:
       [...] int32 indices.
     """
-    if not 1 <= n < 2**20:
-        raise ValueError(f"n must be in [1, 2**20), got {n}")
     k = bits >> 8
     z = (k >> 12) * jnp.uint32(n) + (((k & 0xFFF) * jnp.uint32(n)) >> 12)
     return (z >> 12).astype(jnp.int32)
@@ -907,10 +905,9 @@ def make_learner(
             step=jnp.zeros((), jnp.int32),
         )
 
-    def loss_fn(params, mb):
-        """Loss on a minibatch of whole prompt groups (fields [b, G, ...])."""
-        logp, value = task.evaluate(params, mb["prompt_ids"], mb["actions"])
-        loss, aux = ppo_loss(
+    def group_loss(logp, mb):
+        """``ppo_loss`` of prompt groups: fields [b, G, T] / [b, G] flattened to samples."""
+        return ppo_loss(
             logp.reshape(-1, seq_len),
             mb["old_logp"].reshape(-1, seq_len),
             mb["ref_logp"].reshape(-1, seq_len),
@@ -920,6 +917,11 @@ def make_learner(
             beta=config.beta,
             kl_estimator=config.kl_estimator,
         )
+
+    def loss_fn(params, mb):
+        """Loss on a minibatch of whole prompt groups (fields [b, G, ...])."""
+        logp, value = task.evaluate(params, mb["prompt_ids"], mb["actions"])
+        loss, aux = group_loss(logp, mb)
         if config.baseline == "value":
             loss = loss + config.value_coef * jnp.mean(
                 (value[:, None] - mb["returns"]) ** 2
@@ -928,17 +930,21 @@ def make_learner(
 
     grad_fn = jax.grad(loss_fn, has_aux=True)
 
-    def rewards(reward_params, reward_key, prompt_ids, actions, phi):
-        """The policy's noisy reward model at its [num_prompts, G] sampled responses."""
-        codes = task.action_ids(actions)  # [num_p, G]
+    def rewards(reward_params, reward_key, prompt_ids, codes, phi):
+        """The policy's noisy reward model at its [num_prompts, G] sampled responses
+        (``codes``: their ``task.action_ids``)."""
         if table is None:
             est = reward_fn(reward_params, phi.reshape(-1, phi.shape[-1]))
         else:
-            phi_all = table["phi"]
+            phi_all = table["phi"]  # [P, R, d]
             est_all = reward_fn(reward_params, phi_all.reshape(-1, phi_all.shape[-1]))
             chex.assert_shape([est_all.mean, est_all.var], (phi_all[..., 0].size,))
-            flat = prompt_ids[:, None] * phi_all.shape[1] + codes
-            est = jax.tree.map(lambda x: x[flat.reshape(-1)], est_all)
+            est = jax.tree.map(
+                lambda x: x.reshape(phi_all.shape[:2])[
+                    prompt_ids[:, None], codes
+                ].reshape(-1),
+                est_all,
+            )
         chex.assert_shape([est.mean, est.var], (num_p * g,))
         est = noisy_reward(
             reward_key,
@@ -954,18 +960,20 @@ def make_learner(
     def update(state, reward_params):
         key, sub = jax.random.split(state.key)
         bits = jax.random.bits(sub, (num_words,), jnp.uint32)
-        prompt_ids = _uniform_index(bits[:num_p], task.num_prompts)
-        u = _unit_uniform(bits[num_p : num_p + num_p * g * seq_len], dtype)
-        actions = task.sample_uniform(
-            u.reshape(num_p, g, seq_len), state.params, prompt_ids
+        prompt_bits, sample_bits, shuffle_bits = jnp.split(
+            bits, [num_p, num_p + num_p * g * seq_len]
         )
+        prompt_ids = _uniform_index(prompt_bits, task.num_prompts)
+        u = _unit_uniform(sample_bits, dtype).reshape(num_p, g, seq_len)
+        actions = task.sample_uniform(u, state.params, prompt_ids)
+        codes = task.action_ids(actions)  # [num_p, G]
         old_logp, old_value = task.evaluate(state.params, prompt_ids, actions)
         if table is None:
             ref_logp, _ = task.evaluate(ref_params, prompt_ids, actions)
         else:
-            ref_logp = table["ref_logp"][prompt_ids[:, None], task.action_ids(actions)]
+            ref_logp = table["ref_logp"][prompt_ids[:, None], codes]
         phi = task.response_features(prompt_ids, actions)  # [num_p, G, d]
-        est = rewards(reward_params, state.reward_key, prompt_ids, actions, phi)
+        est = rewards(reward_params, state.reward_key, prompt_ids, codes, phi)
         if config.baseline == "group":
             advantages = group_advantages(est.mean.reshape(-1), g).reshape(num_p, g)
         else:
@@ -985,23 +993,12 @@ def make_learner(
             "returns": est.mean,
         }
         # The KL at the start of the update (π_θ = π_old there: no forward pass).
-        _, start_aux = ppo_loss(
-            old_logp.reshape(-1, seq_len),
-            old_logp.reshape(-1, seq_len),
-            ref_logp.reshape(-1, seq_len),
-            advantages.reshape(-1),
-            weights.reshape(-1),
-            clip_eps=config.clip_eps,
-            beta=config.beta,
-            kl_estimator=config.kl_estimator,
-        )
+        _, start_aux = group_loss(old_logp, batch)
 
         # Minibatches are random sets of whole prompt groups: each epoch shuffles the
         # num_p groups (a stable argsort of fresh random words) and cuts them into
         # num_minibatches; all epochs' minibatches are gathered up front.
-        order = jax.vmap(_stable_argsort)(
-            bits[num_words - num_e * num_p :].reshape(num_e, num_p)
-        )
+        order = jax.vmap(_stable_argsort)(shuffle_bits.reshape(num_e, num_p))
         mbs = jax.tree.map(lambda x: x[order.reshape(num_steps, num_p // num_m)], batch)
 
         def minibatch(k, carry):
