@@ -20,6 +20,17 @@ PRESETS = {
     "paper": {"num_replicates": 1000, "num_bootstrap": 400},
 }
 
+# Every interval method the study knows (the default compares them all).
+METHODS = (
+    "wald",
+    "sandwich",
+    "profile",
+    "profile_bartlett",
+    "boot_percentile",
+    "boot_basic",
+    "boot_t",
+)
+
 
 def get_config():
     config = ml_collections.ConfigDict()
@@ -42,15 +53,7 @@ def get_config():
     # num_bootstrap draws), and the parametric bootstrap's "boot_percentile",
     # "boot_basic", "boot_t" (studentized); the three bootstrap intervals share one set
     # of refits.
-    config.methods = (
-        "wald",
-        "sandwich",
-        "profile",
-        "profile_bartlett",
-        "boot_percentile",
-        "boot_basic",
-        "boot_t",
-    )
+    config.methods = METHODS
     # Bootstrap draws B per replicate (refits vmapped over draws; also the draws of the
     # Bartlett factors).
     config.num_bootstrap = 100

@@ -39,15 +39,7 @@ from hetrlhf import checkpoint, parallel, reporting, small_sample
 from hetrlhf import simulate as sim
 from hetrlhf.estimate import ravel_params
 
-ALL_METHODS = (
-    "wald",
-    "sandwich",
-    "profile",
-    "profile_bartlett",
-    "boot_percentile",
-    "boot_basic",
-    "boot_t",
-)
+ALL_METHODS = small_sample_config.METHODS
 _BOOT = {
     "boot_percentile": "percentile",
     "boot_basic": "basic",
