@@ -7,7 +7,7 @@ constants are our design (the paper's exact simulation constants are not known).
 
 Run:
   python -m experiments.bandit --config configs/bandit.py
-  python -m experiments.bandit --config configs/bandit.py --config.preset=paper
+  python -m experiments.bandit --config configs/bandit.py --config.preset=full
   python -m experiments.bandit --config configs/bandit.py --config.heterogeneity.num_arms=10
 """
 
@@ -15,7 +15,7 @@ import ml_collections
 
 # Fields set by each preset ("default" is the config below, ≈ 10 s on a 2-core CPU).
 PRESETS = {
-    "paper": {
+    "full": {
         "example.num_draws": 2_000_000,
         "heterogeneity.num_instances": 20_000,
         "heterogeneity.num_draws": 500,
@@ -25,7 +25,7 @@ PRESETS = {
 
 def get_config():
     config = ml_collections.ConfigDict()
-    # "default" (small, about ten seconds on a laptop CPU) or "paper" (full size).
+    # "default" (small, about ten seconds on a laptop CPU) or "full" (full size; our constants).
     config.preset = "default"
     # Seed of jax.random.key; the whole study is reproducible from it.
     config.seed = 0

@@ -8,7 +8,7 @@ constant sqrt(tr I⁻¹ / n)).
 
 Run:
   python -m experiments.convergence --config configs/convergence.py
-  python -m experiments.convergence --config configs/convergence.py --config.preset=paper
+  python -m experiments.convergence --config configs/convergence.py --config.preset=full
   python -m experiments.convergence --config configs/convergence.py --config.lr_theta=0.5
 """
 
@@ -17,7 +17,7 @@ import ml_collections
 # Fields set by each preset ("default" is the config below, about a minute on a
 # 2-core CPU).
 PRESETS = {
-    "paper": {
+    "full": {
         "num_replicates": 1000,
         "sample_sizes": (200, 400, 600, 1000, 2000, 4000, 8000, 16000),
         "num_steps": 400,
@@ -27,15 +27,15 @@ PRESETS = {
 
 def get_config():
     config = ml_collections.ConfigDict()
-    # "default" (small, about a minute on a laptop CPU) or "paper" (full size).
+    # "default" (small, about a minute on a laptop CPU) or "full" (full size; our constants).
     config.preset = "default"
     # Seed of jax.random.key; the whole study is reproducible from it bit for bit.
     config.seed = 0
     # Output directory for results.json, results.md, the PNGs and the checkpoints.
     config.results_dir = "results/convergence"
-    # Simulation design: a preset of hetrlhf.simulate.PRESETS ("paper" = our design of
+    # Simulation design: a preset of hetrlhf.simulate.PRESETS ("default" = our design of
     # DESIGN.md §6).
-    config.design = "paper"
+    config.design = "default"
     # Sample sizes n (error vs n; every n also gets an error-vs-T curve).
     # (Each n compiles its own program, ~10-20 s on a 2-core CPU, so the default has 3.)
     config.sample_sizes = (250, 1000, 4000)
@@ -47,7 +47,8 @@ def get_config():
     # linearised iteration contracts by ρ ≈ 0.93 per step at η = 1 (≈ 0.96 at 0.5).
     config.lr_theta = 1.0
     config.lr_gamma = 1.0
-    # "gauss_seidel" (the paper's order: γ's gradient at the new θ) or "jacobi".
+    # "gauss_seidel" (our reading of Algorithm 1's order: γ's gradient at the new θ)
+    # or "jacobi".
     config.order = "gauss_seidel"
     # Start: (θ*, γ*) + δ with δ uniform on the sphere of this radius (Algorithm 1's
     # guarantee needs a start near the truth; ‖(θ*, γ*)‖ ≈ 1.9 in our design).

@@ -2,9 +2,10 @@
 
 Two estimators, both pure, jittable and vmappable over a leading replicate axis:
 
-* ``alternating_gd`` — Algorithm 1 of Liu, Lu & Sun (2025) exactly as written:
+* ``alternating_gd`` — Algorithm 1 of Liu, Lu & Sun (2025), alternating gradient descent:
   θ_t = θ_{t−1} − η₁∇_θL_n(θ_{t−1}, γ_{t−1}),  γ_t = γ_{t−1} − η₂∇_γL_n(θ_t, γ_{t−1})
-  (Gauss–Seidel order; ``order="jacobi"`` updates both blocks from the old iterate).
+  (the Gauss–Seidel order is our reading; ``order="jacobi"`` updates both blocks from
+  the old iterate).
   It converges linearly and slowly, and only from a start near the truth.
 
 * ``newton_fit`` — the default solver of ``fit``. L_n is biconvex, not jointly convex,
@@ -112,8 +113,8 @@ def alternating_gd(lr_theta, lr_gamma, *, order: str = "gauss_seidel") -> Solver
     Args:
       lr_theta: η₁, step size of the θ block (float or [] array; vmappable).
       lr_gamma: η₂, step size of the γ block.
-      order: "gauss_seidel" (the paper: γ's gradient is taken at the new θ_t) or
-        "jacobi" (both gradients at the old iterate).
+      order: "gauss_seidel" (our reading of the paper's Algorithm 1: γ's gradient is
+        taken at the new θ_t) or "jacobi" (both gradients at the old iterate).
 
     Returns:
       ``Solver(init, update)`` with ``init(params) -> AlternatingState`` and

@@ -123,7 +123,7 @@ def test_smoke_files_and_sane_numbers(runs):
     assert "## Coverage of 95% Wald intervals" in stdout
     assert "| θ1 |" in stdout and "| γ3 |" in stdout
     payload = json.loads((full / "results.json").read_text())
-    design = sim.get_design("paper")
+    design = sim.get_design("default")
     np.testing.assert_allclose(payload["truth"], [*design.theta, *design.gamma])
     s = payload["summary"]["120"]
     assert s["num_replicates"] == 14

@@ -27,7 +27,7 @@ def _small_config(tmp_path):
     config.num_prompts = 150
     config.num_seeds = 12
     config.chunk_size = 12
-    config.regimes = {"small": bon_config._regime("paper", 60, 0.0)}
+    config.regimes = {"small": bon_config._regime("default", 60, 0.0)}
     return config
 
 

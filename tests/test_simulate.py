@@ -60,7 +60,7 @@ def test_vmapped_replicates_are_valid_and_independent():
 
 
 def test_float32_and_determinism():
-    design = sim.get_design("paper")
+    design = sim.get_design("default")
     a = sim.simulate(jax.random.key(3), design, 50, dtype=jnp.float32)
     b = sim.simulate(jax.random.key(3), design, 50, dtype=jnp.float32)
     assert a.phi0.dtype == a.y.dtype == jnp.float32
@@ -69,7 +69,7 @@ def test_float32_and_determinism():
 
 
 def test_homogeneous_design_k0():
-    design = sim.get_design("paper", gamma=())
+    design = sim.get_design("default", gamma=())
     data = jax.eval_shape(lambda k: sim.simulate(k, design, 10), jax.random.key(0))
     assert data.psi.shape == (10, 0)
     data = _draw(design)
@@ -79,15 +79,15 @@ def test_homogeneous_design_k0():
 @pytest.mark.parametrize(
     "design",
     [
-        sim.get_design("paper"),
+        sim.get_design("default"),
         sim.get_design("heavy"),
         sim.get_design("imbalanced"),
         sim.get_design("misspecified"),
-        sim.get_design("paper", link="probit", psi0_low=2.0, psi0_high=2.0),
+        sim.get_design("default", link="probit", psi0_low=2.0, psi0_high=2.0),
         sim.get_design("binary"),
         sim.get_design("scaled_psi0"),
     ],
-    ids=["paper", "heavy", "imbalanced", "misspecified", "probit", "binary", "psi0"],
+    ids=["default", "heavy", "imbalanced", "misspecified", "probit", "binary", "psi0"],
 )
 def test_label_frequencies_match_model_probabilities(design):
     data = _draw(design, seed=4)
@@ -158,7 +158,7 @@ def test_heavy_tailed_marginals_are_student_t():
 
 def test_covariate_laws():
     n = N
-    paper = _draw(sim.get_design("paper"), seed=10)
+    paper = _draw(sim.get_design("default"), seed=10)
     assert paper.psi.min() >= -1 and paper.psi.max() <= 1
     for j in range(3):
         res = scipy.stats.kstest(paper.psi[:, j], scipy.stats.uniform(-1, 2).cdf)
@@ -170,12 +170,12 @@ def test_covariate_laws():
     assert scaled.psi0.min() >= 1.5 and scaled.psi0.max() <= 2.5
     res = scipy.stats.kstest(scaled.psi0, scipy.stats.uniform(1.5, 1.0).cdf)
     assert res.pvalue > 1e-4
-    const2 = _draw(sim.get_design("paper", link="probit", psi0_low=2.0, psi0_high=2.0))
+    const2 = _draw(sim.get_design("default", link="probit", psi0_low=2.0, psi0_high=2.0))
     np.testing.assert_array_equal(const2.psi0, 2.0)
 
 
 def test_sigma_range_default_design():
-    design = sim.get_design("paper")
+    design = sim.get_design("default")
     data = _draw(design, seed=13)
     sigma = data.psi0 + data.psi @ np.array(design.gamma)
     # Theoretical range 1 ± (0.5 + 0.3 + 0.4) = [−0.2, 2.2].
@@ -184,7 +184,7 @@ def test_sigma_range_default_design():
 
 
 def test_log_likelihood_is_highest_near_truth():
-    design = sim.get_design("paper")
+    design = sim.get_design("default")
     data = jax.tree.map(jnp.asarray, _draw(design, seed=14))
     truth = sim.design_truth(design)
     at_truth = model.loss(truth, data)
@@ -242,7 +242,7 @@ def test_design_truth_and_config():
 )
 def test_bad_designs_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        sim.get_design("paper", **kwargs)
+        sim.get_design("default", **kwargs)
 
 
 def test_unknown_preset_and_wrong_type():
