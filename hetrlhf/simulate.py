@@ -45,6 +45,7 @@ __all__ = [
     "get_design",
     "label_probability",
     "population_information",
+    "reward_gap_pairs",
     "simulate",
     "simulate_candidates",
     "true_rationality",
@@ -340,6 +341,38 @@ def population_information(key: jax.Array, design: Design, size: int) -> np.ndar
     truth = ravel_params(design_truth(design))
     data = jax.jit(lambda k: simulate(k, design, size))(key)
     return np.asarray(jax.jit(lambda x, dt: derivatives(x, dt)[3])(truth, data))
+
+
+def reward_gap_pairs(
+    key: jax.Array, design: Design, gaps: jax.Array, *, dtype=None
+) -> tuple[jax.Array, jax.Array]:
+    """Response pairs with a given true reward gap, for size and power studies.
+
+    For each gap δ_e: φ_a, φ_b are drawn as two candidates of the design
+    (``simulate_candidates``); the component of Δ = φ_a − φ_b along θ* is replaced so
+    that θ*ᵀ(φ_a′ − φ_b) = δ_e exactly: φ_a′ = φ_b + Δ − (θ*ᵀΔ − δ_e)·θ*/‖θ*‖². δ = 0
+    gives pairs under H0: r(s, a) = r(s, a′); the directions orthogonal to θ* keep the
+    design's random spread, so the test's standard error varies across pairs as it
+    would on real candidates.
+
+    Args:
+      key: PRNG key.
+      design: the simulation design (θ* is the gold reward).
+      gaps: [E] true reward differences δ_e = r*(a) − r*(b).
+      dtype: float dtype (default: JAX's default float).
+
+    Returns:
+      (phi_a [E, d], phi_b [E, d]).
+    """
+    dtype = default_float_dtype() if dtype is None else dtype
+    gaps = jnp.asarray(gaps, dtype)
+    if gaps.ndim != 1:
+        raise ValueError(f"gaps must have shape [E], got {gaps.shape}")
+    cand = simulate_candidates(key, design, gaps.shape[0], 2, dtype=dtype)  # [E, 2, d]
+    theta = jnp.asarray(design.theta, dtype)
+    diff = cand[:, 0] - cand[:, 1]
+    diff = diff - ((diff @ theta - gaps) / (theta @ theta))[:, None] * theta
+    return cand[:, 1] + diff, cand[:, 1]
 
 
 def simulate_candidates(
