@@ -415,9 +415,9 @@ def run(config) -> dict:
         overwrite=config.overwrite,
         progress=config.progress,
     )
-    paper_start = summarize_paper_start(
-        PaperStart(*(np.asarray(x) for x in out)), config, d
-    )
+    out = PaperStart(*(np.asarray(x) for x in out))
+    paper_start = summarize_paper_start(out, config, d)
+    paper_start["runs"] = {k: v for k, v in out._asdict().items() if k != "hessian"}
     elapsed = time.time() - start
 
     sizes = np.array(config.sample_sizes, float)

@@ -9,6 +9,7 @@ import pytest
 import statsmodels.api as sm
 
 import hetrlhf as hr
+from hetrlhf import estimate
 from hetrlhf.estimate import ravel_params
 from tests.reference import DESIGNS, numpy_loss, simulate, statsmodels_fit
 
@@ -231,7 +232,9 @@ def test_alternating_solver_init_update_matches_paper_formula():
 
 
 def test_vmapped_fit_equals_eager_fits():
-    sets = [simulate(np.random.default_rng(s), 200, DESIGNS["default"]) for s in range(6)]
+    sets = [
+        simulate(np.random.default_rng(s), 200, DESIGNS["default"]) for s in range(6)
+    ]
     stacked = hr.Comparisons(
         *(jnp.asarray(np.stack([s[i] for s in sets])) for i in range(5))
     )
@@ -275,3 +278,79 @@ def test_algorithm1_converging_in_the_wrong_basin_is_not_converged():
             rtol=1e-4,
             atol=1e-6,
         )
+
+
+# ---------------------------------------------------------------- long runs -----------
+
+
+def test_trace_alternating_matches_the_recorded_path():
+    """Checkpoints, hit step, loss and gradient norm against run_alternating's path."""
+    _arrays, data = _data("default", 200, seed=4)
+    design = DESIGNS["default"]
+    init = hr.Params(jnp.asarray(design.theta) + 0.3, jnp.asarray(design.gamma) - 0.2)
+    target = hr.Params(jnp.asarray(design.theta), jnp.asarray(design.gamma))
+    _, path, losses = hr.run_alternating(
+        data,
+        init,
+        lr_theta=0.7,
+        lr_gamma=0.7,
+        num_steps=60,
+        record=True,
+        check_basin=False,
+    )
+    iterates = np.asarray(ravel_params(path))  # [60, p]: β_1..β_60
+    dist = np.linalg.norm(iterates - np.asarray(ravel_params(target)), axis=1)
+    radius = np.sort(dist)[len(dist) // 2]  # reached somewhere along the path
+    first = int(np.argmax(dist <= radius)) + 1
+    steps = (5, 20, 60)
+    trace = estimate.trace_alternating(
+        data,
+        init,
+        target,
+        lr_theta=0.7,
+        lr_gamma=0.7,
+        checkpoints=steps,
+        radius=radius,
+    )
+    idx = np.array(steps) - 1
+    np.testing.assert_allclose(
+        np.asarray(ravel_params(trace.params)), iterates[idx], rtol=1e-12
+    )
+    np.testing.assert_allclose(trace.loss, np.asarray(losses)[idx], rtol=1e-12)
+    assert int(trace.hit_step) == first
+    grads = [
+        np.linalg.norm(
+            ravel_params(jax.grad(hr.model.loss)(hr.Params(x[:5], x[5:]), data))
+        )
+        for x in iterates[idx]
+    ]
+    np.testing.assert_allclose(trace.grad_norm, grads, rtol=1e-10)
+    never = estimate.trace_alternating(
+        data, init, target, lr_theta=0.7, lr_gamma=0.7, checkpoints=(3,), radius=1e-9
+    )
+    assert int(never.hit_step) == -1
+    with pytest.raises(ValueError, match="checkpoints"):
+        estimate.trace_alternating(
+            data,
+            init,
+            target,
+            lr_theta=0.7,
+            lr_gamma=0.7,
+            checkpoints=(5, 5),
+            radius=1.0,
+        )
+
+
+def test_mirror_basin():
+    ref = hr.Params(jnp.array([1.0, -0.5]), jnp.array([0.5, 0.2]))
+    params = hr.Params(
+        jnp.array([[-1.0, 0.5], [-1.0, 0.5], [1.0, -0.5], [0.1, 0.0]]),
+        jnp.array([[-0.5, -0.2], [0.5, 0.2], [-0.5, -0.2], [-1.0, 0.0]]),
+    )
+    np.testing.assert_array_equal(
+        estimate.mirror_basin(params, ref), [True, False, False, False]
+    )
+    # k = 0: the reward alone decides.
+    hom = hr.Params(jnp.array([1.0, -0.5]), jnp.zeros(0))
+    flipped = hr.Params(jnp.array([-1.0, 0.5]), jnp.zeros(0))
+    assert bool(estimate.mirror_basin(flipped, hom))
