@@ -3,7 +3,7 @@
 Variance-aware vs vanilla trust-region steps on K-armed bandits with a noisy reward
 model r̂ ~ N(r, diag(σ²)): (a) a 3-arm example, Monte Carlo risk vs the closed form;
 (b) many random instances with low vs high spread of the arm variances. The
-constants are our design (the paper's exact simulation constants are not known).
+constants are our design (the paper's exact simulation constants are not available to us).
 
 Run:
   python -m experiments.bandit --config configs/bandit.py

@@ -2,10 +2,10 @@
 
 For each n in ``config.sample_sizes`` and each of ``num_replicates`` datasets from the
 design (our design, DESIGN.md §6), Algorithm 1 (``hr.run_alternating``, alternating
-gradient descent, the paper's estimator as written) runs T iterations from
-(θ*, γ*) + δ, ‖δ‖ = ``init_radius``, recording the whole path; the MLE β̂ is also
-computed by ``hr.fit`` (Newton). One replicate is one jitted function, vmapped over
-PRNG keys in checkpointed chunks, sharded over all devices.
+gradient descent, the paper's estimator; the Gauss–Seidel order is our reading) runs T
+iterations from (θ*, γ*) + δ, ‖δ‖ = ``init_radius``, recording the whole path; the MLE
+β̂ is also computed by ``hr.fit`` (Newton). One replicate is one jitted function,
+vmapped over PRNG keys in checkpointed chunks, sharded over all devices.
 
 What the theory predicts (our reading of Theorem 1: linear convergence of the
 optimisation error plus a statistical error of order n^{−1/2}):

@@ -168,7 +168,8 @@ def run_alternating(
 
     Args:
       data: one dataset.
-      init: starting point (the paper assumes one near the truth).
+      init: starting point (the paper's guarantee assumes one near the truth; its
+        experiments start from θ0, γ0 ~ U(−1, 1)).
       lr_theta, lr_gamma: η₁, η₂.
       num_steps: T (static).
       order: see ``alternating_gd``.

@@ -172,7 +172,9 @@ def test_bad_information_kind():
 
 
 def test_vmapped_intervals_equal_eager():
-    sets = [simulate(np.random.default_rng(s), 300, DESIGNS["default"]) for s in range(4)]
+    sets = [
+        simulate(np.random.default_rng(s), 300, DESIGNS["default"]) for s in range(4)
+    ]
     stacked = hr.Comparisons(
         *(jnp.asarray(np.stack([s[i] for s in sets])) for i in range(5))
     )
