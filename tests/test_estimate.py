@@ -203,7 +203,7 @@ def test_algorithm1_monotone_and_reaches_the_same_optimum():
     )
 
 
-def test_alternating_solver_init_update_matches_paper_formula():
+def test_alternating_solver_init_update_matches_algorithm1_written_out():
     """One Gauss–Seidel step equals the update written out with numpy gradients."""
     arrays, data = _data("default", 100, seed=2)
     _phi0, _phi1, _y, _psi, _psi0 = arrays

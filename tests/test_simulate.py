@@ -159,10 +159,10 @@ def test_heavy_tailed_marginals_are_student_t():
 
 def test_covariate_laws():
     n = N
-    paper = _draw(sim.get_design("default"), seed=10)
-    assert paper.psi.min() >= -1 and paper.psi.max() <= 1
+    default = _draw(sim.get_design("default"), seed=10)
+    assert default.psi.min() >= -1 and default.psi.max() <= 1
     for j in range(3):
-        res = scipy.stats.kstest(paper.psi[:, j], scipy.stats.uniform(-1, 2).cdf)
+        res = scipy.stats.kstest(default.psi[:, j], scipy.stats.uniform(-1, 2).cdf)
         assert res.pvalue > 1e-4
     binary = _draw(sim.get_design("binary"), seed=11)
     assert set(np.unique(binary.psi)) == {0.0, 1.0}
