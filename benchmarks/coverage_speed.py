@@ -205,8 +205,8 @@ def main(argv=None) -> dict:
     import hetrlhf as hr
     from experiments.coverage import coordinate_names, make_replicate
     from hetrlhf import parallel
-    from hetrlhf import simulate as sim
-    from hetrlhf.estimate import ravel_params
+    from hetrlhf.data import simulate as sim
+    from hetrlhf.types import ravel_params
 
     design = sim.get_design(args.design)
     names = coordinate_names(design)

@@ -54,7 +54,8 @@ import numpy as np
 import optax
 from absl import app, flags
 
-from hetrlhf import ensemble, parallel, ppo
+from hetrlhf import parallel, ppo
+from hetrlhf.alignment import ensemble
 
 _HEADS = flags.DEFINE_integer("num_heads", 10, "ensemble heads K")
 _N = flags.DEFINE_integer("num_comparisons", 400, "comparisons the heads are fit on")

@@ -28,7 +28,8 @@ import matplotlib.pyplot as plt
 import configs
 import experiments
 from configs import bandit as bandit_config
-from hetrlhf import policy, reporting
+from hetrlhf import reporting
+from hetrlhf.alignment import policy
 
 _POLICIES = ("vanilla", "variance-aware")
 

@@ -42,8 +42,10 @@ import configs
 import experiments
 import hetrlhf as hr
 from configs import bayes_coverage as study_config
-from hetrlhf import bayes, checkpoint, reporting, simulate
-from hetrlhf.estimate import ravel_params
+from hetrlhf import checkpoint, reporting
+from hetrlhf.btl import bayes
+from hetrlhf.data import simulate
+from hetrlhf.types import ravel_params
 
 
 def replicate(key, *, design, n, alpha, nuts):

@@ -48,7 +48,9 @@ from tqdm import tqdm
 import configs
 import hetrlhf as hr
 from configs import bon as bon_config
-from hetrlhf import checkpoint, inference, reporting, simulate, theory
+from hetrlhf import checkpoint, reporting
+from hetrlhf.btl import inference, theory
+from hetrlhf.data import simulate
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

@@ -6,7 +6,7 @@ only that:
 
 * Fisher: ``hr.reward_interval(θ̂, data, Δφ)`` (Wald, from the observed information).
 * Sandwich: the same Δ̂ with the cluster-robust covariance H⁻¹BH⁻¹
-  (``hr.inference.sandwich_covariance``; simulated: HC0, every comparison its own
+  (``hr.sandwich_covariance``; simulated: HC0, every comparison its own
   cluster; real: clustered by prompt). Not one of the issue's three sources: added
   because the real-data check below shows why it is needed.
 * Ensemble: ``hetrlhf.ensemble`` — K linear Bradley–Terry heads, each from its own
@@ -75,12 +75,14 @@ import configs
 import experiments
 import hetrlhf as hr
 from configs import calibration as calibration_config
-from hetrlhf import calibration, ensemble, model, multitest, reporting
 from hetrlhf import data as hdata
-from hetrlhf import features as hfeatures
-from hetrlhf import simulate as hsim
-from hetrlhf.inference import sandwich_covariance
-from hetrlhf.intervals import interval_moments
+from hetrlhf import reporting
+from hetrlhf.alignment import calibration, ensemble
+from hetrlhf.alignment.interval_rewards import interval_moments
+from hetrlhf.btl import model, multitest
+from hetrlhf.btl.confidence import sandwich_covariance
+from hetrlhf.data import features as hfeatures
+from hetrlhf.data import simulate as hsim
 from hetrlhf.types import Comparisons, RewardEstimate
 
 # A head counts as converged when its loss gradient norm is below this.

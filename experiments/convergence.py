@@ -41,15 +41,11 @@ import experiments
 import hetrlhf as hr
 from configs import convergence as convergence_config
 from hetrlhf import checkpoint, parallel, reporting
-from hetrlhf import simulate as sim
-from hetrlhf.estimate import (
-    derivatives,
-    mirror_basin,
-    ravel_params,
-    trace_alternating,
-    unravel_params,
-)
-from hetrlhf.theory import iteration_matrix, spectral_radius
+from hetrlhf.btl.estimate import mirror_basin, trace_alternating
+from hetrlhf.btl.model import derivatives
+from hetrlhf.btl.theory import iteration_matrix, spectral_radius
+from hetrlhf.data import simulate as sim
+from hetrlhf.types import ravel_params, unravel_params
 
 
 class Replicate(NamedTuple):

@@ -44,9 +44,10 @@ import configs
 import experiments
 import hetrlhf as hr
 from configs import coverage as coverage_config
-from hetrlhf import checkpoint, parallel, reporting, theory
-from hetrlhf import simulate as sim
-from hetrlhf.estimate import ravel_params
+from hetrlhf import checkpoint, parallel, reporting
+from hetrlhf.btl import theory
+from hetrlhf.data import simulate as sim
+from hetrlhf.types import ravel_params
 
 
 class Replicate(NamedTuple):

@@ -30,7 +30,8 @@ from tqdm import tqdm
 import configs
 from configs import ensemble as ensemble_config
 from hetrlhf import data as hdata
-from hetrlhf import ensemble, features, simulate
+from hetrlhf.alignment import ensemble
+from hetrlhf.data import features, simulate
 from hetrlhf.reporting import markdown_table, write_results
 
 matplotlib.use("Agg")

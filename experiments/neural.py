@@ -41,7 +41,9 @@ import configs
 import experiments
 import hetrlhf as hr
 from configs import neural as study_config
-from hetrlhf import neural, reporting, simulate
+from hetrlhf import reporting
+from hetrlhf.btl import neural
+from hetrlhf.data import simulate
 
 _MODELS = ("neural", "neural-split", "linear")
 

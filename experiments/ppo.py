@@ -32,7 +32,8 @@ from tqdm import tqdm
 
 import configs
 from configs import ppo as ppo_config
-from hetrlhf import checkpoint, ensemble, intervals, parallel, ppo
+from hetrlhf import checkpoint, parallel, ppo
+from hetrlhf.alignment import ensemble, interval_rewards
 from hetrlhf.reporting import markdown_table, write_results
 from hetrlhf.types import RewardEstimate
 
@@ -55,7 +56,7 @@ def interval_reward(params: dict, phi: jax.Array) -> RewardEstimate:
         params["spread"] * (phi @ params["u"]) - params["spread"] ** 2
     )
     r = phi @ params["theta"]
-    return intervals.interval_moments(r - h, r + h)
+    return interval_rewards.interval_moments(r - h, r + h)
 
 
 def _tempered(reward_fn):

@@ -64,8 +64,9 @@ import configs
 import hetrlhf as hr
 from configs import real_data as real_data_config
 from hetrlhf import data as D
-from hetrlhf import estimate, inference, reporting
-from hetrlhf import features as F
+from hetrlhf import reporting
+from hetrlhf.btl import estimate, inference
+from hetrlhf.data import features as F
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

@@ -44,8 +44,9 @@ import configs
 import experiments
 import hetrlhf as hr
 from configs import reward_test as reward_test_config
-from hetrlhf import checkpoint, parallel, reporting, theory
-from hetrlhf import simulate as sim
+from hetrlhf import checkpoint, parallel, reporting
+from hetrlhf.btl import theory
+from hetrlhf.data import simulate as sim
 
 
 class Replicate(NamedTuple):

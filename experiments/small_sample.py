@@ -35,9 +35,10 @@ import configs
 import experiments
 import hetrlhf as hr
 from configs import small_sample as small_sample_config
-from hetrlhf import checkpoint, parallel, reporting, small_sample
-from hetrlhf import simulate as sim
-from hetrlhf.estimate import ravel_params
+from hetrlhf import checkpoint, parallel, reporting
+from hetrlhf.btl import confidence
+from hetrlhf.data import simulate as sim
+from hetrlhf.types import ravel_params
 
 ALL_METHODS = small_sample_config.METHODS
 _BOOT = {
@@ -76,7 +77,7 @@ def make_replicate(design: sim.Design, n: int, config, methods=None):
         zero = jnp.zeros((), jnp.int32)
         profile_unbounded = profile_failed = boot_failed = zero
         if any(m in _BOOT for m in methods):
-            fits, draw_se = small_sample.bootstrap_draws(
+            fits, draw_se = confidence.bootstrap_draws(
                 key_boot, params, data, num_bootstrap=config.num_bootstrap
             )
         bounds = []
@@ -87,10 +88,10 @@ def make_replicate(design: sim.Design, n: int, config, methods=None):
             elif method in ("profile", "profile_bartlett"):
                 scale = None
                 if method == "profile_bartlett":
-                    scale = small_sample.bartlett_factors(
+                    scale = confidence.bartlett_factors(
                         key_boot, params, data, num_bootstrap=config.num_bootstrap
                     ).factors
-                prof = small_sample.profile_bounds(
+                prof = confidence.profile_bounds(
                     params,
                     data,
                     alpha,
@@ -98,10 +99,10 @@ def make_replicate(design: sim.Design, n: int, config, methods=None):
                     scale=scale,
                 )
                 lower, upper = prof.lower, prof.upper
-                profile_unbounded += jnp.sum(prof.status == small_sample.UNBOUNDED)
-                profile_failed += jnp.sum(prof.status == small_sample.FAILED)
+                profile_unbounded += jnp.sum(prof.status == confidence.UNBOUNDED)
+                profile_failed += jnp.sum(prof.status == confidence.FAILED)
             else:
-                out = small_sample.intervals_from_draws(
+                out = confidence.intervals_from_draws(
                     params, data, fits, draw_se, alpha, interval=_BOOT[method]
                 )
                 lower, upper = (

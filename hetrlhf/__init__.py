@@ -1,58 +1,109 @@
 """hetrlhf: uncertainty-aware reward learning from heterogeneous human feedback.
 
+One house, two wings (the README's "Layout" section says where everything lives):
+
+* ``hetrlhf.btl`` — Liu, Lu & Sun: the statistics of heterogeneous preferences (the
+  likelihood of pairwise and K-wise data, the Newton solver, Algorithm 1, Fisher
+  inference, confidence intervals, multiple testing, Bayes, a neural reward);
+* ``hetrlhf.alignment`` — Banerjee, Saha & Gopalan: acting on reward uncertainty
+  (ensembles, interval rewards, calibration, best-of-N, the bandit policies, PPO);
+* ``hetrlhf.data`` — simulation, loaders of real preference files, text features;
+* ``checkpoint``, ``parallel``, ``reporting`` — the study harness.
+
 Precision: inference (standard errors, intervals) is exact to statsmodels' level in
 float64. On CPU enable it yourself before creating arrays:
 ``jax.config.update("jax_enable_x64", True)``; hetrlhf never flips the flag. float32 is
 fine for the point estimates and on accelerators (tolerances follow the dtype).
 """
 
+import sys
+
 from hetrlhf import (
-    bayes,
-    calibration,
+    alignment,
+    btl,
     checkpoint,
     data,
-    ensemble,
-    features,
-    intervals,
+    parallel,
+    ppo,
+    reporting,
+)
+from hetrlhf.alignment import calibration, ensemble, policy, selection
+from hetrlhf.alignment.ensemble import ensemble_reward, train_ensemble
+from hetrlhf.alignment.interval_rewards import interval_rewards
+from hetrlhf.alignment.selection import (
+    best_of_n,
+    lower_confidence_bound,
+    pessimistic_best_of_n,
+)
+from hetrlhf.btl import (
+    bayes,
+    confidence,
+    estimate,
+    inference,
     model,
     multitest,
     neural,
-    parallel,
+    newton,
     plackett_luce,
-    policy,
-    ppo,
-    simulate,
-    small_sample,
     theory,
 )
-from hetrlhf.ensemble import ensemble_reward, train_ensemble
-from hetrlhf.estimate import ConvergenceWarning, alternating_gd, fit, run_alternating
-from hetrlhf.inference import (
+from hetrlhf.btl.confidence import confidence_intervals, sandwich_covariance
+from hetrlhf.btl.estimate import (
+    ConvergenceWarning,
+    alternating_gd,
+    fit,
+    fit_rankings,
+    run_alternating,
+)
+from hetrlhf.btl.inference import (
     compare_estimates,
     compare_rewards,
-    confidence_intervals,
     covariance,
     difference_ztest,
     fisher_information,
     reward_interval,
-    sandwich_covariance,
     standard_errors,
 )
-from hetrlhf.intervals import interval_rewards
-from hetrlhf.multitest import adjust_comparisons, adjust_pvalues, rank_with_groups
-from hetrlhf.plackett_luce import Rankings, fit_rankings, rankings
-from hetrlhf.selection import best_of_n, lower_confidence_bound, pessimistic_best_of_n
+from hetrlhf.btl.multitest import adjust_comparisons, adjust_pvalues, rank_with_groups
+from hetrlhf.data import features, loaders, simulate
 from hetrlhf.types import (
     Comparisons,
     FitResult,
     Intervals,
     Params,
+    Rankings,
     RewardComparison,
     RewardEstimate,
 )
-from hetrlhf.validation import comparisons
+from hetrlhf.validation import comparisons, rankings
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+# Module paths of release 0.1 (a flat package), kept as aliases for one release:
+# ``import hetrlhf.inference`` and ``from hetrlhf import small_sample`` still work.
+# ``hetrlhf.intervals`` (interval-valued rewards) is gone: it shared its name with the
+# confidence intervals ``hr.Intervals``; use ``hetrlhf.alignment.interval_rewards``.
+_OLD_PATHS = {
+    "model": model,
+    "newton": newton,
+    "estimate": estimate,
+    "inference": inference,
+    "small_sample": confidence,
+    "plackett_luce": plackett_luce,
+    "multitest": multitest,
+    "bayes": bayes,
+    "neural": neural,
+    "theory": theory,
+    "ensemble": ensemble,
+    "calibration": calibration,
+    "selection": selection,
+    "policy": policy,
+    "simulate": simulate,
+    "features": features,
+}
+for _name, _module in _OLD_PATHS.items():
+    sys.modules.setdefault(f"hetrlhf.{_name}", _module)
+del _name, _module
 
 __all__ = [
     "Comparisons",
@@ -65,30 +116,36 @@ __all__ = [
     "RewardEstimate",
     "adjust_comparisons",
     "adjust_pvalues",
+    "alignment",
     "alternating_gd",
     "bayes",
     "best_of_n",
+    "btl",
     "calibration",
     "checkpoint",
     "compare_estimates",
     "compare_rewards",
     "comparisons",
+    "confidence",
     "confidence_intervals",
     "covariance",
     "data",
     "difference_ztest",
     "ensemble",
     "ensemble_reward",
+    "estimate",
     "features",
     "fisher_information",
     "fit",
     "fit_rankings",
+    "inference",
     "interval_rewards",
-    "intervals",
+    "loaders",
     "lower_confidence_bound",
     "model",
     "multitest",
     "neural",
+    "newton",
     "parallel",
     "pessimistic_best_of_n",
     "plackett_luce",
@@ -96,11 +153,12 @@ __all__ = [
     "ppo",
     "rank_with_groups",
     "rankings",
+    "reporting",
     "reward_interval",
     "run_alternating",
     "sandwich_covariance",
+    "selection",
     "simulate",
-    "small_sample",
     "standard_errors",
     "theory",
     "train_ensemble",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 
 class Params(NamedTuple):
@@ -51,6 +52,33 @@ class Comparisons(NamedTuple):
     def num_comparisons(self) -> int:
         """n, the number of comparisons (the last-but-one axis of ``phi0``)."""
         return self.phi0.shape[-2]
+
+
+class Rankings(NamedTuple):
+    """Validated K-wise rankings (build them with ``hetrlhf.rankings``).
+
+    Attributes:
+      phi: [n, K, d] features of the K responses shown to annotator i.
+      order: [n, K] int32, a permutation per row: ``order[i, 0]`` is the index (into
+        ``phi[i]``) of the preferred response, ``order[i, K−1]`` of the worst.
+      psi: [n, k] annotator covariates (k = 0 for the homogeneous model).
+      psi0: [n] known scale ψ0(x_i).
+    """
+
+    phi: jax.Array
+    order: jax.Array
+    psi: jax.Array
+    psi0: jax.Array
+
+    @property
+    def ranked_phi(self) -> jax.Array:
+        """[n, K, d] features sorted best first."""
+        return jnp.take_along_axis(self.phi, self.order[..., None], axis=-2)
+
+    @property
+    def num_rankings(self) -> int:
+        """n, the number of rankings."""
+        return self.phi.shape[-3]
 
 
 class FitResult(NamedTuple):
@@ -125,3 +153,13 @@ class RewardComparison(NamedTuple):
     p_value: jax.Array
     p_value_greater: jax.Array
     p_value_less: jax.Array
+
+
+def ravel_params(params: Params) -> jax.Array:
+    """Params -> [..., d + k] vector (θ first, then γ)."""
+    return jnp.concatenate([params.theta, params.gamma], axis=-1)
+
+
+def unravel_params(x: jax.Array, d: int) -> Params:
+    """[..., d + k] vector -> Params (``d`` is a static Python int)."""
+    return Params(theta=x[..., :d], gamma=x[..., d:])

@@ -1,7 +1,10 @@
-"""Eager validation of user input into a ``Comparisons`` pytree.
+"""Eager validation shared by every entry point.
 
 Everything that needs concrete values (shapes, NaN/inf, label values, ranks) is
-checked here, once, outside traced code, so the kernels can stay pure and jittable.
+checked here, once, outside traced code, so the kernels can stay pure and jittable:
+the data constructors ``comparisons`` and ``rankings``, the level ``alpha``, and the
+conditioning of an information matrix (``condition_number`` is traceable and is how
+ill-conditioning is reported under ``jit``; ``check_conditioning`` raises eagerly).
 """
 
 from __future__ import annotations
@@ -12,9 +15,75 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hetrlhf.types import Comparisons
+from hetrlhf.types import Comparisons, Rankings, RewardEstimate
 
-__all__ = ["comparisons", "default_float_dtype"]
+__all__ = [
+    "check_alpha",
+    "check_conditioning",
+    "check_estimate",
+    "comparisons",
+    "condition_number",
+    "covariates",
+    "default_float_dtype",
+    "default_max_condition",
+    "is_traced",
+    "rankings",
+]
+
+
+def is_traced(*xs) -> bool:
+    """True if any leaf of ``xs`` is a tracer (inside the user's ``jit``/``vmap``)."""
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(xs))
+
+
+def check_alpha(alpha) -> None:
+    """Raises ``ValueError`` unless 0 < alpha < 1 (skipped for traced values)."""
+    if not is_traced(alpha) and not 0.0 < float(alpha) < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+
+
+def check_estimate(est, name: str = "est") -> None:
+    """Raises ``TypeError`` unless ``est`` is a ``hetrlhf.RewardEstimate``."""
+    if not isinstance(est, RewardEstimate):
+        raise TypeError(
+            f"{name} must be a hetrlhf.RewardEstimate(mean, var), got "
+            f"{type(est).__name__}"
+        )
+
+
+def default_max_condition(dtype) -> float:
+    """Largest acceptable condition number: 0.01/ε (≈4.5e13 float64, ≈8.4e4 float32)."""
+    return 0.01 / float(jnp.finfo(dtype).eps)
+
+
+def condition_number(info: jax.Array) -> jax.Array:
+    """λ_max/λ_min of a symmetric [p, p] matrix; inf if it is not positive definite."""
+    lam = jnp.linalg.eigvalsh(info)
+    return jnp.where(lam[0] > 0, lam[-1] / jnp.where(lam[0] > 0, lam[0], 1.0), jnp.inf)
+
+
+def check_conditioning(info, cond, max_condition, what: str) -> None:
+    """Raises ``ValueError`` (eagerly only) for a non-finite or ill-conditioned matrix.
+
+    Args:
+      info: [p, p] information matrix.
+      cond: [] its ``condition_number``.
+      max_condition: threshold, or None for ``default_max_condition(info.dtype)``.
+      what: the caller's name, for the message.
+    """
+    if is_traced(cond):
+        return
+    if max_condition is None:
+        max_condition = default_max_condition(info.dtype)
+    if not bool(jnp.all(jnp.isfinite(info))):
+        raise ValueError(f"{what}: the information matrix contains NaN or inf")
+    if not float(cond) <= max_condition:
+        raise ValueError(
+            f"{what}: the information matrix is singular or badly conditioned "
+            f"(condition number {float(cond):.3g} > {max_condition:.3g}). Causes: θ ≈ 0 or "
+            "σ ≡ 0 at the estimate, collinear features φ or covariates ψ, ψ0 in the span "
+            "of ψ, or a fit that did not converge."
+        )
 
 
 def default_float_dtype():
@@ -172,6 +241,70 @@ def comparisons(phi0, phi1, y, psi=None, psi0=None, *, dtype=None) -> Comparison
         phi0=jnp.asarray(phi0, dtype),
         phi1=jnp.asarray(phi1, dtype),
         y=jnp.asarray(y, dtype),
+        psi=jnp.asarray(psi, dtype),
+        psi0=jnp.asarray(psi0, dtype),
+    )
+
+
+def rankings(phi, order, psi=None, psi0=None, *, dtype=None) -> Rankings:
+    """Validates K-wise rankings and returns them as a pytree of jnp arrays.
+
+    Args:
+      phi: [n, K, d] features of the K ≥ 2 responses ranked by annotator i.
+      order: [n, K] integers, each row a permutation of 0..K−1 listing the responses
+        best first.
+      psi: [n, k] annotator covariates, or None for the homogeneous model.
+      psi0: [n] known scale, or None for ψ0 ≡ 1 (not ≡ 0, not in the span of ψ).
+      dtype: float dtype (default: JAX's default float).
+
+    Returns:
+      ``Rankings``.
+
+    Raises:
+      TypeError: non-numeric input.
+      ValueError: wrong shapes, NaN/inf, K < 2, a row of ``order`` that is not a
+        permutation, ψ0 ≡ 0 or in the span of ψ, or within-ranking feature differences
+        without full column rank (θ not identified).
+    """
+    phi = _as_float_array("phi", phi, 3)
+    n, num_items, d = phi.shape
+    if n == 0:
+        raise ValueError("phi has no rows: at least one ranking (n >= 1) is needed")
+    if num_items < 2:
+        raise ValueError(
+            f"phi must have K >= 2 responses per ranking, got K = {num_items}"
+        )
+    if d == 0:
+        raise ValueError("phi has no features: d >= 1 is needed")
+    order = _as_float_array("order", order, 2)
+    if order.shape != (n, num_items):
+        raise ValueError(
+            f"order must have shape [n, K] = ({n}, {num_items}), got {order.shape}"
+        )
+    if np.any(order != np.round(order)):
+        raise ValueError("order must contain integers (indices into phi's K axis)")
+    order = order.astype(np.int64)
+    bad = np.any(np.sort(order, axis=1) != np.arange(num_items), axis=1)
+    if np.any(bad):
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"order[{row}] = {order[row].tolist()} is not a permutation of 0..{num_items - 1} "
+            f"({int(bad.sum())} bad row(s))"
+        )
+    psi, psi0 = covariates(psi, psi0, n)
+    diffs = (phi[:, 1:, :] - phi[:, :1, :]).reshape(-1, d)
+    rank = _column_rank(diffs)
+    if rank < d:
+        raise ValueError(
+            f"within-ranking feature differences have rank {rank} < d = {d}: some feature "
+            "combination is constant within every ranking (a prompt-only feature, an "
+            "intercept, or one-hot item features without a reference item), so θ is not "
+            "identified"
+        )
+    dtype = default_float_dtype() if dtype is None else dtype
+    return Rankings(
+        phi=jnp.asarray(phi, dtype),
+        order=jnp.asarray(order, jnp.int32),
         psi=jnp.asarray(psi, dtype),
         psi0=jnp.asarray(psi0, dtype),
     )

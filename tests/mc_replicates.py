@@ -3,8 +3,8 @@
 import jax
 import jax.numpy as jnp
 
-from hetrlhf import model
-from hetrlhf import simulate as sim
+from hetrlhf.btl import model
+from hetrlhf.data import simulate as sim
 
 
 def replicate(key):

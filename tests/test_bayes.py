@@ -13,7 +13,8 @@ from numpyro.infer.util import log_density
 from scipy import stats
 
 import hetrlhf as hr
-from hetrlhf import bayes, simulate
+from hetrlhf.btl import bayes
+from hetrlhf.data import simulate
 
 
 def _loglik_numpy(theta, gamma, data):

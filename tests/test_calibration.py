@@ -12,7 +12,7 @@ import configs
 import hetrlhf as hr
 from configs import calibration as calibration_config
 from experiments import calibration as study
-from hetrlhf import calibration
+from hetrlhf.alignment import calibration
 
 
 def test_ece_and_reliability_by_hand():
@@ -174,8 +174,8 @@ def test_study_ensemble_is_the_library_ensemble():
     on the real rows; padding rows change nothing."""
     import jax
 
-    from hetrlhf import ensemble
-    from hetrlhf import simulate as hsim
+    from hetrlhf.alignment import ensemble
+    from hetrlhf.data import simulate as hsim
 
     data = hsim.simulate(jax.random.key(0), hsim.get_design("default"), 60)
     test_dphi = jax.random.normal(jax.random.key(1), (7, 5))

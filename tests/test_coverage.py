@@ -21,7 +21,7 @@ from scipy import stats
 from configs import coverage as coverage_config
 from experiments import coverage
 from hetrlhf import checkpoint as ck
-from hetrlhf import simulate as sim
+from hetrlhf.data import simulate as sim
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,8 @@ import statsmodels.api as sm
 from scipy import stats
 
 import hetrlhf as hr
-from hetrlhf import multitest
-from hetrlhf.inference import compare_estimates
+from hetrlhf.btl import multitest
+from hetrlhf.btl.inference import compare_estimates
 
 
 def _fisher_setup(n=400):
@@ -142,15 +142,13 @@ def test_sandwich_covariance_matches_statsmodels_cluster_robust():
     ref = sm.Logit(np.asarray(data.y), np.asarray(data.dphi)).fit(
         disp=0, cov_type="cluster", cov_kwds={"groups": groups, "use_correction": False}
     )
-    ours = hr.inference.sandwich_covariance(
-        params, data, jnp.asarray(groups), num_clusters=75
-    )
+    ours = hr.sandwich_covariance(params, data, jnp.asarray(groups), num_clusters=75)
     np.testing.assert_allclose(ours, ref.cov_params(), rtol=1e-6)
     # Every row its own cluster: HC0.
     hc0 = sm.Logit(np.asarray(data.y), np.asarray(data.dphi)).fit(
         disp=0, cov_type="HC0"
     )
     np.testing.assert_allclose(
-        hr.inference.sandwich_covariance(params, data), hc0.cov_params(), rtol=1e-6
+        hr.sandwich_covariance(params, data), hc0.cov_params(), rtol=1e-6
     )
     del res

@@ -8,7 +8,7 @@ import pytest
 
 import hetrlhf as hr
 from hetrlhf import data
-from hetrlhf import features as F
+from hetrlhf.data import features as F
 
 DATA_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 if not os.path.isdir(DATA_DIR):

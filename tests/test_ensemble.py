@@ -10,7 +10,7 @@ import pytest
 import statsmodels.api as sm
 from scipy import optimize
 
-from hetrlhf import ensemble
+from hetrlhf.alignment import ensemble
 from hetrlhf.types import RewardEstimate
 
 

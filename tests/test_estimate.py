@@ -9,8 +9,8 @@ import pytest
 import statsmodels.api as sm
 
 import hetrlhf as hr
-from hetrlhf import estimate
-from hetrlhf.estimate import ravel_params
+from hetrlhf.btl import estimate
+from hetrlhf.types import ravel_params
 from tests.reference import DESIGNS, numpy_loss, simulate, statsmodels_fit
 
 

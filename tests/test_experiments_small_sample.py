@@ -47,7 +47,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 from configs import small_sample as small_sample_config
 from experiments import small_sample
-from hetrlhf import simulate as sim
+from hetrlhf.data import simulate as sim
 
 config = small_sample_config.get_config()
 config.num_bootstrap = 100

@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from hetrlhf import features as F
+from hetrlhf.data import features as F
 
 PAIRS = [
     ("Summarize the text.", "The text is about cats.\nCats are nice."),
@@ -89,7 +89,7 @@ def test_hashed_features_layout():
 _SUBPROCESS = textwrap.dedent(
     """
     import sys, numpy as np
-    from hetrlhf import features as F
+    from hetrlhf.data import features as F
     pairs = [tuple(p.split("|", 1)) for p in sys.argv[2:]]
     np.save(sys.argv[1], F.hashed_features(pairs, F.HashingConfig(dim=128)))
     """

@@ -7,7 +7,8 @@ import pytest
 from scipy import stats
 
 import hetrlhf as hr
-from hetrlhf.estimate import derivatives, ravel_params
+from hetrlhf.btl.model import derivatives
+from hetrlhf.types import ravel_params
 from tests.reference import DESIGNS, numpy_loss, simulate, statsmodels_fit
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from hetrlhf import intervals
+from hetrlhf.alignment import interval_rewards
 from hetrlhf.types import RewardEstimate
 
 
@@ -14,7 +14,7 @@ def test_moments_match_scipy_uniform():
     rng = np.random.default_rng(1)
     lo = rng.normal(size=(4, 7))
     hi = lo + rng.exponential(2.0, size=(4, 7))
-    est = intervals.interval_rewards(lo, hi)
+    est = interval_rewards.interval_rewards(lo, hi)
     assert isinstance(est, RewardEstimate)
     ref = scipy.stats.uniform(loc=lo, scale=hi - lo)
     np.testing.assert_allclose(est.mean, ref.mean(), rtol=1e-13, atol=1e-13)
@@ -30,7 +30,7 @@ def test_moments_match_monte_carlo():
     n = 400_000
     u = jax.random.uniform(key, (n, lo.size))
     samples = lo + u * (hi - lo)
-    est = intervals.interval_rewards(lo, hi)
+    est = interval_rewards.interval_rewards(lo, hi)
     # Standard errors of the sample mean and variance of a uniform: the variance of
     # the sample variance is (μ4 − σ⁴)/n with μ4 = (hi − lo)⁴/80.
     width = np.asarray(hi - lo)
@@ -46,7 +46,7 @@ def test_moments_match_monte_carlo():
 def test_kernel_is_jittable_and_vmappable():
     lo = jnp.arange(6.0).reshape(3, 2)
     hi = lo + jnp.array([[1.0, 2.0]])
-    est = jax.jit(jax.vmap(intervals.interval_moments))(lo, hi)
+    est = jax.jit(jax.vmap(interval_rewards.interval_moments))(lo, hi)
     np.testing.assert_allclose(est.mean, lo + jnp.array([[0.5, 1.0]]))
     np.testing.assert_allclose(
         est.var, jnp.broadcast_to(jnp.array([1 / 12, 4 / 12]), (3, 2))
@@ -54,10 +54,10 @@ def test_kernel_is_jittable_and_vmappable():
 
 
 def test_scalar_and_list_input():
-    est = intervals.interval_rewards(2, 5)
+    est = interval_rewards.interval_rewards(2, 5)
     assert est.mean.shape == ()
     assert float(est.mean) == 3.5 and float(est.var) == pytest.approx(0.75)
-    est = intervals.interval_rewards([0, 1], [1, 3])
+    est = interval_rewards.interval_rewards([0, 1], [1, 3])
     np.testing.assert_allclose(est.var, [1 / 12, 4 / 12])
 
 
@@ -73,16 +73,16 @@ def test_scalar_and_list_input():
 )
 def test_bad_input_raises_value_error(lo, hi, match):
     with pytest.raises(ValueError, match=match):
-        intervals.interval_rewards(lo, hi)
+        interval_rewards.interval_rewards(lo, hi)
 
 
 def test_non_numeric_raises_type_error():
     with pytest.raises(TypeError, match="lo must be a real numeric"):
-        intervals.interval_rewards(["a"], [1.0])
+        interval_rewards.interval_rewards(["a"], [1.0])
     with pytest.raises(TypeError, match="hi must be a real numeric"):
-        intervals.interval_rewards([0.0], [1.0 + 1j])
+        interval_rewards.interval_rewards([0.0], [1.0 + 1j])
 
 
 def test_kernel_rejects_shape_mismatch():
     with pytest.raises(ValueError, match="same shape"):
-        intervals.interval_moments(jnp.zeros(2), jnp.zeros(3))
+        interval_rewards.interval_moments(jnp.zeros(2), jnp.zeros(3))

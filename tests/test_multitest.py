@@ -8,7 +8,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 import hetrlhf as hr
-from hetrlhf import multitest
+from hetrlhf.btl import multitest
 
 _SM = {"holm": "holm", "bh": "fdr_bh", "by": "fdr_by", "bonferroni": "bonferroni"}
 

@@ -7,7 +7,8 @@ import pytest
 import statsmodels.api as sm
 
 import hetrlhf as hr
-from hetrlhf import neural, simulate
+from hetrlhf.btl import neural
+from hetrlhf.data import simulate
 
 NET = neural.FeatureMLP((8,))
 

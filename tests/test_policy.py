@@ -10,7 +10,7 @@ import pytest
 import scipy.optimize
 import scipy.stats
 
-from hetrlhf import policy
+from hetrlhf.alignment import policy
 
 # (r, var) instances with non-trivial risks and heterogeneous variances.
 INSTANCES = [

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hetrlhf import ensemble, ppo
+from hetrlhf import ppo
+from hetrlhf.alignment import ensemble
 from hetrlhf.types import RewardEstimate
 
 

@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 
 import hetrlhf as hr
-from hetrlhf import plackett_luce as rk
-from hetrlhf import simulate as sim
-from hetrlhf.estimate import ravel_params
-from hetrlhf.types import Params
+from hetrlhf.btl import plackett_luce as rk
+from hetrlhf.data import simulate as sim
+from hetrlhf.types import Params, ravel_params
 
 
 def _random_rankings(seed, n, num_items, d, k, theta, gamma):
@@ -27,14 +26,14 @@ def _random_rankings(seed, n, num_items, d, k, theta, gamma):
     phi = rng.normal(size=(n, num_items, d))
     psi = rng.uniform(-1, 1, size=(n, k))
     params = Params(jnp.asarray(theta), jnp.asarray(gamma))
-    base = rk.Rankings(
+    base = hr.Rankings(
         jnp.asarray(phi),
         jnp.tile(jnp.arange(num_items, dtype=jnp.int32), (n, 1)),
         jnp.asarray(psi),
         jnp.ones(n),
     )
     order = rk.simulate_orders(jax.random.key(seed), params, base)
-    return rk.rankings(phi, np.asarray(order), psi), params
+    return hr.rankings(phi, np.asarray(order), psi), params
 
 
 def _numpy_log_likelihood(theta, gamma, phi, order, psi, psi0):
@@ -54,8 +53,8 @@ def test_pairwise_is_the_k2_case_with_identical_numbers():
     y = np.asarray(data.y).astype(int)
     phi = np.stack([np.asarray(data.phi0), np.asarray(data.phi1)], axis=1)
     order = np.stack([y, 1 - y], axis=1)  # winner first
-    ranks = rk.rankings(phi, order, np.asarray(data.psi), np.asarray(data.psi0))
-    pair, rank = hr.fit(data), rk.fit_rankings(ranks)
+    ranks = hr.rankings(phi, order, np.asarray(data.psi), np.asarray(data.psi0))
+    pair, rank = hr.fit(data), hr.fit(ranks)
     assert bool(pair.converged) and bool(rank.converged)
     np.testing.assert_allclose(
         ravel_params(rank.params), ravel_params(pair.params), rtol=1e-9
@@ -94,7 +93,7 @@ def test_item_level_homogeneous_matches_choix():
     # One-hot features with item 0 as the reference (utility 0): d = M − 1.
     phi = np.eye(num_items)[items][:, :, 1:]
     order = np.tile(np.arange(size), (n, 1))
-    res = rk.fit_rankings(rk.rankings(phi, order))
+    res = hr.fit(hr.rankings(phi, order))
     assert bool(res.converged)
     ref = choix.ilsr_rankings(num_items, data, alpha=0.0, tol=1e-12, max_iter=1000)
     np.testing.assert_allclose(res.params.theta, ref[1:] - ref[0], atol=1e-6)
@@ -102,7 +101,7 @@ def test_item_level_homogeneous_matches_choix():
     perm = np.random.default_rng(2).permuted(np.tile(np.arange(size), (n, 1)), axis=1)
     shown = np.take_along_axis(items, perm, axis=1)
     order2 = np.argsort(perm, axis=1)  # position of the best, second, ... in `shown`
-    res2 = rk.fit_rankings(rk.rankings(np.eye(num_items)[shown][:, :, 1:], order2))
+    res2 = hr.fit(hr.rankings(np.eye(num_items)[shown][:, :, 1:], order2))
     np.testing.assert_allclose(res2.params.theta, res.params.theta, atol=1e-9)
 
 
@@ -149,7 +148,7 @@ def test_expected_information_averages_to_exact_score_outer_product():
 def test_gumbel_sampler_first_choice_frequencies():
     phi = np.array([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.5]]])
     params = Params(jnp.array([0.8, -0.4]), jnp.zeros(0))
-    base = rk.Rankings(
+    base = hr.Rankings(
         jnp.asarray(np.repeat(phi, 20_000, 0)),
         jnp.tile(jnp.arange(3, dtype=jnp.int32), (20_000, 1)),
         jnp.zeros((20_000, 0)),
@@ -165,7 +164,7 @@ def test_gumbel_sampler_first_choice_frequencies():
 @pytest.mark.slow  # ~20 s; truth recovery is also covered by the choix and K = 2 tests
 def test_heterogeneous_fit_recovers_truth_and_intervals_trace():
     data, truth = _random_rankings(6, 400, 4, 3, 2, [1.0, -0.5, 0.8], [0.5, -0.4])
-    res = rk.fit_rankings(data)
+    res = hr.fit(data)
     assert bool(res.converged)
     ci = hr.confidence_intervals(res.params, data)
     z = (ravel_params(res.params) - ravel_params(truth)) / ravel_params(ci.se)
@@ -181,31 +180,31 @@ def test_heterogeneous_fit_recovers_truth_and_intervals_trace():
 def test_rankings_validation_errors():
     phi = np.random.default_rng(0).normal(size=(5, 3, 2))
     order = np.tile([2, 0, 1], (5, 1))
-    rk.rankings(phi, order)  # valid
+    hr.rankings(phi, order)  # valid
     with pytest.raises(ValueError, match="3-D"):
-        rk.rankings(phi[0], order)
+        hr.rankings(phi[0], order)
     with pytest.raises(ValueError, match="K >= 2"):
-        rk.rankings(phi[:, :1], order[:, :1])
+        hr.rankings(phi[:, :1], order[:, :1])
     with pytest.raises(ValueError, match="not a permutation"):
-        rk.rankings(phi, np.tile([0, 0, 1], (5, 1)))
+        hr.rankings(phi, np.tile([0, 0, 1], (5, 1)))
     with pytest.raises(ValueError, match="integers"):
-        rk.rankings(phi, order + 0.5)
+        hr.rankings(phi, order + 0.5)
     with pytest.raises(ValueError, match="order must have shape"):
-        rk.rankings(phi, order[:, :2])
+        hr.rankings(phi, order[:, :2])
     bad = phi.copy()
     bad[1, 1, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        rk.rankings(bad, order)
+        hr.rankings(bad, order)
     with pytest.raises(ValueError, match="psi0 is identically 0"):
-        rk.rankings(phi, order, psi0=np.zeros(5))
+        hr.rankings(phi, order, psi0=np.zeros(5))
     with pytest.raises(ValueError, match="span"):
-        rk.rankings(phi, order, psi=np.ones((5, 1)))
+        hr.rankings(phi, order, psi=np.ones((5, 1)))
     with pytest.raises(TypeError, match="numeric"):
-        rk.rankings(phi.astype(str), order)
+        hr.rankings(phi.astype(str), order)
     # One-hot item features without a reference item: the all-ones direction cancels.
     onehot = np.eye(3)[np.tile([0, 1, 2], (5, 1))]
     with pytest.raises(ValueError, match="rank 2 < d = 3"):
-        rk.rankings(onehot, order)
+        hr.rankings(onehot, order)
 
 
 @pytest.mark.slow
@@ -218,9 +217,9 @@ def test_plackett_luce_wald_coverage_monte_carlo():
         k1, k2, k3 = jax.random.split(key, 3)
         phi = jax.random.normal(k1, (n, 4, 3))
         psi = jax.random.uniform(k2, (n, 2), minval=-1, maxval=1)
-        base = rk.Rankings(phi, jnp.zeros((n, 4), jnp.int32), psi, jnp.ones(n))
+        base = hr.Rankings(phi, jnp.zeros((n, 4), jnp.int32), psi, jnp.ones(n))
         data = base._replace(order=rk.simulate_orders(k3, Params(theta, gamma), base))
-        ci = hr.confidence_intervals(rk.fit_rankings(data).params, data)
+        ci = hr.confidence_intervals(hr.fit(data).params, data)
         return ravel_params(ci.lower), ravel_params(ci.upper)
 
     lower, upper = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(7), reps))

@@ -11,8 +11,8 @@ import scipy.integrate
 import scipy.stats
 import statsmodels.api as sm
 
-from hetrlhf import model
-from hetrlhf import simulate as sim
+from hetrlhf.btl import model
+from hetrlhf.data import simulate as sim
 
 # One jitted simulator, cached per static (design, n): keeping n = N across tests
 # keeps the number of compilations (the dominant cost) small.

@@ -19,9 +19,9 @@ import scipy.stats
 import statsmodels.api as sm
 
 import hetrlhf as hr
-from hetrlhf import simulate as sim
-from hetrlhf import small_sample
-from hetrlhf.estimate import ravel_params
+from hetrlhf.btl import confidence, model
+from hetrlhf.data import simulate as sim
+from hetrlhf.types import ravel_params
 
 SMALL = sim.get_design("default", theta=(1.0, -0.7), gamma=(0.6,))
 
@@ -90,8 +90,8 @@ def test_profile_matches_brute_force_scipy_profile():
     # The profile interval is not symmetric about the estimate, unlike Wald's.
     wald = hr.confidence_intervals(res.params, data, 0.05)
     assert not np.allclose(ravel_params(ci.lower), ravel_params(wald.lower), atol=1e-3)
-    bounds = small_sample.profile_bounds(res.params, data, 0.05)
-    assert np.all(np.asarray(bounds.status) == small_sample.FOUND)
+    bounds = confidence.profile_bounds(res.params, data, 0.05)
+    assert np.all(np.asarray(bounds.status) == confidence.FOUND)
 
 
 def test_profile_homogeneous_matches_statsmodels_likelihood_ratio():
@@ -123,7 +123,7 @@ def test_profile_traces_under_jit_and_vmap():
     assert np.all(np.asarray(out.lower.theta) < np.asarray(out.estimate.theta))
     assert np.all(np.asarray(out.upper.gamma) > np.asarray(out.estimate.gamma))
     single = jax.tree.map(lambda a: a[1], data)
-    eager = small_sample.profile_bounds(
+    eager = confidence.profile_bounds(
         jax.tree.map(lambda a: a[1], out.estimate), single
     )
     np.testing.assert_allclose(out.upper.theta[1], eager.upper[:2], rtol=1e-8)
@@ -145,14 +145,14 @@ def test_bartlett_statistics_match_statsmodels_restricted_logit():
     data = hr.comparisons(phi0, phi1, y, psi0=psi0)
     params = hr.fit(data).params
     key, num = jax.random.key(5), 12
-    out = small_sample.bartlett_factors(key, params, data, num_bootstrap=num)
+    out = confidence.bartlett_factors(key, params, data, num_bootstrap=num)
     assert out.statistics.shape == (num, d)
     np.testing.assert_array_equal(np.asarray(out.num_used), num)
     x_hat = np.asarray(params.theta)
     exog = psi0[:, None] * (phi1 - phi0)
     expected = np.empty((num, d))
     for b, k in enumerate(jax.random.split(key, num)):
-        y_b = np.asarray(small_sample._resample_comparisons(k, params, data).y)
+        y_b = np.asarray(model.family(data).resample(k, params, data).y)
         full = sm.Logit(y_b, exog).fit(disp=0, method="newton", tol=1e-12)
         for j in range(d):
             others = np.arange(d) != j
@@ -170,11 +170,11 @@ def test_profile_scale_equals_a_changed_chi2_level():
     params = hr.fit(data).params
     c, alpha = 1.3, 0.05
     alpha2 = 1.0 - scipy.stats.chi2.cdf(c * scipy.stats.chi2.ppf(1 - alpha, 1), 1)
-    scaled = small_sample.profile_bounds(params, data, alpha, scale=np.full(3, c))
-    plain = small_sample.profile_bounds(params, data, alpha2)
+    scaled = confidence.profile_bounds(params, data, alpha, scale=np.full(3, c))
+    plain = confidence.profile_bounds(params, data, alpha2)
     np.testing.assert_allclose(scaled.lower, plain.lower, rtol=1e-7)
     np.testing.assert_allclose(scaled.upper, plain.upper, rtol=1e-7)
-    unscaled = small_sample.profile_bounds(params, data, alpha)
+    unscaled = confidence.profile_bounds(params, data, alpha)
     assert np.all(np.asarray(scaled.lower) < np.asarray(unscaled.lower))
     assert np.all(np.asarray(scaled.upper) > np.asarray(unscaled.upper))
 
@@ -186,8 +186,8 @@ def test_bartlett_profile_through_confidence_intervals():
     ci = hr.confidence_intervals(
         params, data, method="profile", key=key, bartlett_draws=50
     )
-    factors = small_sample.bartlett_factors(key, params, data, num_bootstrap=50)
-    direct = small_sample.profile_bounds(params, data, 0.05, scale=factors.factors)
+    factors = confidence.bartlett_factors(key, params, data, num_bootstrap=50)
+    direct = confidence.profile_bounds(params, data, 0.05, scale=factors.factors)
     np.testing.assert_allclose(ravel_params(ci.lower), direct.lower, rtol=1e-10)
     np.testing.assert_allclose(ravel_params(ci.upper), direct.upper, rtol=1e-10)
     with pytest.raises(ValueError, match="needs a PRNG key"):
@@ -205,7 +205,7 @@ def test_sandwich_matches_statsmodels_hc0_homogeneous_logit():
     ref = sm.Logit(np.asarray(data.y), np.asarray(data.dphi)).fit(
         disp=0, cov_type="HC0"
     )
-    cov, _ = small_sample.sandwich_covariance(res.params, data)
+    cov = confidence.sandwich_covariance(res.params, data)
     np.testing.assert_allclose(cov, ref.cov_params(), rtol=1e-7)
     ci = hr.confidence_intervals(res.params, data, 0.05, method="sandwich")
     np.testing.assert_allclose(ci.lower.theta, ref.conf_int(0.05)[:, 0], rtol=1e-7)
@@ -238,7 +238,7 @@ def test_sandwich_heterogeneous_matches_numpy_closed_form():
     )
     bread = np.linalg.inv(hess)
     ref = bread @ (scores.T @ scores / n) @ bread / n
-    cov, _ = small_sample.sandwich_covariance(res.params, data)
+    cov = confidence.sandwich_covariance(res.params, data)
     np.testing.assert_allclose(cov, ref, rtol=1e-5, atol=1e-10)
 
 
@@ -267,7 +267,7 @@ def test_sandwich_differs_from_wald_under_misspecification():
 def test_bootstrap_smoke_and_sd_close_to_wald_se():
     data = sim.simulate(jax.random.key(10), SMALL, 150)
     res = hr.fit(data)
-    out = small_sample.bootstrap_intervals(
+    out = confidence.bootstrap_intervals(
         jax.random.key(11), res.params, data, num_bootstrap=200
     )
     assert out.converged.shape == (200,)
@@ -314,15 +314,13 @@ def test_bad_input_errors():
     with pytest.raises(ValueError, match="PRNG key"):
         hr.confidence_intervals(params, data, method="bootstrap")
     with pytest.raises(ValueError, match="interval must be"):
-        small_sample.bootstrap_intervals(
-            jax.random.key(0), params, data, interval="bca"
-        )
+        confidence.bootstrap_intervals(jax.random.key(0), params, data, interval="bca")
     with pytest.raises(ValueError, match="alpha"):
         hr.confidence_intervals(params, data, 1.5, method="profile")
     with pytest.raises(TypeError, match="method='wald' takes no"):
         hr.confidence_intervals(params, data, num_bootstrap=10)
     with pytest.raises(TypeError, match="data must be"):
-        small_sample.sandwich_covariance(params, (data.phi0, data.y))
+        confidence.sandwich_covariance(params, (data.phi0, data.y))
     # Default behaviour is Wald, unchanged.
     default = hr.confidence_intervals(params, data)
     wald = hr.confidence_intervals(params, data, method="wald")
@@ -341,7 +339,7 @@ def test_profile_and_bootstrap_coverage_monte_carlo():
         data = sim.simulate(k_data, SMALL, n)
         params = hr.fit(data).params
         prof = hr.confidence_intervals(params, data, method="profile")
-        boot = small_sample.bootstrap_intervals(
+        boot = confidence.bootstrap_intervals(
             k_boot, params, data, num_bootstrap=200, interval="studentized"
         ).intervals
         return [(ravel_params(c.lower), ravel_params(c.upper)) for c in (prof, boot)]

@@ -9,7 +9,7 @@ import pytest
 import scipy.stats
 
 import hetrlhf as hr
-from hetrlhf import theory
+from hetrlhf.btl import theory
 
 Z975 = scipy.stats.norm.ppf(0.975)
 

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from jax.scipy.stats import norm
 
 from hetrlhf.types import RewardEstimate
+from hetrlhf.validation import check_estimate
 
 __all__ = [
     "Reliability",
@@ -39,13 +40,6 @@ __all__ = [
 ]
 
 
-def _check_estimate(est) -> None:
-    if not isinstance(est, RewardEstimate):
-        raise TypeError(
-            f"est must be a hetrlhf.RewardEstimate(mean, var), got {type(est).__name__}"
-        )
-
-
 def standardized_errors(est: RewardEstimate, truth: jax.Array) -> jax.Array:
     """(truth − mean)/sqrt(var), elementwise: N(0, 1) for a calibrated Gaussian source.
 
@@ -56,7 +50,7 @@ def standardized_errors(est: RewardEstimate, truth: jax.Array) -> jax.Array:
     Returns:
       [...] standardized errors.
     """
-    _check_estimate(est)
+    check_estimate(est)
     return (truth - est.mean) / jnp.sqrt(est.var)
 
 
@@ -73,7 +67,7 @@ def interval_coverage(
     Returns:
       [L] share of the n intervals that contain the truth, at each level.
     """
-    _check_estimate(est)
+    check_estimate(est)
     chex.assert_rank([est.mean, est.var, truth], 1)
     chex.assert_equal_shape([est.mean, est.var, truth])
     z = norm.ppf(0.5 + 0.5 * jnp.asarray(levels))
@@ -113,7 +107,7 @@ def predictive_probability(diff: RewardEstimate, sigma: jax.Array) -> jax.Array:
     Returns:
       [...] probabilities.
     """
-    _check_estimate(diff)
+    check_estimate(diff)
     kappa = jax.lax.rsqrt(1.0 + (math.pi / 8.0) * sigma**2 * diff.var)
     return jax.nn.sigmoid(sigma * diff.mean * kappa)
 

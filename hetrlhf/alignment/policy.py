@@ -40,6 +40,8 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jax.scipy.stats import norm
 
+from hetrlhf.validation import is_traced
+
 __all__ = [
     "sharpe_policy",
     "underperformance_probability",
@@ -53,12 +55,8 @@ __all__ = [
 # Eager validation (skipped under tracing).
 
 
-def _is_concrete(*xs) -> bool:
-    return not any(isinstance(x, jax.core.Tracer) for x in xs)
-
-
 def _check_finite(name: str, x) -> None:
-    if not _is_concrete(x):
+    if is_traced(x):
         return
     arr = np.asarray(x)
     if not np.all(np.isfinite(arr)):
@@ -68,7 +66,7 @@ def _check_finite(name: str, x) -> None:
 
 
 def _check_positive(name: str, x) -> None:
-    if not _is_concrete(x):
+    if is_traced(x):
         return
     _check_finite(name, x)
     arr = np.asarray(x)
@@ -80,7 +78,7 @@ def _check_positive(name: str, x) -> None:
 
 
 def _check_nonnegative(name: str, x) -> None:
-    if not _is_concrete(x):
+    if is_traced(x):
         return
     _check_finite(name, x)
     arr = np.asarray(x)
@@ -89,7 +87,7 @@ def _check_nonnegative(name: str, x) -> None:
 
 
 def _check_distribution(name: str, p) -> None:
-    if not _is_concrete(p):
+    if is_traced(p):
         return
     _check_finite(name, p)
     arr = np.asarray(p, dtype=np.float64)

@@ -1,6 +1,6 @@
 """Bayesian heterogeneous Bradley–Terry model: numpyro model, NUTS posterior, credible intervals.
 
-The likelihood is exactly the one of the MLE (``hetrlhf.model.log_likelihood``,
+The likelihood is exactly the one of the MLE (``hetrlhf.btl.model.log_likelihood``,
 the model of Liu, Lu & Sun 2025); the priors are ours, weak and independent:
 
     θ_j ~ N(0, s²),  γ_l ~ N(0, s²),  s = ``prior_scale`` (default 10)
@@ -35,8 +35,10 @@ import numpyro.distributions as dist
 from numpyro.infer import NUTS
 from numpyro.infer.util import potential_energy
 
-from hetrlhf import model
+from hetrlhf.btl import model
+from hetrlhf.btl.estimate import fit
 from hetrlhf.types import Comparisons, Params
+from hetrlhf.validation import check_alpha
 
 __all__ = [
     "CredibleIntervals",
@@ -200,11 +202,6 @@ def split_r_hat(draws: jax.Array) -> jax.Array:
     return jnp.sqrt(var_plus / within)
 
 
-def _check_alpha(alpha) -> None:
-    if not isinstance(alpha, jax.core.Tracer) and not 0.0 < float(alpha) < 1.0:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-
-
 def credible_intervals(samples: PosteriorSamples, alpha=0.05) -> CredibleIntervals:
     """Posterior mean, sd, equal-tailed (1 − α) credible interval and split-R̂.
 
@@ -215,7 +212,7 @@ def credible_intervals(samples: PosteriorSamples, alpha=0.05) -> CredibleInterva
     Returns:
       ``CredibleIntervals``; estimate/se/lower/upper/r_hat are Params of [d] and [k].
     """
-    _check_alpha(alpha)
+    check_alpha(alpha)
     chex.assert_rank(samples.params.theta, 3)
     flat = jax.tree.map(
         lambda x: x.reshape(-1, x.shape[-1]), samples.params
@@ -251,13 +248,11 @@ def posterior(
       TypeError: ``data`` is not a ``Comparisons``.
       ValueError: bad alpha, prior_scale <= 0, too few draws.
     """
-    from hetrlhf.estimate import fit
-
     if not isinstance(data, Comparisons):
         raise TypeError(
             f"data must be a hetrlhf.Comparisons (use hr.comparisons), got {type(data).__name__}"
         )
-    _check_alpha(alpha)
+    check_alpha(alpha)
     scale = options.get("prior_scale", 10.0)
     if not float(scale) > 0.0:
         raise ValueError(f"prior_scale must be > 0, got {scale}")

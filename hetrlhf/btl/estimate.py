@@ -1,6 +1,7 @@
 """Estimation of (θ, γ) in the heterogeneous Bradley–Terry model.
 
-Two estimators, both pure, jittable and vmappable over a leading replicate axis:
+Two estimators, both pure, jittable and vmappable over a leading replicate axis, both
+written once for pairwise ``Comparisons`` and K-wise ``Rankings`` (``model.family``):
 
 * ``alternating_gd`` — Algorithm 1 of Liu, Lu & Sun (2025), alternating gradient descent:
   θ_t = θ_{t−1} − η₁∇_θL_n(θ_{t−1}, γ_{t−1}),  γ_t = γ_{t−1} − η₂∇_γL_n(θ_t, γ_{t−1})
@@ -11,13 +12,13 @@ Two estimators, both pure, jittable and vmappable over a leading replicate axis:
 * ``newton_fit`` — the default solver of ``fit``. L_n is biconvex, not jointly convex,
   so it proceeds in phases that each only decrease the loss:
 
-  1. the homogeneous fit (γ = 0): plain logistic regression on ψ0·Δφ, convex, solved by
-     damped Newton from θ = 0 — a cold start that needs no guess;
-  2. the joint fit from (θ̂_hom, 0) (or from a user's ``init``) by modified Newton: the
-     Hessian's eigenvalues are replaced by their absolute values (floored), so every
-     direction is a descent direction, and an Armijo backtracking line search
-     guarantees a monotone decrease; near the optimum the steps are pure Newton steps
-     and convergence is quadratic;
+  1. the homogeneous fit (γ = 0): plain logistic regression on ψ0·Δφ (pairwise), convex,
+     solved by damped Newton from θ = 0 — a cold start that needs no guess;
+  2. the joint fit from (θ̂_hom, 0) (or from a user's ``init``) by the one Newton
+     minimiser, ``hetrlhf.btl.newton.minimize``: the exact Hessian where it is positive
+     definite, Fisher scoring where it is not (every direction a descent direction), and
+     an Armijo backtracking line search that guarantees a monotone decrease; near the
+     optimum the steps are pure Newton steps and convergence is quadratic;
   3. if a user ``init`` ends at a loss worse than the run from the homogeneous start
      (e.g. the wrong basin θ → −θ with σ < 0), the better of the two is returned.
 
@@ -38,53 +39,28 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from hetrlhf import model, newton
-from hetrlhf.types import Comparisons, FitResult, Params
+from hetrlhf.btl import model, newton
+from hetrlhf.btl.model import is_separated
+from hetrlhf.btl.newton import default_tol
+from hetrlhf.types import Comparisons, FitResult, Params, ravel_params, unravel_params
+from hetrlhf.validation import is_traced
 
 __all__ = [
     "AlternatingState",
     "AlternatingTrace",
     "ConvergenceWarning",
     "alternating_gd",
-    "default_tol",
-    "derivatives",
     "fit",
-    "is_separated",
+    "fit_rankings",
     "mirror_basin",
     "newton_fit",
-    "ravel_params",
     "run_alternating",
     "trace_alternating",
-    "unravel_params",
 ]
 
 
 class ConvergenceWarning(UserWarning):
     """An eager ``fit`` did not converge (reason in the message)."""
-
-
-def default_tol(dtype) -> float:
-    """Gradient-norm tolerance ε^{2/3} of the dtype: ≈3.7e−11 (float64), ≈4.9e−5 (float32)."""
-    return float(jnp.finfo(dtype).eps) ** (2.0 / 3.0)
-
-
-def ravel_params(params: Params) -> jax.Array:
-    """Params -> [d + k] vector (θ first, then γ)."""
-    return jnp.concatenate([params.theta, params.gamma], axis=-1)
-
-
-def unravel_params(x: jax.Array, d: int) -> Params:
-    """[d + k] vector -> Params (``d`` is a static Python int)."""
-    return Params(theta=x[..., :d], gamma=x[..., d:])
-
-
-def is_separated(params: Params, data: Comparisons) -> jax.Array:
-    """[] bool: every comparison is classified correctly by sign(η_i).
-
-    Then scaling θ by c → ∞ drives L_n to 0, so the MLE does not exist.
-    """
-    eta = model.logits(params, data)
-    return jnp.all((2.0 * data.y - 1.0) * eta > 0)
 
 
 # --------------------------------------------------------------------------------------
@@ -136,12 +112,11 @@ def alternating_gd(lr_theta, lr_gamma, *, order: str = "gauss_seidel") -> Solver
 
     def update(state: AlternatingState, data: Comparisons) -> AlternatingState:
         theta, gamma = state.params
-        grad_theta = jax.grad(lambda t: model.loss(Params(t, gamma), data))(theta)
+        loss = model.family(data).loss
+        grad_theta = jax.grad(lambda t: loss(Params(t, gamma), data))(theta)
         new_theta = theta - lr_theta * grad_theta
         theta_for_gamma = new_theta if order == "gauss_seidel" else theta
-        grad_gamma = jax.grad(lambda g: model.loss(Params(theta_for_gamma, g), data))(
-            gamma
-        )
+        grad_gamma = jax.grad(lambda g: loss(Params(theta_for_gamma, g), data))(gamma)
         new_gamma = gamma - lr_gamma * grad_gamma
         return AlternatingState(Params(new_theta, new_gamma), state.count + 1)
 
@@ -185,11 +160,12 @@ def run_alternating(
       (the loss at each iterate).
     """
     solver = alternating_gd(lr_theta, lr_gamma, order=order)
-    tol = default_tol(data.y.dtype) if tol is None else tol
+    tol = default_tol(data.psi0.dtype) if tol is None else tol
+    loss = model.family(data).loss
 
     def body(state, _):
         state = solver.update(state, data)
-        out = (state.params, model.loss(state.params, data)) if record else None
+        out = (state.params, loss(state.params, data)) if record else None
         return state, out
 
     state, outs = jax.lax.scan(body, solver.init(init), None, length=num_steps)
@@ -199,7 +175,7 @@ def run_alternating(
         # basin θ → −θ, σ < 0 is a local optimum): compare with the default solver's
         # cold-start fit, and never call a worse point converged.
         reference = newton_fit(data, tol=tol)
-        value = model.loss(state.params, data)
+        value = loss(state.params, data)
         dtype = value.dtype
         ok = value <= reference.loss + 1e3 * jnp.finfo(dtype).eps * (1 + jnp.abs(value))
     result = _finish(state.params, data, state.count, tol, ok=ok)
@@ -263,6 +239,7 @@ def trace_alternating(
         )
     solver = alternating_gd(lr_theta, lr_gamma, order=order)
     goal = ravel_params(target)
+    loss = model.family(data).loss
 
     def body(carry, _):
         state, hit = carry
@@ -276,7 +253,7 @@ def trace_alternating(
     for begin, end in itertools.pairwise((0, *steps)):
         carry, _ = jax.lax.scan(body, carry, None, length=end - begin)
         params = carry[0].params
-        value, grad = jax.value_and_grad(lambda x: model.loss(x, data))(params)
+        value, grad = jax.value_and_grad(lambda x: loss(x, data))(params)
         snapshots.append((params, value, jnp.linalg.norm(ravel_params(grad))))
     params, loss, grad_norm = jax.tree.map(lambda *x: jnp.stack(x), *snapshots)
     return AlternatingTrace(params, loss, grad_norm, carry[1])
@@ -302,170 +279,33 @@ def mirror_basin(params: Params, reference: Params) -> jax.Array:
 
 
 # --------------------------------------------------------------------------------------
-# Modified Newton with line search.
+# The default solver: phases of the one Newton minimiser (``hetrlhf.btl.newton``).
 # --------------------------------------------------------------------------------------
 
 
-class _Prepared(NamedTuple):
-    """The arrays a fit reads on every pass (Δφ computed once)."""
-
-    dphi: jax.Array  # [n, d]
-    psi: jax.Array  # [n, k]
-    psi0: jax.Array  # [n]
-    y: jax.Array  # [n]
-
-
-def _prepare(data: Comparisons) -> _Prepared:
-    return _Prepared(dphi=data.dphi, psi=data.psi, psi0=data.psi0, y=data.y)
-
-
-def _derivatives(x: jax.Array, prep: _Prepared):
-    d = prep.dphi.shape[-1]
-    k = prep.psi.shape[-1]
-    n = prep.y.shape[-1]
-    theta, gamma = x[:d], x[d:]
-    r = prep.dphi @ theta
-    sigma = prep.psi0 + prep.psi @ gamma
-    eta = sigma * r
-    # One exp for the loss, the probability and the weight (stable for any |η|).
-    e = jnp.exp(-jnp.abs(eta))
-    value = jnp.mean(jnp.maximum(eta, 0) + jnp.log1p(e) - prep.y * eta)
-    p = jnp.where(eta >= 0, 1.0, e) / (1.0 + e)
-    resid = (p - prep.y) / n
-    w = e / ((1.0 + e) ** 2 * n)  # p(1 − p)/n
-    g = jnp.concatenate([sigma[:, None] * prep.dphi, r[:, None] * prep.psi], axis=-1)
-    grad = g.T @ resid
-    fisher = (g.T * w) @ g
-    cross = (prep.dphi.T * resid) @ prep.psi  # [d, k]
-    zeros_dd = jnp.zeros((d, d), x.dtype)
-    zeros_kk = jnp.zeros((k, k), x.dtype)
-    hess = fisher + jnp.block([[zeros_dd, cross], [cross.T, zeros_kk]])
-    return value, grad, hess, fisher
-
-
-def derivatives(x: jax.Array, data: Comparisons):
-    """Closed-form value, gradient, Hessian and Fisher information of L_n at x = (θ, γ).
-
-    With σ_i = ψ0_i + ψ_iᵀγ, r_i = θᵀΔφ_i, η_i = σ_i r_i, p_i = sigmoid(η_i) and
-    g_i = ∂η_i/∂(θ, γ) = [σ_i Δφ_i ; r_i ψ_i]:
-
-        ∇L_n = (1/n) Σ (p_i − y_i) g_i
-        F    = (1/n) Σ p_i(1 − p_i) g_i g_iᵀ                      (expected information)
-        ∇²L_n = F + [[0, C], [Cᵀ, 0]],  C = (1/n) Σ (p_i − y_i) Δφ_i ψ_iᵀ
-
-    (∂²η/∂θ∂γᵀ = Δφψᵀ; the θθ and γγ blocks of ∂²η vanish). Two matrix products
-    instead of an autodiff Hessian: this is the hot loop of every Monte Carlo study.
-    ``inference.fisher_information`` keeps the autodiff Hessian, and the tests check
-    the two agree (and agree with finite differences).
-
-    Args:
-      x: [d + k] parameters.
-      data: one dataset.
-
-    Returns:
-      (value [], grad [p], hessian [p, p], fisher [p, p]).
-    """
-    return _derivatives(x, _prepare(data))
-
-
-class _NewtonState(NamedTuple):
-    x: jax.Array  # [p] current iterate
-    value: jax.Array  # [] L_n(x)
-    grad: jax.Array  # [p]
-    hess: jax.Array  # [p, p]
-    fisher: jax.Array  # [p, p]
-    direction: jax.Array  # [p] search direction from x
-    step: jax.Array  # [] step length t of the next trial point x + t·direction
-    halvings: jax.Array  # [] int32, rejected trials of the current iteration
-    count: jax.Array  # [] int32, accepted iterations
-    stalled: jax.Array  # [] bool: the line search found no decrease
-
-
-def _newton(prep: _Prepared, x0, *, tol, max_steps: int, count0=None):
-    """Minimises L_n over x = (θ, γ) by Newton / Fisher scoring + Armijo backtracking.
-
-    Each iteration solves H s = −∇L_n with the exact Hessian when its Cholesky factor
-    exists (positive definite: quadratic convergence near the optimum), and otherwise
-    with the expected information F (always positive semi-definite: Fisher scoring, a
-    guaranteed descent direction in the indefinite region of the biconvex loss). The
-    backtracking line search makes every accepted step decrease the loss (up to a
-    rounding allowance, see below).
-    Stops when ‖∇L_n‖₂ ≤ tol, after ``max_steps`` iterations, or when 40 halvings of
-    the step find no decrease.
-
-    The line search is flattened into the main loop: one loop trip evaluates one trial
-    point (value, gradient, Hessian in a single pass over the data) and either accepts
-    it or halves the step. Under ``vmap`` every replicate then costs one pass per trip,
-    instead of every replicate paying for the worst line search of the batch at every
-    iteration (a nested while loop).
-    """
-    count0 = jnp.zeros((), jnp.int32) if count0 is None else count0
-    value, grad, hess, fisher = _derivatives(x0, prep)
-    one = jnp.ones_like(value)
-    zero = jnp.zeros((), jnp.int32)
-    state0 = _NewtonState(
-        x0,
-        value,
-        grad,
-        hess,
-        fisher,
-        newton.direction(grad, hess, fisher),
-        one,
-        zero,
-        count0,
-        jnp.array(False),
-    )
-    limit = count0 + max_steps
-
-    def cond(s):
-        return (jnp.linalg.norm(s.grad) > tol) & (s.count < limit) & ~s.stalled
-
-    def body(s):
-        x_trial = s.x + s.step * s.direction
-        trial = _derivatives(x_trial, prep)
-        # Armijo with a rounding allowance: at the floating-point floor of L_n a
-        # decrease can no longer be seen, and without the allowance the line search
-        # would shrink exact Newton steps and turn quadratic convergence into a crawl.
-        allowance = 8 * jnp.finfo(s.value.dtype).eps * jnp.abs(s.value)
-        slope = s.grad @ s.direction  # < 0
-        accepted = trial[0] <= s.value + 1e-4 * s.step * slope + allowance
-        moved = _NewtonState(
-            x_trial,
-            *trial,
-            newton.direction(*trial[1:]),
-            one,
-            zero,
-            s.count + 1,
-            s.stalled,
-        )
-        halved = s._replace(
-            step=0.5 * s.step, halvings=s.halvings + 1, stalled=s.halvings + 1 >= 40
-        )
-        return jax.tree.map(lambda a, b: jnp.where(accepted, a, b), moved, halved)
-
-    return jax.lax.while_loop(cond, body, state0)
-
-
-def _honest_result(x, value, grad, hess, prep: _Prepared, count, tol, ok) -> FitResult:
+def _honest_result(fam, x, value, grad, hess, prep, count, tol, ok) -> FitResult:
     """FitResult at x from its derivatives, with an honest ``converged`` flag."""
-    d = prep.dphi.shape[-1]
     lam = jnp.linalg.eigvalsh(hess)
     grad_norm = jnp.linalg.norm(grad)
     positive_definite = lam[0] > 100 * jnp.finfo(lam.dtype).eps * jnp.abs(lam[-1])
-    eta = (prep.psi0 + prep.psi @ x[d:]) * (prep.dphi @ x[:d])
-    separated = jnp.all((2.0 * prep.y - 1.0) * eta > 0)
     converged = (
-        ok & jnp.isfinite(value) & (grad_norm <= tol) & positive_definite & ~separated
+        ok
+        & jnp.isfinite(value)
+        & (grad_norm <= tol)
+        & positive_definite
+        & ~fam.separated(x, prep)
     )
+    d = x.shape[-1] - prep.psi.shape[-1]
     return FitResult(unravel_params(x, d), converged, count, grad_norm, value)
 
 
-def _finish(params: Params, data: Comparisons, count, tol, ok) -> FitResult:
+def _finish(params: Params, data, count, tol, ok) -> FitResult:
     """Builds an honest FitResult at ``params`` (one more pass over the data)."""
-    prep = _prepare(data)
+    fam = model.family(data)
+    prep = fam.prepare(data)
     x = ravel_params(params)
-    value, grad, hess, _ = _derivatives(x, prep)
-    return _honest_result(x, value, grad, hess, prep, count, tol, ok)
+    value, grad, hess, _ = fam.derivatives(x, prep)
+    return _honest_result(fam, x, value, grad, hess, prep, count, tol, ok)
 
 
 def newton_fit(
@@ -497,15 +337,26 @@ def newton_fit(
       ``FitResult``; ``num_steps`` counts Newton iterations of every phase plus warm-up
       iterations.
     """
-    d = data.phi0.shape[-1]
+    fam = model.family(data)
+    d = fam.dim(data)
     k = data.psi.shape[-1]
-    dtype = data.y.dtype
+    dtype = data.psi0.dtype
     tol = default_tol(dtype) if tol is None else tol
 
-    prep = _prepare(data)
+    prep = fam.prepare(data)
+
+    def minimize(prep, x0, tol, count0=None):
+        return newton.minimize(
+            lambda x: fam.derivatives(x, prep),
+            x0,
+            tol=tol,
+            max_steps=max_steps,
+            count0=count0,
+        )
+
     # Phase 1: the convex homogeneous fit (γ = 0, i.e. no ψ columns) from θ = 0.
-    hom_prep = prep._replace(psi=prep.psi[:, :0])
-    hom = _newton(hom_prep, jnp.zeros((d,), dtype), tol=start_tol, max_steps=max_steps)
+    hom_prep = prep._replace(psi=prep.psi[..., :0])
+    hom = minimize(hom_prep, jnp.zeros((d,), dtype), start_tol)
     hom_start = model.homogeneous_params(hom.x, k)
     count = hom.count
 
@@ -521,9 +372,7 @@ def newton_fit(
                 check_basin=False,
             )
             start, count = warm.params, count + warm.num_steps
-        return _newton(
-            prep, ravel_params(start), tol=tol, max_steps=max_steps, count0=count
-        )
+        return minimize(prep, ravel_params(start), tol, count)
 
     if init is None:
         best = run_joint(hom_start, count)
@@ -538,7 +387,7 @@ def newton_fit(
     slack = 10 * jnp.finfo(dtype).eps * (1 + jnp.abs(hom.value))
     ok = best.value <= hom.value + slack
     return _honest_result(
-        best.x, best.value, best.grad, best.hess, prep, best.count, tol, ok
+        fam, best.x, best.value, best.grad, best.hess, prep, best.count, tol, ok
     )
 
 
@@ -553,8 +402,8 @@ def fit(
 
     Args:
       data: ``Comparisons`` from ``hr.comparisons`` (or the simulator), or
-        ``Rankings`` from ``hr.rankings`` (Plackett–Luce, fitted by
-        ``plackett_luce.fit_rankings``; K = 2 rankings give the pairwise fit).
+        ``Rankings`` from ``hr.rankings`` (Plackett–Luce; K = 2 rankings give the
+        pairwise fit): one solver for both, through ``model.family``.
       init: optional starting ``Params`` (required for ``method="alternating"``;
         ``newton`` starts cold from the homogeneous fit and, given ``init``, also runs
         from it and keeps the better of the two).
@@ -576,20 +425,8 @@ def fit(
         raise ValueError(
             "fit does not record paths; call hr.run_alternating(..., record=True)"
         )
-    from hetrlhf import plackett_luce  # here: a module-level import would be circular
-
-    if isinstance(data, plackett_luce.Rankings):
-        if method != "newton":
-            raise ValueError("rankings are fitted by method='newton' only")
-        return plackett_luce.fit_rankings(data, init, **options)
-    if not isinstance(data, Comparisons):
-        raise TypeError(
-            f"data must be hetrlhf.Comparisons (see hr.comparisons), got {type(data).__name__}"
-        )
-    traced = any(
-        isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((data, init))
-    )
-    if traced:  # inside the user's jit/vmap: stay a pure function
+    model.family(data)  # TypeError for anything but Comparisons / Rankings
+    if is_traced(data, init):  # inside the user's jit/vmap: stay a pure function
         solver = newton_fit if method == "newton" else run_alternating
         return solver(data, init, **options)
     # Eager call: compile the whole solver once per shape (cached by jax.jit).
@@ -629,3 +466,8 @@ def _warn_if_not_converged(result: FitResult, data: Comparisons) -> None:
     warnings.warn(
         f"hetrlhf.fit did not converge: {reason}", ConvergenceWarning, stacklevel=3
     )
+
+
+def fit_rankings(data, init: Params | None = None, **options) -> FitResult:
+    """``fit`` for K-wise ``Rankings`` (kept for the name; ``hr.fit`` takes both)."""
+    return fit(data, init, **options)

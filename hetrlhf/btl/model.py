@@ -10,17 +10,35 @@ covariates ψ(x_i) with known scale ψ0(x_i), and label y_i:
     L_n(θ, γ) = (1/n) Σ_i [softplus(η_i) − y_i η_i]
 
 All functions take ONE dataset; vmap over replicates at the call site.
+
+**The family interface.** Two data families share (θ, γ): pairwise ``Comparisons``
+(this module's likelihood) and K-wise ``Rankings`` (the Plackett–Luce likelihood of
+``hetrlhf.btl.plackett_luce``). Estimation and inference never ask which one they
+have: ``family(data)`` returns a ``Family`` of pure functions — prepare the arrays a
+fit reads on every pass, value/gradient/Hessian/expected information, per-observation
+log-likelihood, separation test, a new draw of the responses from the model — and
+``hetrlhf.btl.estimate``, ``inference`` and ``confidence`` are written once against it.
+This is the only place that dispatches on the data type.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
 
-from hetrlhf.types import Comparisons, Params
+from hetrlhf.btl import plackett_luce
+from hetrlhf.types import Comparisons, Params, Rankings, ravel_params, unravel_params
 
 __all__ = [
+    "Family",
+    "derivatives",
+    "expected_information",
+    "family",
     "homogeneous_params",
+    "is_separated",
     "log_likelihood",
     "logits",
     "loss",
@@ -87,3 +105,185 @@ def homogeneous_params(theta: jax.Array, k: int) -> Params:
 def num_params(data: Comparisons) -> int:
     """d + k, the number of free parameters (a Python int: shapes are static)."""
     return data.phi0.shape[-1] + data.psi.shape[-1]
+
+
+def expected_information(params: Params, data: Comparisons) -> jax.Array:
+    """(1/n) Σ p_i(1−p_i) g_i g_iᵀ, g_i = [σ_i·Δφ_i ; (θᵀΔφ_i)·ψ_i], shape [p, p]."""
+    sigma = rationality(params.gamma, data.psi, data.psi0)
+    r = reward(params.theta, data.dphi)
+    p = jax.nn.sigmoid(sigma * r)
+    g = jnp.concatenate([sigma[:, None] * data.dphi, r[:, None] * data.psi], axis=-1)
+    return jnp.einsum("i,ij,il->jl", p * (1 - p), g, g) / data.y.shape[-1]
+
+
+def is_separated(params: Params, data) -> jax.Array:
+    """[] bool: the fitted utilities reproduce every observation strictly.
+
+    Pairwise: every comparison is classified correctly by sign(η_i); rankings: every
+    ranking is reproduced by the order of its utilities. Then scaling θ by c → ∞
+    drives L_n to 0, so the MLE does not exist.
+    """
+    fam = family(data)
+    return fam.separated(ravel_params(params), fam.prepare(data))
+
+
+def _resample_labels(key, params: Params, data: Comparisons) -> Comparisons:
+    p = jax.nn.sigmoid(logits(params, data))
+    return data._replace(y=jax.random.bernoulli(key, p).astype(data.y.dtype))
+
+
+class _Prepared(NamedTuple):
+    """The arrays a fit reads on every pass (Δφ computed once)."""
+
+    dphi: jax.Array  # [n, d]
+    psi: jax.Array  # [n, k]
+    psi0: jax.Array  # [n]
+    y: jax.Array  # [n]
+
+
+def _prepare(data: Comparisons) -> _Prepared:
+    return _Prepared(dphi=data.dphi, psi=data.psi, psi0=data.psi0, y=data.y)
+
+
+def _derivatives(x: jax.Array, prep: _Prepared):
+    d = prep.dphi.shape[-1]
+    k = prep.psi.shape[-1]
+    n = prep.y.shape[-1]
+    theta, gamma = x[:d], x[d:]
+    r = prep.dphi @ theta
+    sigma = prep.psi0 + prep.psi @ gamma
+    eta = sigma * r
+    # One exp for the loss, the probability and the weight (stable for any |η|).
+    e = jnp.exp(-jnp.abs(eta))
+    value = jnp.mean(jnp.maximum(eta, 0) + jnp.log1p(e) - prep.y * eta)
+    p = jnp.where(eta >= 0, 1.0, e) / (1.0 + e)
+    resid = (p - prep.y) / n
+    w = e / ((1.0 + e) ** 2 * n)  # p(1 − p)/n
+    g = jnp.concatenate([sigma[:, None] * prep.dphi, r[:, None] * prep.psi], axis=-1)
+    grad = g.T @ resid
+    fisher = (g.T * w) @ g
+    cross = (prep.dphi.T * resid) @ prep.psi  # [d, k]
+    zeros_dd = jnp.zeros((d, d), x.dtype)
+    zeros_kk = jnp.zeros((k, k), x.dtype)
+    hess = fisher + jnp.block([[zeros_dd, cross], [cross.T, zeros_kk]])
+    return value, grad, hess, fisher
+
+
+def derivatives(x: jax.Array, data):
+    """Value, gradient, Hessian and expected information of L_n at x = (θ, γ).
+
+    Pairwise data, in closed form: with σ_i = ψ0_i + ψ_iᵀγ, r_i = θᵀΔφ_i, η_i = σ_i r_i, p_i = sigmoid(η_i) and
+    g_i = ∂η_i/∂(θ, γ) = [σ_i Δφ_i ; r_i ψ_i]:
+
+        ∇L_n = (1/n) Σ (p_i − y_i) g_i
+        F    = (1/n) Σ p_i(1 − p_i) g_i g_iᵀ                      (expected information)
+        ∇²L_n = F + [[0, C], [Cᵀ, 0]],  C = (1/n) Σ (p_i − y_i) Δφ_i ψ_iᵀ
+
+    (∂²η/∂θ∂γᵀ = Δφψᵀ; the θθ and γγ blocks of ∂²η vanish). Two matrix products
+    instead of an autodiff Hessian: this is the hot loop of every Monte Carlo study.
+    ``inference.fisher_information`` keeps the autodiff Hessian, and the tests check
+    the two agree (and agree with finite differences). Rankings:
+    ``plackett_luce.derivatives`` (autodiff).
+
+    Args:
+      x: [d + k] parameters.
+      data: one dataset, ``Comparisons`` or ``Rankings``.
+
+    Returns:
+      (value [], grad [p], hessian [p, p], fisher [p, p]).
+    """
+    fam = family(data)
+    return fam.derivatives(x, fam.prepare(data))
+
+
+def _separated_prepared(x: jax.Array, prep: _Prepared) -> jax.Array:
+    d = prep.dphi.shape[-1]
+    eta = (prep.psi0 + prep.psi @ x[d:]) * (prep.dphi @ x[:d])
+    return jnp.all((2.0 * prep.y - 1.0) * eta > 0)
+
+
+# --------------------------------------------------------------------------------------
+# The family interface.
+# --------------------------------------------------------------------------------------
+
+
+class Family(NamedTuple):
+    """What estimation and inference need to know about a data family.
+
+    Attributes:
+      name: "comparisons" or "rankings".
+      prepare: ``data -> prep``, the arrays a fit reads on every pass (e.g. Δφ once).
+      derivatives: ``(x [p], prep) -> (value, grad [p], hessian [p, p], fisher [p, p])``
+        of the mean loss L_n; ``prep._replace(psi=prep.psi[..., :0])`` is the
+        homogeneous (γ = 0) problem.
+      separated: ``(x [p], prep) -> [] bool``, the fitted utilities reproduce every
+        observation strictly (then no MLE exists).
+      loss: ``(params, data) -> []`` mean negative log-likelihood.
+      log_likelihood: ``(params, data) -> [n]`` per-observation log-likelihood.
+      expected_information: ``(params, data) -> [p, p]``.
+      resample: ``(key, params, data) -> data`` with responses redrawn from the model
+        at ``params`` (features and covariates kept): the parametric bootstrap.
+      dim: ``data -> d`` (a Python int).
+      num_obs: ``data -> n`` (a Python int).
+    """
+
+    name: str
+    prepare: Callable[[Any], Any]
+    derivatives: Callable
+    separated: Callable
+    loss: Callable
+    log_likelihood: Callable
+    expected_information: Callable
+    resample: Callable
+    dim: Callable[[Any], int]
+    num_obs: Callable[[Any], int]
+
+
+def _rankings_separated(x: jax.Array, data: Rankings) -> jax.Array:
+    return plackett_luce.is_separated(unravel_params(x, data.phi.shape[-1]), data)
+
+
+def _resample_orders(key, params: Params, data: Rankings) -> Rankings:
+    return data._replace(order=plackett_luce.simulate_orders(key, params, data))
+
+
+COMPARISONS = Family(
+    name="comparisons",
+    prepare=_prepare,
+    derivatives=_derivatives,
+    separated=_separated_prepared,
+    loss=loss,
+    log_likelihood=log_likelihood,
+    expected_information=expected_information,
+    resample=_resample_labels,
+    dim=lambda data: data.phi0.shape[-1],
+    num_obs=lambda data: data.y.shape[-1],
+)
+RANKINGS = Family(
+    name="rankings",
+    prepare=lambda data: data,
+    derivatives=plackett_luce.derivatives,
+    separated=_rankings_separated,
+    loss=plackett_luce.loss,
+    log_likelihood=plackett_luce.log_likelihood,
+    expected_information=plackett_luce.expected_information,
+    resample=_resample_orders,
+    dim=lambda data: data.phi.shape[-1],
+    num_obs=lambda data: data.phi.shape[-3],
+)
+
+
+def family(data) -> Family:
+    """The ``Family`` of ``data`` (``Comparisons`` or ``Rankings``).
+
+    Raises:
+      TypeError: any other type.
+    """
+    if isinstance(data, Comparisons):
+        return COMPARISONS
+    if isinstance(data, Rankings):
+        return RANKINGS
+    raise TypeError(
+        "data must be hetrlhf.Comparisons (hr.comparisons) or hetrlhf.Rankings "
+        f"(hr.rankings), got {type(data).__name__}"
+    )

@@ -32,8 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hetrlhf.inference import compare_estimates
+from hetrlhf.btl.inference import compare_estimates
 from hetrlhf.types import RewardComparison, RewardEstimate
+from hetrlhf.validation import check_alpha, check_estimate
 
 __all__ = [
     "METHODS",
@@ -155,14 +156,6 @@ def adjust_comparisons(
     )
 
 
-def _check_estimate(est, name="est"):
-    if not isinstance(est, RewardEstimate):
-        raise TypeError(
-            f"{name} must be a hetrlhf.RewardEstimate(mean, var), got "
-            f"{type(est).__name__}"
-        )
-
-
 def pairwise_comparisons(
     est: RewardEstimate, cov: jax.Array | None = None
 ) -> tuple[RewardComparison, np.ndarray, np.ndarray]:
@@ -178,7 +171,7 @@ def pairwise_comparisons(
       (``RewardComparison`` with fields [N(N−1)/2], first indices i, second indices
       j), in the order of ``numpy.triu_indices(N, 1)``; positive z means i > j.
     """
-    _check_estimate(est)
+    check_estimate(est)
     mean = jnp.asarray(est.mean)
     if mean.ndim != 1 or jnp.shape(est.var) != mean.shape:
         raise ValueError(
@@ -294,9 +287,8 @@ def rank_with_groups(
     Raises:
       ValueError: alpha outside (0, 1), N < 2, bad shapes, NaN, or negative variances.
     """
-    if not 0.0 < float(alpha) < 1.0:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-    _check_estimate(est)
+    check_alpha(alpha)
+    check_estimate(est)
     mean = np.asarray(est.mean, dtype=np.float64)
     var = np.asarray(est.var, dtype=np.float64)
     if mean.ndim != 1 or mean.shape[0] < 2:

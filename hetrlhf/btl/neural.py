@@ -7,7 +7,7 @@ feature network. It enters the heterogeneous Bradley–Terry likelihood of Liu, 
     P(y_i = 1) = sigmoid(σ_γ(x_i) · wᵀ(h(φ_i¹) − h(φ_i⁰))),  σ_γ(x) = ψ0(x) + γᵀψ(x)
 
 so with the features frozen, (w, γ) are exactly (θ, γ) of the linear model on the
-features h(φ): the last layer reuses ``hetrlhf.model`` and ``hr.fisher_information``
+features h(φ): the last layer reuses ``hetrlhf.btl.model`` and ``hr.fisher_information``
 unchanged (a ``Params(theta=w, gamma=γ)`` on a ``Comparisons`` of features h).
 A bias in the last layer would cancel in h(φ¹) − h(φ⁰), so there is none.
 
@@ -39,14 +39,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from hetrlhf import model
-from hetrlhf.estimate import ravel_params, unravel_params
-from hetrlhf.inference import (
-    condition_number,
-    default_max_condition,
-    fisher_information,
+from hetrlhf.btl import model
+from hetrlhf.btl.inference import fisher_information
+from hetrlhf.types import (
+    Comparisons,
+    Params,
+    RewardEstimate,
+    ravel_params,
+    unravel_params,
 )
-from hetrlhf.types import Comparisons, Params, RewardEstimate
+from hetrlhf.validation import condition_number, default_max_condition
 
 __all__ = [
     "FeatureMLP",

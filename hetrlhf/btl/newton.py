@@ -1,14 +1,24 @@
-"""A small damped Newton minimiser with optional fixed coordinates.
+"""The one Newton minimiser of hetrlhf: damped Newton / Fisher scoring with Armijo steps.
 
-Shared by the profile likelihood (``hetrlhf.small_sample``: one coordinate held fixed
-while the others are re-optimised) and the Plackett–Luce fit (``hetrlhf.plackett_luce``).
-The step is the one of ``hetrlhf.estimate``'s solver: the exact Hessian when its
-Cholesky factor exists, the expected information (positive semi-definite: Fisher
-scoring) otherwise, then the gradient; an Armijo backtracking line search makes every
-accepted step decrease the objective. Fixed coordinates are handled by a mask: their
-rows and columns of the Hessian are replaced by the identity and their gradient
-entries by 0, so the step leaves them where they are. The mask is an array, so a
-``vmap`` over "which coordinate is fixed" traces once.
+Used by every fit (pairwise and K-wise, ``hetrlhf.btl.estimate``) and by the
+constrained fits of the profile likelihood (``hetrlhf.btl.confidence``: one
+coordinate held fixed while the others are re-optimised).
+
+Each iteration solves H s = −∇f with the exact Hessian when its Cholesky factor exists
+(positive definite: quadratic convergence near the optimum), and otherwise with the
+expected information F (positive semi-definite: Fisher scoring, a descent direction in
+the indefinite region of the biconvex loss), else −∇f. An Armijo backtracking line
+search makes every accepted step decrease the objective (up to a rounding allowance).
+Fixed coordinates are handled by a mask: their rows and columns of H and F are
+replaced by those of the identity and their gradient entries by 0, so the step leaves
+them where they are. The mask is an array, so a ``vmap`` over "which coordinate is
+fixed" traces once.
+
+The line search is flattened into the main loop: one loop trip evaluates one trial
+point (value, gradient, Hessian in a single call of ``derivs``) and either accepts it
+or halves the step. Under ``vmap`` every replicate then costs one pass per trip,
+instead of every replicate paying for the worst line search of the batch at every
+iteration (a nested while loop).
 """
 
 from __future__ import annotations
@@ -19,22 +29,33 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["NewtonState", "direction", "minimize"]
+__all__ = ["NewtonState", "default_tol", "direction", "minimize"]
 
-# derivatives(x) -> (value [], grad [p], hessian [p, p], expected information [p, p])
+# derivs(x) -> (value [], grad [p], hessian [p, p], expected information [p, p])
 Derivatives = Callable[[jax.Array], tuple]
+
+# Rejected trial points after which the line search gives up (the step is then 2⁻⁴⁰).
+_MAX_HALVINGS = 40
+
+
+def default_tol(dtype) -> float:
+    """Gradient-norm tolerance ε^{2/3} of the dtype: ≈3.7e−11 (float64), ≈4.9e−5 (float32)."""
+    return float(jnp.finfo(dtype).eps) ** (2.0 / 3.0)
 
 
 class NewtonState(NamedTuple):
     """State (and result) of ``minimize``.
 
     Attributes:
-      x: [p] current point.
+      x: [p] current iterate.
       value: [] objective at x.
-      grad: [p] gradient at x, with fixed coordinates zeroed.
+      grad: [p] gradient at x (fixed coordinates zeroed).
       hess: [p, p] Hessian at x.
       fisher: [p, p] expected information at x.
-      count: [] int32 iterations done.
+      direction: [p] search direction from x.
+      step: [] step length t of the next trial point x + t·direction.
+      halvings: [] int32, rejected trials of the current iteration.
+      count: [] int32, accepted iterations (plus ``count0``).
       stalled: [] bool, the line search found no decrease along the last direction.
     """
 
@@ -43,6 +64,9 @@ class NewtonState(NamedTuple):
     grad: jax.Array
     hess: jax.Array
     fisher: jax.Array
+    direction: jax.Array
+    step: jax.Array
+    halvings: jax.Array
     count: jax.Array
     stalled: jax.Array
 
@@ -69,14 +93,6 @@ def direction(grad: jax.Array, hess: jax.Array, fisher: jax.Array) -> jax.Array:
     return jnp.where(jnp.all(jnp.isfinite(step)), step, -grad)
 
 
-def _masked(derivs: Derivatives, free: jax.Array):
-    def fn(x):
-        value, grad, hess, fisher = derivs(x)
-        return value, jnp.where(free, grad, 0.0), hess, fisher
-
-    return fn
-
-
 def _reduce(matrix: jax.Array, free: jax.Array) -> jax.Array:
     """Rows/columns of fixed coordinates replaced by those of the identity."""
     both = free[:, None] & free[None, :]
@@ -87,52 +103,83 @@ def minimize(
     derivs: Derivatives,
     x0: jax.Array,
     *,
-    free: jax.Array | None = None,
     tol,
     max_steps: int = 100,
+    free: jax.Array | None = None,
+    count0: jax.Array | None = None,
 ) -> NewtonState:
     """Minimises a smooth objective over the free coordinates of x (pure, traceable).
 
+    Stops when ‖∇f‖₂ (free coordinates) ≤ tol, after ``max_steps`` accepted
+    iterations, or when 40 halvings of the step find no decrease.
+
     Args:
-      derivs: ``x -> (value, grad, hessian, expected_information)`` for one dataset.
+      derivs: ``x -> (value, grad, hessian, expected_information)``.
       x0: [p] start; fixed coordinates keep their values from it.
-      free: [p] bool mask of the coordinates to optimise (default: all).
-      tol: stop when the Euclidean norm of the free gradient is ≤ tol.
+      tol: gradient-norm tolerance.
       max_steps: iteration cap (static).
+      free: optional [p] bool mask of the coordinates to optimise (default: all).
+      count0: optional [] int32 count to start from (phases of one fit add up).
 
     Returns:
-      ``NewtonState`` at the last iterate (``grad`` is the free gradient).
+      ``NewtonState`` at the last iterate.
     """
-    free = jnp.ones(x0.shape, bool) if free is None else free
-    fn = _masked(derivs, free)
-    state0 = NewtonState(x0, *fn(x0), jnp.zeros((), jnp.int32), jnp.array(False))
+    if free is None:
+        fn, find = derivs, direction
+    else:
+
+        def fn(x):
+            value, grad, hess, fisher = derivs(x)
+            return value, jnp.where(free, grad, 0.0), hess, fisher
+
+        def find(grad, hess, fisher):
+            step = direction(grad, _reduce(hess, free), _reduce(fisher, free))
+            return jnp.where(free, step, 0.0)
+
+    count0 = jnp.zeros((), jnp.int32) if count0 is None else count0
+    value, grad, hess, fisher = fn(x0)
+    one = jnp.ones_like(value)
+    zero = jnp.zeros((), jnp.int32)
+    state0 = NewtonState(
+        x0,
+        value,
+        grad,
+        hess,
+        fisher,
+        find(grad, hess, fisher),
+        one,
+        zero,
+        count0,
+        jnp.array(False),
+    )
+    limit = count0 + max_steps
 
     def cond(s):
-        return (jnp.linalg.norm(s.grad) > tol) & (s.count < max_steps) & ~s.stalled
+        return (jnp.linalg.norm(s.grad) > tol) & (s.count < limit) & ~s.stalled
 
     def body(s):
-        step = direction(s.grad, _reduce(s.hess, free), _reduce(s.fisher, free))
-        step = jnp.where(free, step, 0.0)
-        slope = s.grad @ step
-        # Rounding allowance as in hetrlhf.estimate: at the floating-point floor of the
-        # objective a decrease can no longer be seen.
+        x_trial = s.x + s.step * s.direction
+        trial = fn(x_trial)
+        # Armijo with a rounding allowance: at the floating-point floor of f a
+        # decrease can no longer be seen, and without the allowance the line search
+        # would shrink exact Newton steps and turn quadratic convergence into a crawl.
         allowance = 8 * jnp.finfo(s.value.dtype).eps * jnp.abs(s.value)
-
-        def insufficient(c):
-            t, trial, i = c
-            return ~(trial[0] <= s.value + 1e-4 * t * slope + allowance) & (i < 40)
-
-        def halve(c):
-            t, _, i = c
-            t = 0.5 * t
-            return t, fn(s.x + t * step), i + 1
-
-        one = jnp.ones_like(s.value)
-        t, trial, _ = jax.lax.while_loop(insufficient, halve, (one, fn(s.x + step), 0))
-        accepted = ~insufficient((t, trial, 0))
-        new = NewtonState(s.x + t * step, *trial, s.count + 1, ~accepted)
-        return jax.tree.map(lambda a, b: jnp.where(accepted, a, b), new, s)._replace(
-            count=s.count + 1, stalled=~accepted
+        slope = s.grad @ s.direction  # < 0
+        accepted = trial[0] <= s.value + 1e-4 * s.step * slope + allowance
+        moved = NewtonState(
+            x_trial,
+            *trial,
+            find(*trial[1:]),
+            one,
+            zero,
+            s.count + 1,
+            s.stalled,
         )
+        halved = s._replace(
+            step=0.5 * s.step,
+            halvings=s.halvings + 1,
+            stalled=s.halvings + 1 >= _MAX_HALVINGS,
+        )
+        return jax.tree.map(lambda a, b: jnp.where(accepted, a, b), moved, halved)
 
     return jax.lax.while_loop(cond, body, state0)

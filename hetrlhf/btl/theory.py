@@ -27,6 +27,8 @@ import numpy as np
 from jax.scipy.stats import norm
 from scipy import stats
 
+from hetrlhf.validation import check_alpha, is_traced
+
 __all__ = [
     "binomial_band",
     "iteration_matrix",
@@ -36,10 +38,6 @@ __all__ = [
     "spectral_radius",
     "theorem6_bound",
 ]
-
-
-def _concrete(*xs) -> bool:
-    return not any(isinstance(x, jax.core.Tracer) for x in xs)
 
 
 def profiled_information(info: jax.Array, d: int) -> jax.Array:
@@ -68,7 +66,7 @@ def profiled_information(info: jax.Array, d: int) -> jax.Array:
     a, b, c = info[:d, :d], info[:d, d:], info[d:, d:]
     if c.shape[0] == 0:
         return a
-    if _concrete(c) and not bool(jnp.all(jnp.linalg.eigvalsh(c) > 0)):
+    if not is_traced(c) and not bool(jnp.all(jnp.linalg.eigvalsh(c) > 0)):
         raise ValueError("info: the γγ block I_γγ is not positive definite")
     solved = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(c), b.T)
     schur = a - b @ solved
@@ -107,12 +105,11 @@ def theorem6_bound(
             f"phi_star_mean must have shape [d], got {jnp.shape(phi_star_mean)}"
         )
     d = phi_star_mean.shape[0]
-    if _concrete(n) and not float(n) > 0:
+    if not is_traced(n) and not float(n) > 0:
         raise ValueError(f"n must be > 0, got {n}")
-    if _concrete(alpha) and not 0.0 < float(alpha) < 1.0:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    check_alpha(alpha)
     tilde = profiled_information(info, d)
-    if _concrete(tilde) and not bool(jnp.all(jnp.linalg.eigvalsh(tilde) > 0)):
+    if not is_traced(tilde) and not bool(jnp.all(jnp.linalg.eigvalsh(tilde) > 0)):
         raise ValueError("info: the profiled information Ĩ is not positive definite")
     v = phi_star_mean.astype(tilde.dtype)
     quad = v @ jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(tilde), v)

@@ -32,8 +32,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from hetrlhf.estimate import derivatives, ravel_params
-from hetrlhf.types import Comparisons, Params
+from hetrlhf.btl.model import derivatives
+from hetrlhf.types import Comparisons, Params, ravel_params
 from hetrlhf.validation import default_float_dtype
 
 __all__ = [

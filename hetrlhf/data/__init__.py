@@ -1,0 +1,55 @@
+"""Data in and out of the model: ``simulate`` (designs with known truth), ``loaders``
+(real preference files: JSONL, PandaLM, Tülu; records → ``Comparisons``) and
+``features`` (hashed n-grams, sentence embeddings, projections).
+
+The names of ``loaders`` are re-exported here, so ``hr.data.load_pandalm`` (the path of
+release 0.1, when ``hetrlhf.data`` was the loaders module) keeps working.
+"""
+
+from hetrlhf.data import features, loaders, simulate
+from hetrlhf.data.loaders import (
+    FIELDS,
+    PANDALM_HUMAN_FIELDS,
+    PANDALM_JUDGE_FIELDS,
+    TULU1_FIELDS,
+    Levels,
+    LoadSummary,
+    PreferenceRecord,
+    TextIndex,
+    covariate_matrix,
+    fit_levels,
+    labels,
+    load_jsonl,
+    load_pandalm,
+    load_tulu1,
+    merge_summaries,
+    one_hot,
+    split_by_prompt,
+    to_comparisons,
+    unique_texts,
+)
+
+__all__ = [
+    "FIELDS",
+    "PANDALM_HUMAN_FIELDS",
+    "PANDALM_JUDGE_FIELDS",
+    "TULU1_FIELDS",
+    "Levels",
+    "LoadSummary",
+    "PreferenceRecord",
+    "TextIndex",
+    "covariate_matrix",
+    "features",
+    "fit_levels",
+    "labels",
+    "load_jsonl",
+    "load_pandalm",
+    "load_tulu1",
+    "loaders",
+    "merge_summaries",
+    "one_hot",
+    "simulate",
+    "split_by_prompt",
+    "to_comparisons",
+    "unique_texts",
+]
