@@ -35,6 +35,12 @@ class Comparisons(NamedTuple):
       y: [n] labels in {0, 1}; 1 means a¹ was preferred.
       psi: [n, k] annotator covariates ψ(x_i) (k = 0 for the homogeneous model).
       psi0: [n] known scale ψ0(x_i), not identically zero.
+      weight: optional [n] non-negative frequency weights w_i (None: every row
+        counts once). Row i then stands for w_i identical comparisons: the loss is
+        Σ w_i ℓ_i / Σ w_i and the sample size Σ w_i, so U unique rows with their
+        counts give exactly the fit, information and sandwich of the raw rows (an
+        arena of K items has at most K(K−1) ordered pairs). A row with w_i = 0
+        contributes nothing (masking, resamples, splits).
     """
 
     phi0: jax.Array
@@ -42,6 +48,7 @@ class Comparisons(NamedTuple):
     y: jax.Array
     psi: jax.Array
     psi0: jax.Array
+    weight: jax.Array | None = None
 
     @property
     def dphi(self) -> jax.Array:

@@ -170,7 +170,9 @@ def covariates(psi, psi0, n: int) -> tuple[np.ndarray, np.ndarray]:
     return psi, psi0
 
 
-def comparisons(phi0, phi1, y, psi=None, psi0=None, *, dtype=None) -> Comparisons:
+def comparisons(
+    phi0, phi1, y, psi=None, psi0=None, *, weight=None, dtype=None
+) -> Comparisons:
     """Validates pairwise comparisons and returns them as a pytree of jnp arrays.
 
     Model (Liu, Lu & Sun 2025): P(y_i = 1) = sigmoid(σ_γ(x_i) · θᵀ(φ_i¹ − φ_i⁰)),
@@ -184,6 +186,9 @@ def comparisons(phi0, phi1, y, psi=None, psi0=None, *, dtype=None) -> Comparison
       psi0: [n] known scale ψ0(x_i), or None for ψ0 ≡ 1. Must not be identically 0
         and must not lie in the span of the columns of ``psi`` (otherwise the scale of
         θ is not identified).
+      weight: optional [n] non-negative frequency weights (row i stands for w_i
+        identical comparisons; see ``Comparisons.weight``), not all 0; None: each row
+        counts once.
       dtype: float dtype of the result; defaults to JAX's default float dtype
         (float64 when ``jax_enable_x64`` is on — recommended for inference on CPU).
 
@@ -193,7 +198,8 @@ def comparisons(phi0, phi1, y, psi=None, psi0=None, *, dtype=None) -> Comparison
     Raises:
       TypeError: non-numeric input.
       ValueError: wrong shapes, n = 0, NaN/inf, labels outside {0, 1}, ψ0 ≡ 0,
-        ψ0 in the span of ψ, or Δφ without full column rank (e.g. a feature that
+        ψ0 in the span of ψ, negative or all-zero weights, or Δφ without full column
+        rank on the rows of positive weight (e.g. a feature that
         depends only on the prompt, or an intercept, cancels in Δφ).
     """
     phi0 = _as_float_array("phi0", phi0, 2)
@@ -220,6 +226,17 @@ def comparisons(phi0, phi1, y, psi=None, psi0=None, *, dtype=None) -> Comparison
 
     psi, psi0 = covariates(psi, psi0, n)
     dphi = phi1 - phi0
+    if weight is not None:
+        weight = _as_float_array("weight", weight, 1)
+        if weight.shape != (n,):
+            raise ValueError(f"weight must have shape [n] = ({n},), got {weight.shape}")
+        if np.any(weight < 0):
+            raise ValueError(
+                f"weight must be >= 0; found {int(np.sum(weight < 0))} negative value(s)"
+            )
+        if not np.any(weight > 0):
+            raise ValueError("weight is 0 on every row: there is nothing to fit")
+        dphi = dphi[weight > 0]
     rank = _column_rank(dphi)
     if rank < d:
         raise ValueError(
@@ -243,6 +260,7 @@ def comparisons(phi0, phi1, y, psi=None, psi0=None, *, dtype=None) -> Comparison
         y=jnp.asarray(y, dtype),
         psi=jnp.asarray(psi, dtype),
         psi0=jnp.asarray(psi0, dtype),
+        weight=None if weight is None else jnp.asarray(weight, dtype),
     )
 
 

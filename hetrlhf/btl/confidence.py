@@ -604,11 +604,18 @@ def _sandwich(params: Params, data, cluster, num_clusters, max_condition):
     # Forward mode: p passes give the [n, p] per-observation scores (reverse mode
     # would build an [n, n] cotangent basis).
     scores = jax.jacfwd(lambda v: family.log_likelihood(unravel_params(v, d), data))(x)
+    weight = family.weight(data)
     if cluster is not None:
         if num_clusters is None:
             raise ValueError("num_clusters is required when cluster is given")
+        if weight is not None:  # a weighted row is w_i rows of one cluster
+            scores = weight[:, None] * scores
         scores = jax.ops.segment_sum(scores, cluster, num_clusters)
-    meat = scores.T @ scores / n
+        meat = scores.T @ scores / n
+    elif weight is None:
+        meat = scores.T @ scores / n
+    else:  # w_i identical rows, each its own cluster: Σ w_i s_i s_iᵀ
+        meat = (scores.T * weight) @ scores / n
     chol = jax.scipy.linalg.cho_factor(hess, lower=True)
     bread = jax.scipy.linalg.cho_solve(chol, jnp.eye(x.shape[-1], dtype=x.dtype))
     cov = bread @ meat @ bread / n
@@ -634,6 +641,8 @@ def sandwich_covariance(
     this is the Wald covariance; under misspecification (e.g. a rationality that is
     not linear in ψ) only this one is consistent for the covariance of θ̂ around its
     limit, the KL projection. Rows with Δφ = 0 contribute nothing (usable as padding).
+    Weighted comparisons (``Comparisons.weight``): row i counts as w_i identical rows
+    (of one cluster when ``cluster`` is given), so the result equals the raw rows'.
 
     Args:
       params: the MLE.

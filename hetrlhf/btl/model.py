@@ -93,8 +93,11 @@ def log_likelihood(params: Params, data: Comparisons) -> jax.Array:
 
 
 def loss(params: Params, data: Comparisons) -> jax.Array:
-    """Mean negative log-likelihood L_n(θ, γ), shape []."""
-    return -jnp.mean(log_likelihood(params, data))
+    """Mean negative log-likelihood L_n(θ, γ), shape [] (weighted: Σ wℓ / Σ w)."""
+    if data.weight is None:
+        return -jnp.mean(log_likelihood(params, data))
+    w = data.weight
+    return -jnp.sum(w * log_likelihood(params, data)) / jnp.sum(w)
 
 
 def homogeneous_params(theta: jax.Array, k: int) -> Params:
@@ -113,7 +116,10 @@ def expected_information(params: Params, data: Comparisons) -> jax.Array:
     r = reward(params.theta, data.dphi)
     p = jax.nn.sigmoid(sigma * r)
     g = jnp.concatenate([sigma[:, None] * data.dphi, r[:, None] * data.psi], axis=-1)
-    return jnp.einsum("i,ij,il->jl", p * (1 - p), g, g) / data.y.shape[-1]
+    if data.weight is None:
+        return jnp.einsum("i,ij,il->jl", p * (1 - p), g, g) / data.y.shape[-1]
+    w = data.weight
+    return jnp.einsum("i,ij,il->jl", w * p * (1 - p), g, g) / jnp.sum(w)
 
 
 def is_separated(params: Params, data) -> jax.Array:
@@ -128,6 +134,12 @@ def is_separated(params: Params, data) -> jax.Array:
 
 
 def _resample_labels(key, params: Params, data: Comparisons) -> Comparisons:
+    if data.weight is not None:
+        raise ValueError(
+            "the parametric bootstrap redraws every comparison's label; a weighted row "
+            "stands for several comparisons that would need different labels: expand "
+            "the rows (or resample the weights: a case bootstrap) instead"
+        )
     p = jax.nn.sigmoid(logits(params, data))
     return data._replace(y=jax.random.bernoulli(key, p).astype(data.y.dtype))
 
@@ -139,10 +151,11 @@ class _Prepared(NamedTuple):
     psi: jax.Array  # [n, k]
     psi0: jax.Array  # [n]
     y: jax.Array  # [n]
+    weight: jax.Array | None  # [n] or None
 
 
 def _prepare(data: Comparisons) -> _Prepared:
-    return _Prepared(dphi=data.dphi, psi=data.psi, psi0=data.psi0, y=data.y)
+    return _Prepared(data.dphi, data.psi, data.psi0, data.y, data.weight)
 
 
 def _derivatives(x: jax.Array, prep: _Prepared):
@@ -155,10 +168,17 @@ def _derivatives(x: jax.Array, prep: _Prepared):
     eta = sigma * r
     # One exp for the loss, the probability and the weight (stable for any |η|).
     e = jnp.exp(-jnp.abs(eta))
-    value = jnp.mean(jnp.maximum(eta, 0) + jnp.log1p(e) - prep.y * eta)
+    nll = jnp.maximum(eta, 0) + jnp.log1p(e) - prep.y * eta
     p = jnp.where(eta >= 0, 1.0, e) / (1.0 + e)
-    resid = (p - prep.y) / n
-    w = e / ((1.0 + e) ** 2 * n)  # p(1 − p)/n
+    if prep.weight is None:
+        value = jnp.mean(nll)
+        resid = (p - prep.y) / n
+        w = e / ((1.0 + e) ** 2 * n)  # p(1 − p)/n
+    else:  # frequency weights: Σ c_i (·) / Σ c_i
+        total = jnp.sum(prep.weight)
+        value = jnp.sum(prep.weight * nll) / total
+        resid = prep.weight * (p - prep.y) / total
+        w = prep.weight * e / ((1.0 + e) ** 2 * total)
     g = jnp.concatenate([sigma[:, None] * prep.dphi, r[:, None] * prep.psi], axis=-1)
     grad = g.T @ resid
     fisher = (g.T * w) @ g
@@ -199,7 +219,10 @@ def derivatives(x: jax.Array, data):
 def _separated_prepared(x: jax.Array, prep: _Prepared) -> jax.Array:
     d = prep.dphi.shape[-1]
     eta = (prep.psi0 + prep.psi @ x[d:]) * (prep.dphi @ x[:d])
-    return jnp.all((2.0 * prep.y - 1.0) * eta > 0)
+    correct = (2.0 * prep.y - 1.0) * eta > 0
+    if prep.weight is not None:
+        correct = correct | (prep.weight == 0)  # rows of weight 0 are absent
+    return jnp.all(correct)
 
 
 # --------------------------------------------------------------------------------------
@@ -223,8 +246,10 @@ class Family(NamedTuple):
       expected_information: ``(params, data) -> [p, p]``.
       resample: ``(key, params, data) -> data`` with responses redrawn from the model
         at ``params`` (features and covariates kept): the parametric bootstrap.
+      weight: ``data -> [n] frequency weights or None`` (every row counts once).
       dim: ``data -> d`` (a Python int).
-      num_obs: ``data -> n`` (a Python int).
+      num_obs: ``data -> n``, the sample size: a Python int, or the traced Σ w_i of
+        weighted data.
     """
 
     name: str
@@ -235,8 +260,13 @@ class Family(NamedTuple):
     log_likelihood: Callable
     expected_information: Callable
     resample: Callable
+    weight: Callable
     dim: Callable[[Any], int]
     num_obs: Callable[[Any], int]
+
+
+def _num_comparisons(data: Comparisons):
+    return data.y.shape[-1] if data.weight is None else jnp.sum(data.weight)
 
 
 def _rankings_separated(x: jax.Array, data: Rankings) -> jax.Array:
@@ -256,8 +286,9 @@ COMPARISONS = Family(
     log_likelihood=log_likelihood,
     expected_information=expected_information,
     resample=_resample_labels,
+    weight=lambda data: data.weight,
     dim=lambda data: data.phi0.shape[-1],
-    num_obs=lambda data: data.y.shape[-1],
+    num_obs=_num_comparisons,
 )
 RANKINGS = Family(
     name="rankings",
@@ -268,6 +299,7 @@ RANKINGS = Family(
     log_likelihood=plackett_luce.log_likelihood,
     expected_information=plackett_luce.expected_information,
     resample=_resample_orders,
+    weight=lambda data: None,
     dim=lambda data: data.phi.shape[-1],
     num_obs=lambda data: data.phi.shape[-3],
 )

@@ -1,0 +1,146 @@
+"""Frequency weights: U unique rows with counts are exactly the n raw rows.
+
+References: the same comparisons written out row by row (an independent data path
+through hr.fit), statsmodels' GLM with ``freq_weights`` for the homogeneous model, and
+statsmodels' cluster-robust covariance of the expanded rows.
+"""
+
+import jax
+import numpy as np
+import pytest
+import statsmodels.api as sm
+
+import hetrlhf as hr
+from hetrlhf.types import ravel_params
+
+
+def _unique_and_expanded(seed=0, num_items=5, n=600, k=2):
+    """Arena-style rows: one-hot items (last pinned at 0), few annotator types."""
+    rng = np.random.default_rng(seed)
+    strength = np.r_[rng.normal(size=num_items - 1), 0.0]
+    a = rng.integers(0, num_items, n)
+    b = (a + rng.integers(1, num_items, n)) % num_items
+    kind = rng.integers(0, k + 1, n)  # annotator type 0 is the reference
+    psi = np.eye(k + 1)[kind][:, 1:]
+    sigma = 1.0 + psi @ np.array([0.8, -0.5])[:k]
+    eye = np.eye(num_items)[:, :-1]
+    phi0, phi1 = eye[a], eye[b]
+    p = 1 / (1 + np.exp(-sigma * ((phi1 - phi0) @ strength[:-1])))
+    y = (rng.uniform(size=n) < p).astype(float)
+    rows = np.column_stack([a, b, kind, y])
+    uniq, inverse, counts = np.unique(
+        rows, axis=0, return_inverse=True, return_counts=True
+    )
+    ua, ub, ukind, uy = uniq.T.astype(int)
+    upsi = np.eye(k + 1)[ukind][:, 1:]
+    unique = hr.comparisons(eye[ua], eye[ub], uy, upsi, weight=counts)
+    expanded = hr.comparisons(phi0, phi1, y, psi)
+    return unique, expanded, inverse.ravel(), rows
+
+
+def test_weighted_fit_intervals_and_sandwich_equal_the_raw_rows():
+    unique, expanded, _, _ = _unique_and_expanded()
+    assert unique.num_comparisons < expanded.num_comparisons / 5
+    fu, fe = hr.fit(unique), hr.fit(expanded)
+    assert bool(fu.converged) and bool(fe.converged)
+    np.testing.assert_allclose(
+        ravel_params(fu.params), ravel_params(fe.params), rtol=1e-9, atol=1e-10
+    )
+    np.testing.assert_allclose(fu.loss, fe.loss, rtol=1e-12)
+    for method in ("wald", "sandwich", "profile"):
+        cu = hr.confidence_intervals(fu.params, unique, method=method)
+        ce = hr.confidence_intervals(fe.params, expanded, method=method)
+        for field in ("se", "lower", "upper"):
+            np.testing.assert_allclose(
+                ravel_params(getattr(cu, field)),
+                ravel_params(getattr(ce, field)),
+                rtol=1e-7,
+                err_msg=f"{method} {field}",
+            )
+    np.testing.assert_allclose(
+        hr.fisher_information(fu.params, unique, kind="expected"),
+        hr.fisher_information(fe.params, expanded, kind="expected"),
+        rtol=1e-8,
+    )
+
+
+def test_weighted_homogeneous_fit_matches_statsmodels_freq_weights():
+    unique, _, _, _ = _unique_and_expanded(seed=1, k=0)
+    res = hr.fit(unique)
+    ci = hr.confidence_intervals(res.params, unique)
+    glm = sm.GLM(
+        np.asarray(unique.y),
+        np.asarray(unique.dphi),
+        family=sm.families.Binomial(),
+        freq_weights=np.asarray(unique.weight),
+    ).fit(tol=1e-12)
+    np.testing.assert_allclose(res.params.theta, glm.params, rtol=1e-7)
+    np.testing.assert_allclose(ci.se.theta, glm.bse, rtol=1e-6)
+
+
+def test_weighted_cluster_sandwich_matches_statsmodels_on_raw_rows():
+    unique, expanded, inverse, rows = _unique_and_expanded(seed=2, k=0)
+    # Cluster = the first item of the pair; constant within each unique row.
+    cluster_raw = rows[:, 0].astype(int)
+    cluster_unique = np.zeros(unique.num_comparisons, int)
+    cluster_unique[inverse] = cluster_raw
+    res = hr.fit(unique)
+    cov = hr.sandwich_covariance(
+        res.params, unique, cluster_unique, num_clusters=int(cluster_raw.max()) + 1
+    )
+    logit = sm.Logit(np.asarray(expanded.y), np.asarray(expanded.dphi)).fit(
+        disp=0,
+        cov_type="cluster",
+        cov_kwds={"groups": cluster_raw, "use_correction": False},
+    )
+    np.testing.assert_allclose(res.params.theta, logit.params, rtol=1e-7)
+    np.testing.assert_allclose(cov, logit.cov_params(), rtol=1e-6)
+
+
+def test_zero_weight_rows_are_absent_and_resampled_weights_vmap():
+    unique, _, _, _ = _unique_and_expanded(seed=3)
+    keep = np.asarray(unique.weight) > 0
+    masked = unique._replace(weight=unique.weight.at[0].set(0.0))
+    dropped = hr.comparisons(
+        unique.phi0[1:],
+        unique.phi1[1:],
+        unique.y[1:],
+        unique.psi[1:],
+        weight=unique.weight[1:],
+    )
+    assert keep.all()
+    np.testing.assert_allclose(
+        ravel_params(hr.fit(masked).params),
+        ravel_params(hr.fit(dropped).params),
+        rtol=1e-9,
+    )
+    # A case bootstrap is a batch of multinomial weight vectors: one vmapped fit.
+    n = int(np.sum(unique.weight))
+    p = np.asarray(unique.weight) / n
+    counts = jax.random.multinomial(jax.random.key(0), n, p, shape=(4, p.size))
+    fits = jax.jit(jax.vmap(lambda w: hr.fit(unique._replace(weight=w))))(
+        counts.astype(unique.y.dtype)
+    )
+    assert bool(np.all(fits.converged))
+    eager = hr.fit(unique._replace(weight=counts[2].astype(unique.y.dtype)))
+    np.testing.assert_allclose(
+        ravel_params(fits.params)[2], ravel_params(eager.params), rtol=1e-9
+    )
+
+
+def test_bad_weights_are_named():
+    unique, _, _, _ = _unique_and_expanded(seed=4)
+    args = (unique.phi0, unique.phi1, unique.y, unique.psi)
+    with pytest.raises(ValueError, match="weight must be >= 0"):
+        hr.comparisons(*args, weight=-np.asarray(unique.weight))
+    with pytest.raises(ValueError, match="weight is 0 on every row"):
+        hr.comparisons(*args, weight=np.zeros(unique.num_comparisons))
+    with pytest.raises(ValueError, match="weight must have shape"):
+        hr.comparisons(*args, weight=np.ones(3))
+    with pytest.raises(ValueError, match="parametric bootstrap"):
+        hr.confidence_intervals(
+            hr.fit(unique).params,
+            unique,
+            method="bootstrap",
+            key=jax.random.key(0),
+        )
