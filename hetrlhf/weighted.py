@@ -38,6 +38,7 @@ __all__ = [
     "derivatives",
     "diagnose",
     "fit",
+    "fit_diagnosed",
     "log_likelihood",
     "sandwich_covariance",
 ]
@@ -96,8 +97,18 @@ def fit(
     *,
     tol=None,
     max_steps: int = 100,
-    start_tol=1e-2,
 ) -> FitResult:
+    """MLE of (θ, γ) from unique rows and counts (see ``fit_diagnosed``)."""
+    return fit_diagnosed(data, count, tol=tol, max_steps=max_steps)[0]
+
+
+def fit_diagnosed(
+    data: Comparisons,
+    count: jax.Array,
+    *,
+    tol=None,
+    max_steps: int = 100,
+) -> tuple[FitResult, Diagnostics]:
     """MLE of (θ, γ) from unique rows and counts (pure; jit/vmap at the call site).
 
     The phases of ``hetrlhf.estimate.newton_fit``: the convex homogeneous fit (γ held
@@ -111,11 +122,10 @@ def fit(
       count: [U] counts (zeros allowed).
       tol: tolerance on ‖∇L_n‖₂ (default ``estimate.default_tol``).
       max_steps: Newton iterations per phase (static).
-      start_tol: tolerance of the homogeneous phase (it only has to find the basin).
 
     Returns:
-      ``FitResult(params, converged, num_steps, grad_norm, loss)`` with ``loss`` the
-      mean loss −Σ c ℓ / Σ c.
+      (``FitResult(params, converged, num_steps, grad_norm, loss)`` with ``loss`` the
+      mean loss −Σ c ℓ / Σ c, ``Diagnostics`` at the estimate).
     """
     d, k = _dims(data)
     dtype = data.y.dtype
@@ -126,28 +136,21 @@ def fit(
 
     x0 = jnp.zeros((d + k,), dtype)
     theta_only = jnp.arange(d + k) < d
-    hom = newton.minimize(
-        derivs, x0, free=theta_only, tol=start_tol, max_steps=max_steps
-    )
-    if k:
-        # The homogeneous phase stops loosely; polish it so the LR test and the
-        # "no worse than homogeneous" check compare two converged fits.
-        hom = newton.minimize(
-            derivs, hom.x, free=theta_only, tol=tol, max_steps=max_steps
-        )
-        joint = newton.minimize(derivs, hom.x, tol=tol, max_steps=max_steps)
-    else:
-        joint = newton.minimize(derivs, hom.x, tol=tol, max_steps=max_steps)
+    # Phase 1 runs to the full tolerance: it is the homogeneous MLE of the LR test and
+    # of the "no worse than homogeneous" check (and the whole fit when k = 0).
+    hom = newton.minimize(derivs, x0, free=theta_only, tol=tol, max_steps=max_steps)
+    joint = newton.minimize(derivs, hom.x, tol=tol, max_steps=max_steps) if k else hom
     diag = diagnose(unravel_params(joint.x, d), data, count, tol=tol)
     slack = 10 * jnp.finfo(dtype).eps * (1 + jnp.abs(hom.value))
     ok = diag.ok & (joint.value <= hom.value + slack)
-    return FitResult(
+    result = FitResult(
         unravel_params(joint.x, d),
         ok,
-        hom.count + joint.count,
+        hom.count + joint.count if k else hom.count,
         diag.grad_norm,
         joint.value,
     )
+    return result, diag
 
 
 class Diagnostics(NamedTuple):
