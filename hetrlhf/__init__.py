@@ -7,6 +7,7 @@ fine for the point estimates and on accelerators (tolerances follow the dtype).
 """
 
 from hetrlhf import (
+    analysis,
     bayes,
     calibration,
     checkpoint,
@@ -21,9 +22,13 @@ from hetrlhf import (
     plackett_luce,
     policy,
     ppo,
+    preferences,
+    report_files,
     simulate,
     small_sample,
+    weighted,
 )
+from hetrlhf.analysis import PreferenceReport, report
 from hetrlhf.ensemble import ensemble_reward, train_ensemble
 from hetrlhf.estimate import ConvergenceWarning, alternating_gd, fit, run_alternating
 from hetrlhf.inference import (
@@ -40,6 +45,8 @@ from hetrlhf.inference import (
 from hetrlhf.intervals import interval_rewards
 from hetrlhf.multitest import adjust_comparisons, adjust_pvalues, rank_with_groups
 from hetrlhf.plackett_luce import Rankings, fit_rankings, rankings
+from hetrlhf.preferences import Preferences, load_preferences
+from hetrlhf.report_files import write_report
 from hetrlhf.selection import best_of_n, lower_confidence_bound, pessimistic_best_of_n
 from hetrlhf.types import (
     Comparisons,
@@ -59,12 +66,15 @@ __all__ = [
     "FitResult",
     "Intervals",
     "Params",
+    "PreferenceReport",
+    "Preferences",
     "Rankings",
     "RewardComparison",
     "RewardEstimate",
     "adjust_comparisons",
     "adjust_pvalues",
     "alternating_gd",
+    "analysis",
     "bayes",
     "best_of_n",
     "calibration",
@@ -84,6 +94,7 @@ __all__ = [
     "fit_rankings",
     "interval_rewards",
     "intervals",
+    "load_preferences",
     "lower_confidence_bound",
     "model",
     "multitest",
@@ -93,8 +104,11 @@ __all__ = [
     "plackett_luce",
     "policy",
     "ppo",
+    "preferences",
     "rank_with_groups",
     "rankings",
+    "report",
+    "report_files",
     "reward_interval",
     "run_alternating",
     "sandwich_covariance",
@@ -102,4 +116,6 @@ __all__ = [
     "small_sample",
     "standard_errors",
     "train_ensemble",
+    "weighted",
+    "write_report",
 ]
