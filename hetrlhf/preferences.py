@@ -129,9 +129,13 @@ def read_table(path: str) -> tuple[list[dict[str, Any]], list[str], list[BadReco
       ValueError: an unknown extension, or an empty file.
     """
     source = os.fspath(path)
+    ext = os.path.splitext(source)[1].lower()
+    if ext not in (".csv", ".jsonl", ".ndjson", ".parquet"):
+        raise ValueError(
+            f"{source}: unknown file type {ext!r}; use .csv, .jsonl or .parquet"
+        )
     if not os.path.exists(source):
         raise FileNotFoundError(f"{source}: no such file")
-    ext = os.path.splitext(source)[1].lower()
     rows: list[dict[str, Any]] = []
     where: list[str] = []
     bad: list[BadRecord] = []
@@ -177,16 +181,12 @@ def read_table(path: str) -> tuple[list[dict[str, Any]], list[str], list[BadReco
                     continue
                 rows.append(row)
                 where.append(f"line {number}")
-    elif ext == ".parquet":
+    else:  # .parquet
         import pandas as pd
 
         frame = pd.read_parquet(source)
         rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
         where = [f"row {i}" for i in range(1, len(rows) + 1)]
-    else:
-        raise ValueError(
-            f"{source}: unknown file type {ext!r}; use .csv, .jsonl or .parquet"
-        )
     if not rows and not bad:
         raise ValueError(f"{source}: no records")
     return rows, where, bad
