@@ -199,7 +199,42 @@ def _homogeneous(data: Comparisons) -> Comparisons:
     return data._replace(psi=data.psi[:, :0])
 
 
-def _fit_checked(data: Comparisons, count, what: str) -> FitSummary:
+# |η| beyond which a fitted probability is 1 to within 1e−13: such comparisons mark a
+# quasi-separated design whose estimates ran off towards infinity (statsmodels warns
+# likewise about "possibly complete quasi-separation").
+_MAX_LOGIT = 30.0
+
+
+def _check_separation(params, data, count, names, what: str) -> None:
+    """Refuses a fit whose σ of some level, or some comparison, has no finite MLE."""
+    used = np.asarray(count) > 0
+    sign = 2.0 * np.asarray(data.y) - 1.0
+    r = np.asarray(model.reward(params.theta, data.dphi))
+    psi = np.asarray(data.psi)
+    for j, name in enumerate(names):
+        rows = used & (psi[:, j] != 0)
+        if not np.all(np.isin(psi[:, j], (0.0, 1.0))) or not rows.any():
+            continue
+        agree = sign[rows] * r[rows]
+        if np.all(agree > 0) or np.all(agree < 0):
+            side = "agree with" if np.all(agree > 0) else "contradict"
+            raise FitFailure(
+                f"{what}: the σ of {name!r} has no finite estimate: all "
+                f"{int(np.asarray(count)[rows].sum())} of its comparisons {side} the "
+                "fitted rewards (separable data within its rows); pool it with the "
+                "reference (--pool-rare) or add comparisons"
+            )
+    eta = np.asarray(model.logits(params, data))
+    extreme = used & (np.abs(eta) > _MAX_LOGIT)
+    if extreme.any():
+        raise FitFailure(
+            f"{what}: quasi-separation: {int(np.asarray(count)[extreme].sum())} "
+            "comparison(s) are predicted with probability 1 (|η| > 30): the estimates "
+            "ran off towards infinity; add comparisons or use fewer features"
+        )
+
+
+def _fit_checked(data: Comparisons, count, what: str, names=()) -> FitSummary:
     """Fits and refuses, with the cause, anything that is not a usable MLE."""
     count = jnp.asarray(count, data.y.dtype)
     res, diag = _program("fit")(data, count)
@@ -224,6 +259,7 @@ def _fit_checked(data: Comparisons, count, what: str) -> FitSummary:
             f"{float(diag.grad_norm):.3g} after {int(res.num_steps)} Newton steps, "
             "or a worse point than the homogeneous fit)"
         )
+    _check_separation(res.params, data, count, names, what)
     n = float(jnp.sum(count))
     return FitSummary(
         params=res.params,
@@ -449,7 +485,9 @@ def _held_out(prefs, fraction, seed):
     data = prefs.data
     fits = {"homogeneous": _fit_checked(_homogeneous(data), train, "held-out split")}
     if data.psi.shape[-1]:
-        fits["heterogeneous"] = _fit_checked(data, train, "held-out split")
+        fits["heterogeneous"] = _fit_checked(
+            data, train, "held-out split", prefs.rationality_names
+        )
     ll, acc = {}, {}
     for name, fit in fits.items():
         cmp = data if name == "heterogeneous" else _homogeneous(data)
@@ -513,7 +551,11 @@ def report(
     data = prefs.data
     k = data.psi.shape[-1]
     hom = _fit_checked(_homogeneous(data), prefs.count, "homogeneous fit")
-    het = _fit_checked(data, prefs.count, "heterogeneous fit") if k else hom
+    het = (
+        _fit_checked(data, prefs.count, "heterogeneous fit", prefs.rationality_names)
+        if k
+        else hom
+    )
     lr = None
     if k:
         stat = max(2.0 * (het.log_likelihood - hom.log_likelihood), 0.0)
