@@ -65,13 +65,17 @@ class FitFailure(ValueError):
 
 
 class FitSummary(NamedTuple):
-    """One fitted model. ``log_likelihood`` is Σ ℓ over the comparisons fitted."""
+    """One fitted model: ``log_likelihood`` is Σ ℓ over the comparisons fitted;
+    ``covariance`` the Wald covariance (inverse observed information of the sum),
+    ``sandwich`` the sandwich covariance (clustered when the data are)."""
 
     params: Params
     log_likelihood: float
     num_steps: int
     grad_norm: float
     condition_number: float
+    covariance: np.ndarray
+    sandwich: np.ndarray
 
 
 class LRTest(NamedTuple):
@@ -185,11 +189,7 @@ class PreferenceReport(NamedTuple):
 def _program(kind: str):
     """One jitted program per kind; cached so repeated reports compile once."""
     if kind == "fit":
-        return jax.jit(weighted.fit_diagnosed)
-    if kind == "sandwich":
-        return jax.jit(weighted.sandwich_covariance, static_argnames="num_clusters")
-    if kind == "covariance":
-        return jax.jit(weighted.covariance)
+        return jax.jit(weighted.fit_with_covariances, static_argnames="num_clusters")
     if kind == "refits":
         return jax.jit(jax.vmap(weighted.fit, in_axes=(None, 0)))
     raise ValueError(kind)
@@ -234,10 +234,21 @@ def _check_separation(params, data, count, names, what: str) -> None:
         )
 
 
-def _fit_checked(data: Comparisons, count, what: str, names=()) -> FitSummary:
+def _fit_checked(
+    data: Comparisons, count, what: str, names=(), prefs: Preferences | None = None
+) -> FitSummary:
     """Fits and refuses, with the cause, anything that is not a usable MLE."""
     count = jnp.asarray(count, data.y.dtype)
-    res, diag = _program("fit")(data, count)
+    cluster = None
+    if prefs is not None and prefs.cluster is not None:
+        cluster = jnp.asarray(prefs.cluster)
+    out = _program("fit")(
+        data,
+        count,
+        cluster,
+        num_clusters=None if cluster is None else prefs.num_clusters,
+    )
+    res, diag = out.result, out.diagnostics
     max_cond = default_max_condition(data.y.dtype)
     cond = float(diag.condition_number)
     if bool(diag.separated):
@@ -260,13 +271,14 @@ def _fit_checked(data: Comparisons, count, what: str, names=()) -> FitSummary:
             "or a worse point than the homogeneous fit)"
         )
     _check_separation(res.params, data, count, names, what)
-    n = float(jnp.sum(count))
     return FitSummary(
         params=res.params,
-        log_likelihood=-float(res.loss) * n,
+        log_likelihood=-float(res.loss) * float(jnp.sum(count)),
         num_steps=int(res.num_steps),
         grad_norm=float(diag.grad_norm),
         condition_number=cond,
+        covariance=np.asarray(out.covariance),
+        sandwich=np.asarray(out.sandwich),
     )
 
 
@@ -314,25 +326,14 @@ def _bootstrap(prefs, num_bootstrap, seed, progress, chunk=50):
 
 def _intervals(prefs, fit, method, alpha, num_bootstrap, seed, progress):
     """(lower [p], upper [p], covariance [p, p], bootstrap failures or None)."""
-    data = prefs.data
-    count = jnp.asarray(prefs.count, data.y.dtype)
     x = np.asarray(ravel_params(fit.params))
     z = scipy.stats.norm.ppf(1.0 - alpha / 2.0)
-    wald = np.asarray(_program("covariance")(fit.params, data, count))
+    wald = fit.covariance
     failed = None
     if method == "wald":
         cov = wald
     elif method == "sandwich":
-        cluster = None if prefs.cluster is None else jnp.asarray(prefs.cluster)
-        cov = np.asarray(
-            _program("sandwich")(
-                fit.params,
-                data,
-                count,
-                cluster,
-                num_clusters=prefs.num_clusters or None,
-            )
-        )
+        cov = fit.sandwich
     elif method == "profile":
         ci = confidence_intervals(fit.params, _expand(prefs), alpha, method="profile")
         lower = np.asarray(ravel_params(ci.lower))
@@ -550,9 +551,11 @@ def report(
     )
     data = prefs.data
     k = data.psi.shape[-1]
-    hom = _fit_checked(_homogeneous(data), prefs.count, "homogeneous fit")
+    hom = _fit_checked(_homogeneous(data), prefs.count, "homogeneous fit", (), prefs)
     het = (
-        _fit_checked(data, prefs.count, "heterogeneous fit", prefs.rationality_names)
+        _fit_checked(
+            data, prefs.count, "heterogeneous fit", prefs.rationality_names, prefs
+        )
         if k
         else hom
     )

@@ -33,12 +33,14 @@ from hetrlhf.types import Comparisons, FitResult, Params
 
 __all__ = [
     "Diagnostics",
+    "WeightedFit",
     "bootstrap_counts",
     "covariance",
     "derivatives",
     "diagnose",
     "fit",
     "fit_diagnosed",
+    "fit_with_covariances",
     "log_likelihood",
     "sandwich_covariance",
 ]
@@ -140,7 +142,11 @@ def fit_diagnosed(
     # of the "no worse than homogeneous" check (and the whole fit when k = 0).
     hom = newton.minimize(derivs, x0, free=theta_only, tol=tol, max_steps=max_steps)
     joint = newton.minimize(derivs, hom.x, tol=tol, max_steps=max_steps) if k else hom
-    diag = diagnose(unravel_params(joint.x, d), data, count, tol=tol)
+    # The last Newton state holds the gradient and Hessian at the estimate (all
+    # coordinates free in the last phase), so the diagnosis needs no new pass.
+    diag = _diagnose(
+        unravel_params(joint.x, d), data, count, joint.grad, joint.hess, tol
+    )
     slack = 10 * jnp.finfo(dtype).eps * (1 + jnp.abs(hom.value))
     ok = diag.ok & (joint.value <= hom.value + slack)
     result = FitResult(
@@ -164,6 +170,8 @@ class Diagnostics(NamedTuple):
       separated: [] bool, every row with a positive count is classified correctly by
         sign(η): the likelihood keeps rising along c·θ, no MLE exists.
       condition_number: [] of the Hessian (inf when not positive definite).
+      information: [p, p] the observed information per comparison, ∇²L_n (so the
+        Wald covariance is its inverse divided by n = Σ c).
     """
 
     ok: jax.Array
@@ -172,12 +180,17 @@ class Diagnostics(NamedTuple):
     positive_definite: jax.Array
     separated: jax.Array
     condition_number: jax.Array
+    information: jax.Array
 
 
 def diagnose(params: Params, data: Comparisons, count: jax.Array, *, tol=None):
     """The checks behind ``fit``'s ``converged`` flag, each reported (traceable)."""
-    tol = default_tol(data.y.dtype) if tol is None else tol
     _, grad, hess, _ = derivatives(ravel_params(params), data, count)
+    return _diagnose(params, data, count, grad, hess, tol)
+
+
+def _diagnose(params, data, count, grad, hess, tol) -> Diagnostics:
+    tol = default_tol(data.y.dtype) if tol is None else tol
     lam = jnp.linalg.eigvalsh(hess)
     positive_definite = lam[0] > 100 * jnp.finfo(lam.dtype).eps * jnp.abs(lam[-1])
     margin = (2.0 * data.y - 1.0) * model.logits(params, data)
@@ -186,7 +199,7 @@ def diagnose(params: Params, data: Comparisons, count: jax.Array, *, tol=None):
     small = grad_norm <= tol
     cond = jnp.where(lam[0] > 0, lam[-1] / jnp.where(lam[0] > 0, lam[0], 1.0), jnp.inf)
     ok = small & positive_definite & ~separated & jnp.isfinite(grad_norm)
-    return Diagnostics(ok, grad_norm, small, positive_definite, separated, cond)
+    return Diagnostics(ok, grad_norm, small, positive_definite, separated, cond, hess)
 
 
 def _inverse(matrix: jax.Array) -> jax.Array:
@@ -217,6 +230,7 @@ def sandwich_covariance(
     cluster: jax.Array | None = None,
     *,
     num_clusters: int | None = None,
+    bread: jax.Array | None = None,
 ) -> jax.Array:
     """Sandwich covariance H⁻¹ B H⁻¹ of the raw rows, shape [p, p] (CR0 / HC0).
 
@@ -231,6 +245,8 @@ def sandwich_covariance(
       params, data, count: the fit, its U unique rows and their counts.
       cluster: optional [U] int cluster ids in [0, num_clusters).
       num_clusters: number of clusters (static; required with ``cluster``).
+      bread: optional precomputed H⁻¹ (the Wald covariance ``covariance``), e.g.
+        from ``Diagnostics.information``.
 
     Returns:
       [p, p] covariance, θ block first.
@@ -245,7 +261,8 @@ def sandwich_covariance(
             raise ValueError("num_clusters is required when cluster is given")
         summed = jax.ops.segment_sum(count[:, None] * scores, cluster, num_clusters)
         meat = summed.T @ summed
-    bread = covariance(params, data, count)
+    if bread is None:
+        bread = covariance(params, data, count)
     cov = bread @ meat @ bread
     return 0.5 * (cov + cov.T)
 
@@ -295,3 +312,42 @@ def bootstrap_counts(
         dtype=count.dtype,
     )
     return times[:, cluster] * count
+
+
+class WeightedFit(NamedTuple):
+    """A fit with its diagnostics and both covariances (``fit_with_covariances``).
+
+    Attributes:
+      result: ``FitResult``.
+      diagnostics: ``Diagnostics`` at the estimate.
+      covariance: [p, p] Wald covariance (NaN if the information is singular).
+      sandwich: [p, p] sandwich covariance (clustered when ``cluster`` is given).
+    """
+
+    result: FitResult
+    diagnostics: Diagnostics
+    covariance: jax.Array
+    sandwich: jax.Array
+
+
+def fit_with_covariances(
+    data: Comparisons,
+    count: jax.Array,
+    cluster: jax.Array | None = None,
+    *,
+    num_clusters: int | None = None,
+    tol=None,
+    max_steps: int = 100,
+) -> WeightedFit:
+    """``fit_diagnosed``, then the Wald and sandwich covariances, in one program.
+
+    The Wald covariance is the inverse of the information the last Newton step
+    already holds (no new pass), so one ``jax.jit`` of this function compiles the
+    whole "fit + intervals" pipeline once.
+    """
+    result, diag = fit_diagnosed(data, count, tol=tol, max_steps=max_steps)
+    bread = _inverse(diag.information * jnp.sum(count))
+    sandwich = sandwich_covariance(
+        result.params, data, count, cluster, num_clusters=num_clusters, bread=bread
+    )
+    return WeightedFit(result, diag, bread, sandwich)
