@@ -191,7 +191,7 @@ def _program(kind: str):
     if kind == "fit":
         return jax.jit(weighted.fit_with_covariances, static_argnames="num_clusters")
     if kind == "refits":
-        return jax.jit(jax.vmap(weighted.fit, in_axes=(None, 0)))
+        return jax.jit(jax.vmap(weighted.fit, in_axes=(None, 0, None)))
     raise ValueError(kind)
 
 
@@ -291,7 +291,7 @@ def _expand(prefs: Preferences) -> Comparisons:
 # ------------------------------------------------------------------ intervals ------
 
 
-def _bootstrap(prefs, num_bootstrap, seed, progress, chunk=50):
+def _bootstrap(prefs, fit, num_bootstrap, seed, progress, chunk=50):
     """Percentile intervals and covariance from B vmapped refits of resampled counts."""
     data = prefs.data
     count = jnp.asarray(prefs.count, data.y.dtype)
@@ -312,7 +312,8 @@ def _bootstrap(prefs, num_bootstrap, seed, progress, chunk=50):
         disable=not progress,
         leave=False,
     ):
-        res = refits(data, counts[start : start + chunk])
+        # Each refit starts from the full-data estimate (fewer Newton steps).
+        res = refits(data, counts[start : start + chunk], fit.params)
         draws.append(np.asarray(ravel_params(res.params)))
         ok.append(np.asarray(res.converged))
     draws, ok = np.concatenate(draws), np.concatenate(ok)
@@ -340,7 +341,7 @@ def _intervals(prefs, fit, method, alpha, num_bootstrap, seed, progress):
         upper = np.asarray(ravel_params(ci.upper))
         return lower, upper, wald, None
     elif method == "bootstrap":
-        draws, failed = _bootstrap(prefs, num_bootstrap, seed, progress)
+        draws, failed = _bootstrap(prefs, fit, num_bootstrap, seed, progress)
         lower = np.quantile(draws, alpha / 2.0, axis=0)
         upper = np.quantile(draws, 1.0 - alpha / 2.0, axis=0)
         return lower, upper, np.cov(draws, rowvar=False).reshape(len(x), len(x)), failed

@@ -101,8 +101,7 @@ def _defaults(args) -> tuple[str, str]:
 
     features, rationality = args.features, args.rationality
     if features is None or rationality is None:
-        rows, _, _ = read_table(args.file)
-        columns = set().union(*(r.keys() for r in rows)) if rows else set()
+        columns = set(read_table(args.file)[0])
         if features is None:
             features = "items" if {"model_a", "model_b"} <= columns else "text"
         if rationality is None:

@@ -42,6 +42,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
 import scipy.sparse.csgraph
@@ -49,7 +50,7 @@ import scipy.sparse.csgraph
 from hetrlhf import data as D
 from hetrlhf import features as F
 from hetrlhf.types import Comparisons
-from hetrlhf.validation import comparisons
+from hetrlhf.validation import comparisons, default_float_dtype
 
 __all__ = [
     "WINNERS",
@@ -111,18 +112,22 @@ class PreferenceFileError(ValueError):
         )
 
 
-def read_table(path: str) -> tuple[list[dict[str, Any]], list[str], list[BadRecord]]:
-    """Reads a CSV, JSON Lines or Parquet file into rows.
+def read_table(
+    path: str,
+) -> tuple[dict[str, np.ndarray], list[str], list[BadRecord]]:
+    """Reads a CSV, JSON Lines or Parquet file into columns.
 
-    CSV values are strings (an empty cell is missing); JSON Lines and Parquet keep their
-    types (null / NaN is missing).
+    CSV values are strings (an empty cell is missing, None); JSON Lines and Parquet
+    keep their types (null / NaN is missing; a key absent from a JSON object is None).
 
     Args:
       path: a ``.csv``, ``.jsonl`` (or ``.ndjson``) or ``.parquet`` file.
 
     Returns:
-      (rows, where, bad): one dict per record, its location ("line N" / "row N"), and
-      the records that could not even be parsed (bad JSON, not an object).
+      (columns, where, bad): column name -> [m] object array over the m records that
+      could be parsed, each record's location ("line N": its first line; "row N"), and
+      the records that could not (a CSV row with the wrong number of cells, bad JSON,
+      not an object).
 
     Raises:
       FileNotFoundError: no such file.
@@ -136,31 +141,36 @@ def read_table(path: str) -> tuple[list[dict[str, Any]], list[str], list[BadReco
         )
     if not os.path.exists(source):
         raise FileNotFoundError(f"{source}: no such file")
-    rows: list[dict[str, Any]] = []
-    where: list[str] = []
+    where: list = []
     bad: list[BadRecord] = []
     if ext == ".csv":
+        rows: list = []
         with open(source, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
+            reader = csv.reader(f)
+            header = next(reader, None) or []
+            width = len(header)
             line = reader.line_num + 1
-            for row in reader:
-                if None in row:
+            for cells in reader:
+                if cells and len(cells) != width:
+                    problem = "more" if len(cells) > width else "fewer"
                     bad.append(
                         BadRecord(
-                            source, f"line {line}", "-", "more cells than columns"
+                            source, f"line {line}", "-", f"{problem} cells than columns"
                         )
                     )
-                elif any(v is None for v in row.values()):
-                    bad.append(
-                        BadRecord(
-                            source, f"line {line}", "-", "fewer cells than columns"
-                        )
-                    )
-                else:
-                    rows.append({k: (v if v != "" else None) for k, v in row.items()})
-                    where.append(f"line {line}")
+                elif cells:  # (a blank line has no cells)
+                    rows.append(cells)
+                    where.append(line)
                 line = reader.line_num + 1
+        where = [f"line {w}" for w in where]
+        columns = {}
+        for name, values in zip(header, zip(*rows) if rows else [()] * width):
+            column = np.empty(len(rows), dtype=object)
+            column[:] = values
+            column[column == ""] = None
+            columns[name] = column
     elif ext in (".jsonl", ".ndjson"):
+        records = []
         with open(source, encoding="utf-8") as f:
             for number, text in enumerate(f, start=1):
                 if not text.strip():
@@ -179,17 +189,24 @@ def read_table(path: str) -> tuple[list[dict[str, Any]], list[str], list[BadReco
                         BadRecord(source, f"line {number}", "-", "not a JSON object")
                     )
                     continue
-                rows.append(row)
+                records.append(row)
                 where.append(f"line {number}")
+        names = dict.fromkeys(k for r in records for k in r)
+        columns = {}
+        for name in names:
+            column = np.empty(len(records), dtype=object)
+            column[:] = [r.get(name) for r in records]
+            columns[name] = column
     else:  # .parquet
         import pandas as pd
 
         frame = pd.read_parquet(source)
-        rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
-        where = [f"row {i}" for i in range(1, len(rows) + 1)]
-    if not rows and not bad:
+        frame = frame.astype(object).where(frame.notna(), None)
+        columns = {name: frame[name].to_numpy(dtype=object) for name in frame.columns}
+        where = [f"row {i}" for i in range(1, len(frame) + 1)]
+    if not where and not bad:
         raise ValueError(f"{source}: no records")
-    return rows, where, bad
+    return columns, where, bad
 
 
 class PreferenceSummary(NamedTuple):
@@ -272,12 +289,14 @@ def _show(value: Any) -> str:
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    return value is None or (type(value) is float and math.isnan(value))
 
 
 def _name(row: dict, field: str) -> str:
     """An id (item, annotator, cluster): a non-empty string or an integer."""
     value = row.get(field)
+    if type(value) is str and value.strip():  # the common case, first
+        return value.strip()
     if _missing(value) or (isinstance(value, str) and not value.strip()):
         raise _FieldError(field, "is missing")
     if isinstance(value, bool) or not isinstance(value, (str, int, np.integer)):
@@ -394,6 +413,168 @@ def _require_columns(source, columns, needed, purpose):
         )
 
 
+class _Spec(NamedTuple):
+    """What ``load_preferences`` reads from each record."""
+
+    mode: str
+    feature_columns: tuple[str, ...]
+    has_winner: bool
+    has_label: bool
+    annotator: bool
+    covariates: tuple[str, ...]
+    numeric: dict[str, bool]
+    cluster_by: str | None
+
+
+def _parse_row(row: dict, spec: _Spec) -> dict[str, Any]:
+    """One record, field by field: the reference parser (its errors name the field)."""
+    record: dict[str, Any] = {"y": _outcome(row, spec.has_winner, spec.has_label)}
+    if spec.mode == "items":
+        a, b = _name(row, "model_a"), _name(row, "model_b")
+        if a == b:
+            raise _FieldError("model_b", f"is the same item as model_a ({a!r})")
+        record["a"], record["b"] = a, b
+    if spec.mode == "text" or spec.cluster_by == "prompt":
+        record["prompt"] = _text(row, "prompt", empty_ok=False)
+    if spec.mode == "text":
+        record["a"] = _text(row, "response_a", empty_ok=True)
+        record["b"] = _text(row, "response_b", empty_ok=True)
+    if spec.mode == "columns":
+        record["a"] = tuple(_number(row, f"{c}_a") for c in spec.feature_columns)
+        record["b"] = tuple(_number(row, f"{c}_b") for c in spec.feature_columns)
+    if spec.annotator:
+        record["annotator"] = _name(row, "annotator")
+    for c in spec.covariates:
+        record[c] = _number(row, c) if spec.numeric[c] else _name(row, c)
+    if spec.cluster_by is not None and spec.cluster_by != "prompt":
+        record["cluster"] = _name(row, spec.cluster_by)
+    return record
+
+
+def _fast_names(column) -> tuple[list, np.ndarray]:
+    values = [v.strip() if type(v) is str else "" for v in column]
+    return values, np.array([bool(v) for v in values], dtype=bool)
+
+
+def _to_float(value) -> float:
+    if type(value) is float or type(value) is int:
+        return float(value)
+    if type(value) is str:
+        try:
+            return float(value)
+        except ValueError:
+            return math.nan
+    return math.nan
+
+
+def _fast_numbers(column) -> tuple[np.ndarray, np.ndarray]:
+    values = np.array([_to_float(v) for v in column], dtype=np.float64)
+    return values, np.isfinite(values)
+
+
+def _fast_label(value) -> int:
+    if type(value) is str:
+        return {"0": 0, "1": 1}.get(value, -1)
+    if (type(value) is int or type(value) is float) and value in (0, 1):
+        return int(value)
+    return -1
+
+
+def _vector_parse(table, spec: _Spec, size: int) -> tuple[np.ndarray, dict]:
+    """The common, clean records parsed column by column (a fast path).
+
+    A record is marked clean only when every field is in the plainest valid form
+    (e.g. a non-empty string name, a winner spelled as in ``WINNERS``); every other
+    record goes to ``_parse_row``, which accepts it or says what is wrong, so the
+    two paths cannot disagree on what is valid.
+
+    Returns:
+      (clean [m] bool, field -> [m] values, meaningful where clean).
+    """
+    ok = np.ones(size, dtype=bool)
+    out: dict[str, Any] = {}
+    y = None
+    if spec.has_winner:
+        keys = [v.strip().lower() if type(v) is str else None for v in table["winner"]]
+        y = [WINNERS.get(k, -1) if k is not None else -1 for k in keys]
+        ok &= np.array([v != -1 for v in y], dtype=bool)
+    if spec.has_label:
+        labels = [_fast_label(v) for v in table["label"]]
+        if y is None:
+            y = labels
+            ok &= np.array([v != -1 for v in labels], dtype=bool)
+        else:  # a tie needs no label; otherwise both must be given and agree
+            ok &= np.array(
+                [w is None or w == v for w, v in zip(y, labels, strict=True)],
+                dtype=bool,
+            )
+    out["y"] = y
+    if spec.mode == "items":
+        out["a"], ok_a = _fast_names(table["model_a"])
+        out["b"], ok_b = _fast_names(table["model_b"])
+        ok &= (
+            ok_a
+            & ok_b
+            & np.array(
+                [a != b for a, b in zip(out["a"], out["b"], strict=True)], dtype=bool
+            )
+        )
+    if spec.mode == "text" or spec.cluster_by == "prompt":
+        out["prompt"] = list(table["prompt"])
+        ok &= np.array([type(v) is str and v != "" for v in out["prompt"]], bool)
+    if spec.mode == "text":
+        for side in "ab":
+            out[side] = list(table[f"response_{side}"])
+            ok &= np.array([type(v) is str for v in out[side]], dtype=bool)
+    if spec.mode == "columns":
+        for side in "ab":
+            blocks = [_fast_numbers(table[f"{c}_{side}"]) for c in spec.feature_columns]
+            out[side] = list(map(tuple, np.stack([b[0] for b in blocks], axis=1)))
+            for _, good in blocks:
+                ok &= good
+    names = ["annotator"] if spec.annotator else []
+    names += [c for c in spec.covariates if not spec.numeric[c]]
+    if spec.cluster_by is not None and spec.cluster_by != "prompt":
+        out["cluster"], good = _fast_names(table[spec.cluster_by])
+        ok &= good
+    for c in names:
+        out[c], good = _fast_names(table[c])
+        ok &= good
+    for c in spec.covariates:
+        if spec.numeric[c]:
+            values, good = _fast_numbers(table[c])
+            out[c] = values.tolist()
+            ok &= good
+    return ok, out
+
+
+def _parse_records(table, where, bad, spec: _Spec, source: str):
+    """(records kept in file order, number of ties, item names of unused records)."""
+    size = len(where)
+    clean, fast = _vector_parse(table, spec, size)
+    fields = list(fast)
+    kept: list[dict[str, Any]] = []
+    unused: set = set()  # item names seen in ties and unusable records
+    num_ties = 0
+    item_columns = [table[c] for c in _ITEM_COLUMNS if c in table]
+    for i in range(size):
+        if clean[i]:
+            record = {f: fast[f][i] for f in fields}
+        else:
+            try:
+                record = _parse_row({k: v[i] for k, v in table.items()}, spec)
+            except _FieldError as exc:
+                bad.append(BadRecord(source, where[i], exc.field, str(exc)))
+                unused.update(column[i] for column in item_columns)
+                continue
+        if record["y"] is None:
+            num_ties += 1
+            unused.update(column[i] for column in item_columns)
+            continue
+        kept.append(record)
+    return kept, num_ties, unused
+
+
 def load_preferences(
     path: str,
     *,
@@ -439,9 +620,9 @@ def load_preferences(
     """
     mode, feature_columns = _parse_features(features)
     kind, covariate_columns = _parse_rationality(rationality)
-    rows, where, bad = read_table(path)
+    table, where, bad = read_table(path)
     source = os.fspath(path)
-    columns = set().union(*(r.keys() for r in rows)) if rows else set()
+    columns = set(table)
 
     needed = list(_ITEM_COLUMNS if mode == "items" else ())
     if mode == "text":
@@ -463,45 +644,23 @@ def load_preferences(
     cluster_by = None if cluster == "none" else cluster
     if cluster_by is not None:
         _require_columns(source, columns, [cluster_by], f"cluster={cluster!r}")
-    numeric = {c: _mostly_numeric([r.get(c) for r in rows]) for c in covariate_columns}
-
-    kept: list[dict[str, Any]] = []
-    num_ties = 0
-    for row, loc in zip(rows, where, strict=True):
-        try:
-            y = _outcome(row, has_winner, has_label)
-            record: dict[str, Any] = {"y": y}
-            if mode == "items":
-                a, b = _name(row, "model_a"), _name(row, "model_b")
-                if a == b:
-                    raise _FieldError("model_b", f"is the same item as model_a ({a!r})")
-                record["a"], record["b"] = a, b
-            if mode == "text" or cluster_by == "prompt":
-                record["prompt"] = _text(row, "prompt", empty_ok=False)
-            if mode == "text":
-                record["a"] = _text(row, "response_a", empty_ok=True)
-                record["b"] = _text(row, "response_b", empty_ok=True)
-            if mode == "columns":
-                record["a"] = tuple(_number(row, f"{c}_a") for c in feature_columns)
-                record["b"] = tuple(_number(row, f"{c}_b") for c in feature_columns)
-            if "annotator" in columns:
-                record["annotator"] = _name(row, "annotator")
-            for c in covariate_columns:
-                record[c] = _number(row, c) if numeric[c] else _name(row, c)
-            if cluster_by is not None and cluster_by != "prompt":
-                record["cluster"] = _name(row, cluster_by)
-        except _FieldError as exc:
-            bad.append(BadRecord(source, loc, exc.field, str(exc)))
-            continue
-        if y is None:
-            num_ties += 1
-            continue
-        kept.append(record)
+    spec = _Spec(
+        mode=mode,
+        feature_columns=feature_columns,
+        has_winner=has_winner,
+        has_label=has_label,
+        annotator="annotator" in columns,
+        covariates=covariate_columns,
+        numeric={c: _mostly_numeric(table[c]) for c in covariate_columns},
+        cluster_by=cluster_by,
+    )
+    numeric = spec.numeric
+    kept, num_ties, unused = _parse_records(table, where, bad, spec, source)
     if bad and not skip_bad:
         raise PreferenceFileError(bad)
     if not kept:
         raise ValueError(
-            f"{source}: no comparison left ({len(rows) + len(bad)} records, {num_ties} "
+            f"{source}: no comparison left ({len(where) + len(bad)} records, {num_ties} "
             f"ties, {len(bad)} unusable)"
         )
     if cluster_by == "prompt":
@@ -511,7 +670,9 @@ def load_preferences(
     y = np.array([r["y"] for r in kept], dtype=np.int64)
     items = item_ref = pair_codes = None
     if mode == "items":
-        items, item_ref, code0, code1 = _encode_items(kept, y, reference, source, rows)
+        items, item_ref, code0, code1 = _encode_items(
+            kept, y, reference, source, unused
+        )
         phi_table = np.eye(len(items))[
             :, [i for i, v in enumerate(items) if v != item_ref]
         ]
@@ -532,8 +693,11 @@ def load_preferences(
     psi, rationality_names, ann_ref = _encode_rationality(
         kept, kind, covariate_columns, numeric, annotator_reference, pool_rare
     )
-    psi_table, psi_code = np.unique(psi, axis=0, return_inverse=True)
-    psi_code = psi_code.reshape(-1)
+    if psi.shape[1]:
+        psi_table, psi_code = np.unique(psi, axis=0, return_inverse=True)
+        psi_code = psi_code.reshape(-1)
+    else:
+        psi_table, psi_code = np.zeros((1, 0)), np.zeros(len(kept), dtype=np.int64)
     if cluster_by is not None:
         cluster_names, row_cluster = np.unique(
             np.array([str(r["cluster"]) for r in kept]), return_inverse=True
@@ -550,17 +714,38 @@ def load_preferences(
     keys = [lo, hi, psi_code, y_canon]
     if row_cluster is not None:
         keys.append(row_cluster)
-    unique, row_index, count = np.unique(
-        np.stack(keys, axis=1), axis=0, return_inverse=True, return_counts=True
-    )
+    # One integer per (pair, ψ, label, cluster) class: a 1-D unique (fast) instead of
+    # a unique over rows; the structured fallback for spaces beyond int64.
+    dims = [int(k.max()) + 1 for k in keys]
+    if math.prod(dims) < 2**62:
+        flat = np.ravel_multi_index(keys, dims)
+        classes, row_index, count = np.unique(
+            flat, return_inverse=True, return_counts=True
+        )
+        unique = np.stack(np.unravel_index(classes, dims), axis=1)
+    else:
+        unique, row_index, count = np.unique(
+            np.stack(keys, axis=1), axis=0, return_inverse=True, return_counts=True
+        )
     row_index = row_index.reshape(-1)
-    data = comparisons(
+    arrays = (
         phi_table[unique[:, 0]],
         phi_table[unique[:, 1]],
         unique[:, 3].astype(np.float64),
-        psi=psi_table[unique[:, 2]],
-        dtype=dtype,
+        psi_table[unique[:, 2]],
     )
+    if mode == "items":
+        # Identifiable by construction, so hr.comparisons' SVD rank checks (the
+        # slowest step on an arena of 100 items) are skipped: a connected comparison
+        # graph makes the one-hot Δφ of K − 1 items full rank, and ψ was checked by
+        # _encode_rationality (a level with no row raises there).
+        dtype = default_float_dtype() if dtype is None else dtype
+        data = Comparisons(
+            *(jnp.asarray(a, dtype) for a in arrays),
+            psi0=jnp.ones(len(count), dtype),
+        )
+    else:
+        data = comparisons(*arrays[:3], psi=arrays[3], dtype=dtype)
     if mode == "items":
         pair_codes = unique[:, :2]
     annotators = (
@@ -570,7 +755,7 @@ def load_preferences(
     )
     summary = PreferenceSummary(
         source=source,
-        num_rows=len(rows) + sum(b.field == "-" for b in bad),
+        num_rows=len(where) + sum(b.field == "-" for b in bad),
         num_ties=num_ties,
         num_skipped=len(bad),
         skipped=tuple(bad),
@@ -608,15 +793,10 @@ def _mostly_numeric(values: Sequence[Any]) -> bool:
     return bool(present) and sum(map(_is_number, present)) > len(present) / 2
 
 
-def _encode_items(kept, y, reference, source, rows):
+def _encode_items(kept, y, reference, source, unused):
     """Item names, the reference, and each comparison's two item codes."""
     names = sorted({r["a"] for r in kept} | {r["b"] for r in kept})
-    seen = {
-        str(v).strip()
-        for r in rows
-        for v in (r.get("model_a"), r.get("model_b"))
-        if not _missing(v)
-    }
+    seen = {str(v).strip() for v in unused if not _missing(v)} - {""}
     never = sorted(seen - set(names))
     if never:
         raise ValueError(

@@ -96,17 +96,19 @@ def derivatives(x: jax.Array, data: Comparisons, count: jax.Array):
 def fit(
     data: Comparisons,
     count: jax.Array,
+    init: Params | None = None,
     *,
     tol=None,
     max_steps: int = 100,
 ) -> FitResult:
     """MLE of (θ, γ) from unique rows and counts (see ``fit_diagnosed``)."""
-    return fit_diagnosed(data, count, tol=tol, max_steps=max_steps)[0]
+    return fit_diagnosed(data, count, init, tol=tol, max_steps=max_steps)[0]
 
 
 def fit_diagnosed(
     data: Comparisons,
     count: jax.Array,
+    init: Params | None = None,
     *,
     tol=None,
     max_steps: int = 100,
@@ -114,7 +116,7 @@ def fit_diagnosed(
     """MLE of (θ, γ) from unique rows and counts (pure; jit/vmap at the call site).
 
     The phases of ``hetrlhf.estimate.newton_fit``: the convex homogeneous fit (γ held
-    at 0) from θ = 0, then the joint fit from there, both by the masked Newton solver
+    at 0) from θ = 0 (or from ``init``'s θ), then the joint fit from there, both by the masked Newton solver
     (``hetrlhf.newton.minimize``). ``converged`` means ‖∇L_n‖ ≤ tol at a point whose
     Hessian is positive definite, no worse than the homogeneous fit, and the rows with
     a positive count are not perfectly separated (``diagnose`` says which failed).
@@ -122,6 +124,9 @@ def fit_diagnosed(
     Args:
       data: U unique rows.
       count: [U] counts (zeros allowed).
+      init: optional start of the homogeneous phase (its θ; γ starts at 0), e.g. the
+        full-data MLE for bootstrap refits: fewer Newton steps, the same minimum (the
+        homogeneous loss is convex).
       tol: tolerance on ‖∇L_n‖₂ (default ``estimate.default_tol``).
       max_steps: Newton iterations per phase (static).
 
@@ -137,6 +142,8 @@ def fit_diagnosed(
         return derivatives(x, data, count)
 
     x0 = jnp.zeros((d + k,), dtype)
+    if init is not None:
+        x0 = x0.at[:d].set(init.theta)
     theta_only = jnp.arange(d + k) < d
     # Phase 1 runs to the full tolerance: it is the homogeneous MLE of the LR test and
     # of the "no worse than homogeneous" check (and the whole fit when k = 0).
