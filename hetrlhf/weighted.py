@@ -64,10 +64,17 @@ def log_likelihood(params: Params, data: Comparisons, count: jax.Array) -> jax.A
 def derivatives(x: jax.Array, data: Comparisons, count: jax.Array):
     """Value, gradient, Hessian and expected information of the mean loss at x = (θ, γ).
 
-    The mean loss is −Σ c_u ℓ_u / Σ c_u (= L_n of the raw rows). Derivatives by
-    autodiff of ``model.log_likelihood``; the expected information is
-    Σ c_u p_u(1 − p_u) g_u g_uᵀ / Σ c_u with g_u = ∂η_u/∂x (the Jacobian of the
-    logits), positive semi-definite (Fisher scoring's matrix).
+    The mean loss is −Σ c_u ℓ_u / Σ c_u (= L_n of the raw rows). With η_u the logits
+    (``model.logits``), g_u = ∂η_u/∂x their Jacobian (autodiff: ``jax.linearize``
+    over the unit vectors) and p_u = sigmoid(η_u):
+
+        ∇L_n  = Σ c_u (p_u − y_u) g_u / Σ c
+        F     = Σ c_u p_u(1 − p_u) g_u g_uᵀ / Σ c          (expected information)
+        ∇²L_n = F + Σ c_u (p_u − y_u) ∇²η_u / Σ c
+
+    The last term is the Hessian of the logits weighted by the residuals (autodiff with
+    the residuals held fixed); it vanishes when k = 0 (η is linear in θ: ∇²L_n = F),
+    which is then known statically and not computed.
 
     Args:
       x: [d + k] parameters.
@@ -78,18 +85,23 @@ def derivatives(x: jax.Array, data: Comparisons, count: jax.Array):
       (value [], grad [p], hessian [p, p], expected information [p, p]), the
       signature ``hetrlhf.newton.minimize`` takes.
     """
-    d, _ = _dims(data)
+    d, k = _dims(data)
     total = jnp.sum(count)
 
-    def loss(v):
-        return -log_likelihood(unravel_params(v, d), data, count) / total
+    def logits(v):
+        return model.logits(unravel_params(v, d), data)
 
-    value, grad = jax.value_and_grad(loss)(x)
-    hess = jax.hessian(loss)(x)
-    eta, jac = jax.linearize(lambda v: model.logits(unravel_params(v, d), data), x)
+    eta, jac = jax.linearize(logits, x)
     g = jax.vmap(jac, out_axes=1)(jnp.eye(x.shape[-1], dtype=x.dtype))  # [U, p]
     p = jax.nn.sigmoid(eta)
+    value = -log_likelihood(unravel_params(x, d), data, count) / total
+    resid = count * (p - data.y) / total
+    grad = g.T @ resid
     fisher = (g.T * (count * p * (1.0 - p) / total)) @ g
+    hess = fisher
+    if k:
+        fixed = jax.lax.stop_gradient(resid)
+        hess = fisher + jax.hessian(lambda v: fixed @ logits(v))(x)
     return value, grad, hess, fisher
 
 
