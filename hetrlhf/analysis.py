@@ -195,6 +195,35 @@ def _program(kind: str):
     raise ValueError(kind)
 
 
+def _bucket(size: int, smallest: int = 64) -> int:
+    """The next power of two ≥ size (at least ``smallest``)."""
+    return max(smallest, 1 << (max(size, 1) - 1).bit_length())
+
+
+def _pad(data: Comparisons, count, cluster=None):
+    """Rows with count 0 (Δφ = 0, ψ = 0, ψ0 = 1, y = 0) up to a power of two.
+
+    A row with count 0 adds nothing to the likelihood, its derivatives, the sandwich
+    or the separation check, so the estimates are unchanged; files and splits of
+    similar size then share one compiled program (per d, k) instead of compiling
+    their own.
+    """
+    extra = _bucket(len(count)) - len(count)
+
+    def grow(x, fill):
+        x = jnp.asarray(x)
+        return jnp.concatenate([x, jnp.full((extra, *x.shape[1:]), fill, x.dtype)])
+
+    data = Comparisons(
+        grow(data.phi0, 0.0),
+        grow(data.phi1, 0.0),
+        grow(data.y, 0.0),
+        grow(data.psi, 0.0),
+        grow(data.psi0, 1.0),
+    )
+    return data, grow(count, 0.0), None if cluster is None else grow(cluster, 0)
+
+
 def _homogeneous(data: Comparisons) -> Comparisons:
     return data._replace(psi=data.psi[:, :0])
 
@@ -242,11 +271,12 @@ def _fit_checked(
     cluster = None
     if prefs is not None and prefs.cluster is not None:
         cluster = jnp.asarray(prefs.cluster)
+    padded, padded_count, padded_cluster = _pad(data, count, cluster)
     out = _program("fit")(
-        data,
-        count,
-        cluster,
-        num_clusters=None if cluster is None else prefs.num_clusters,
+        padded,
+        padded_count,
+        padded_cluster,
+        num_clusters=None if cluster is None else _bucket(prefs.num_clusters, 1),
     )
     res, diag = out.result, out.diagnostics
     max_cond = default_max_condition(data.y.dtype)
@@ -303,6 +333,12 @@ def _bootstrap(prefs, fit, num_bootstrap, seed, progress, chunk=50):
         cluster,
         num_clusters=prefs.num_clusters or None,
     )
+    padded, _, _ = _pad(data, count)
+    width = len(padded.y) - len(count)
+    # Zero counts for the padding rows; the last chunk is filled up with repeats of
+    # the first draws (their refits are dropped), so one program serves every chunk.
+    counts = jnp.pad(counts, ((0, -num_bootstrap % chunk), (0, width)), mode="wrap")
+    counts = counts.at[:, len(count) :].set(0.0)
     draws, ok = [], []
     refits = _program("refits")
     for start in tqdm(
@@ -313,10 +349,11 @@ def _bootstrap(prefs, fit, num_bootstrap, seed, progress, chunk=50):
         leave=False,
     ):
         # Each refit starts from the full-data estimate (fewer Newton steps).
-        res = refits(data, counts[start : start + chunk], fit.params)
+        res = refits(padded, counts[start : start + chunk], fit.params)
         draws.append(np.asarray(ravel_params(res.params)))
         ok.append(np.asarray(res.converged))
-    draws, ok = np.concatenate(draws), np.concatenate(ok)
+    draws = np.concatenate(draws)[:num_bootstrap]
+    ok = np.concatenate(ok)[:num_bootstrap]
     usable = draws[ok]
     if len(usable) < 2:
         raise FitFailure(
