@@ -265,3 +265,42 @@ def test_write_report_files(items_file, tmp_path):
     with open(paths["html"]) as f:
         html = f.read()
     assert "data:image/png;base64," in html and "<table>" in html
+
+
+def test_profile_end_points_are_where_the_lr_statistic_crosses_chi2(items_file):
+    path, rows = items_file
+    rep = hr.report(path, intervals="profile", progress=False)
+    x, y = _design(rows, rep.preferences.feature_names)
+    full = sm.Logit(y, x).fit(method="newton", tol=1e-12, disp=0).llf
+    critical = scipy.stats.chi2.ppf(0.95, 1)
+    for j in (0, 2):
+        for end in (rep.lower[j], rep.upper[j]):
+            # The constrained fit with θ_j held at the end point (an offset).
+            others = np.delete(x, j, axis=1)
+            fixed = sm.Logit(y, others, offset=end * x[:, j])
+            llf = fixed.fit(method="newton", tol=1e-12, disp=0).llf
+            np.testing.assert_allclose(2 * (full - llf), critical, rtol=1e-5)
+
+
+def test_weighted_rows_equal_the_library_on_raw_rows(tmp_path):
+    """Fit, Wald and clustered sandwich of hetrlhf.weighted = hr.* on the raw rows."""
+    header, rows = _simulate(700, seed=6, sigma_of=lambda s: 0.5 + 0.5 * s)
+    path = _write(tmp_path / "w.csv", header, rows)
+    prefs = hr.load_preferences(path, rationality="speed", cluster="prompt")
+    reps = np.asarray(prefs.count, dtype=int)
+    raw = hr.comparisons(*(np.repeat(np.asarray(a), reps, axis=0) for a in prefs.data))
+    cluster = np.repeat(prefs.cluster, reps)
+    count = jnp.asarray(prefs.count)
+    out = jax.jit(weighted.fit_with_covariances, static_argnames="num_clusters")(
+        prefs.data, count, jnp.asarray(prefs.cluster), num_clusters=prefs.num_clusters
+    )
+    ref = hr.fit(raw)
+    np.testing.assert_allclose(out.result.params.theta, ref.params.theta, rtol=1e-9)
+    np.testing.assert_allclose(out.result.params.gamma, ref.params.gamma, rtol=1e-9)
+    np.testing.assert_allclose(
+        out.covariance, hr.covariance(ref.params, raw), rtol=1e-7, atol=1e-12
+    )
+    sandwich = hr.sandwich_covariance(
+        ref.params, raw, jnp.asarray(cluster), num_clusters=prefs.num_clusters
+    )
+    np.testing.assert_allclose(out.sandwich, sandwich, rtol=1e-7, atol=1e-12)
