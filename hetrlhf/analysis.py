@@ -427,7 +427,7 @@ def _rationality_rows(prefs, fit, lower, upper) -> tuple[RationalityRow, ...]:
                 RationalityRow(
                     level,
                     "sigma",
-                    1.0 + gamma[j],
+                    float(1.0 + gamma[j]),
                     1.0 + lo,
                     1.0 + hi,
                     n,

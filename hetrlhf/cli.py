@@ -95,20 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _defaults(args) -> tuple[str, str]:
-    """--features and --rationality defaults from the file's columns."""
-    from hetrlhf.preferences import read_table
-
-    features, rationality = args.features, args.rationality
-    if features is None or rationality is None:
-        columns = set(read_table(args.file)[0])
-        if features is None:
-            features = "items" if {"model_a", "model_b"} <= columns else "text"
-        if rationality is None:
-            rationality = "annotator" if "annotator" in columns else "none"
-    return features, rationality
-
-
 def main(argv: list[str] | None = None) -> int:
     """Runs the command; returns the exit status (0 ok, 2 bad input or fit)."""
     args = build_parser().parse_args(argv)
@@ -119,13 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     from hetrlhf import analysis, report_files
 
     try:
-        features, rationality = _defaults(args)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             rep = analysis.report(
                 args.file,
-                features=features,
-                rationality=rationality,
+                features=args.features,
+                rationality=args.rationality,
                 cluster=args.cluster,
                 reference=args.reference,
                 annotator_reference=args.annotator_reference,

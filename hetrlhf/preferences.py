@@ -578,8 +578,8 @@ def _parse_records(table, where, bad, spec: _Spec, source: str):
 def load_preferences(
     path: str,
     *,
-    features: str = "items",
-    rationality: str = "none",
+    features: str | None = None,
+    rationality: str | None = None,
     cluster: str | None = None,
     reference: str | None = None,
     annotator_reference: str | None = None,
@@ -593,8 +593,10 @@ def load_preferences(
 
     Args:
       path: a .csv, .jsonl or .parquet file, one comparison per row.
-      features: "items", "text" or "columns:COL,..." (columns COL_a and COL_b each).
-      rationality: "none", "annotator", or comma-separated covariate columns.
+      features: "items", "text" or "columns:COL,..." (columns COL_a and COL_b each);
+        None: "items" when the file has model_a or model_b, else "text".
+      rationality: "none", "annotator", or comma-separated covariate columns; None:
+        "annotator" when the file has an annotator column, else "none".
       cluster: column whose equal values mark dependent comparisons ("prompt" for the
         prompt); None: by prompt for text data, independent rows otherwise; "none":
         independent rows.
@@ -618,11 +620,19 @@ def load_preferences(
       ValueError: bad options or columns, no comparison left, or a design that cannot
         be fitted (the message names the cause).
     """
-    mode, feature_columns = _parse_features(features)
-    kind, covariate_columns = _parse_rationality(rationality)
+    if features is not None:
+        _parse_features(features)  # bad options fail before the file is read
+    if rationality is not None:
+        _parse_rationality(rationality)
     table, where, bad = read_table(path)
     source = os.fspath(path)
     columns = set(table)
+    if features is None:
+        features = "items" if set(_ITEM_COLUMNS) & columns else "text"
+    if rationality is None:
+        rationality = "annotator" if "annotator" in columns else "none"
+    mode, feature_columns = _parse_features(features)
+    kind, covariate_columns = _parse_rationality(rationality)
 
     needed = list(_ITEM_COLUMNS if mode == "items" else ())
     if mode == "text":
