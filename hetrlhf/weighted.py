@@ -42,6 +42,7 @@ __all__ = [
     "fit_diagnosed",
     "fit_with_covariances",
     "log_likelihood",
+    "logit_jacobian",
     "sandwich_covariance",
 ]
 
@@ -61,7 +62,14 @@ def log_likelihood(params: Params, data: Comparisons, count: jax.Array) -> jax.A
     return jnp.sum(count * model.log_likelihood(params, data))
 
 
-def derivatives(x: jax.Array, data: Comparisons, count: jax.Array):
+def logit_jacobian(x: jax.Array, data: Comparisons) -> jax.Array:
+    """[U, p] Jacobian g_u = ∂η_u/∂x of the logits at x (``jax.linearize``)."""
+    d, _ = _dims(data)
+    _, jac = jax.linearize(lambda v: model.logits(unravel_params(v, d), data), x)
+    return jax.vmap(jac, out_axes=1)(jnp.eye(x.shape[-1], dtype=x.dtype))
+
+
+def derivatives(x: jax.Array, data: Comparisons, count: jax.Array, *, jacobian=None):
     """Value, gradient, Hessian and expected information of the mean loss at x = (θ, γ).
 
     The mean loss is −Σ c_u ℓ_u / Σ c_u (= L_n of the raw rows). With η_u the logits
@@ -80,6 +88,9 @@ def derivatives(x: jax.Array, data: Comparisons, count: jax.Array):
       x: [d + k] parameters.
       data: U unique rows.
       count: [U] counts.
+      jacobian: optional [U, p] Jacobian of the logits, valid at every x only when
+        k = 0 (η linear in θ): ``fit`` computes it once then, instead of once per
+        evaluation (under a vmap over count vectors it is shared by all of them).
 
     Returns:
       (value [], grad [p], hessian [p, p], expected information [p, p]), the
@@ -91,8 +102,10 @@ def derivatives(x: jax.Array, data: Comparisons, count: jax.Array):
     def logits(v):
         return model.logits(unravel_params(v, d), data)
 
-    eta, jac = jax.linearize(logits, x)
-    g = jax.vmap(jac, out_axes=1)(jnp.eye(x.shape[-1], dtype=x.dtype))  # [U, p]
+    if jacobian is not None and k == 0:
+        eta, g = logits(x), jacobian
+    else:
+        eta, g = logits(x), logit_jacobian(x, data)
     p = jax.nn.sigmoid(eta)
     value = -log_likelihood(unravel_params(x, d), data, count) / total
     resid = count * (p - data.y) / total
@@ -150,12 +163,15 @@ def fit_diagnosed(
     dtype = data.y.dtype
     tol = default_tol(dtype) if tol is None else tol
 
-    def derivs(x):
-        return derivatives(x, data, count)
-
     x0 = jnp.zeros((d + k,), dtype)
     if init is not None:
         x0 = x0.at[:d].set(init.theta)
+    # k = 0: the logits are linear in θ, so their Jacobian is computed once.
+    jacobian = logit_jacobian(x0, data) if k == 0 else None
+
+    def derivs(x):
+        return derivatives(x, data, count, jacobian=jacobian)
+
     theta_only = jnp.arange(d + k) < d
     # Phase 1 runs to the full tolerance: it is the homogeneous MLE of the LR test and
     # of the "no worse than homogeneous" check (and the whole fit when k = 0).
