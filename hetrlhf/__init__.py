@@ -26,6 +26,7 @@ from hetrlhf import (
     report_files,
     simulate,
     small_sample,
+    theory,
     weighted,
 )
 from hetrlhf.analysis import PreferenceReport, report
@@ -115,6 +116,7 @@ __all__ = [
     "simulate",
     "small_sample",
     "standard_errors",
+    "theory",
     "train_ensemble",
     "weighted",
     "write_report",
