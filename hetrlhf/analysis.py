@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from typing import Any, NamedTuple
 
 import jax
@@ -582,6 +583,9 @@ def report(
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     if not isinstance(num_bootstrap, int) or num_bootstrap < 2:
         raise ValueError(f"num_bootstrap must be an int >= 2, got {num_bootstrap!r}")
+    say = functools.partial(_say, progress)
+    if not isinstance(source, Preferences):
+        say(f"reading {source}")
     prefs = (
         source
         if isinstance(source, Preferences)
@@ -589,6 +593,10 @@ def report(
     )
     data = prefs.data
     k = data.psi.shape[-1]
+    say(
+        f"fitting {prefs.summary.num_comparisons} comparisons ({len(prefs.count)} "
+        "unique rows; the first fit of a shape compiles for a few seconds)"
+    )
     hom = _fit_checked(_homogeneous(data), prefs.count, "homogeneous fit", (), prefs)
     het = (
         _fit_checked(
@@ -601,6 +609,7 @@ def report(
     if k:
         stat = max(2.0 * (het.log_likelihood - hom.log_likelihood), 0.0)
         lr = LRTest(stat, k, float(scipy.stats.chi2.sf(stat, k)))
+    say(f"{intervals} intervals")
     lower, upper, cov, failed = _intervals(
         prefs, het, intervals, alpha, num_bootstrap, seed, progress
     )
@@ -612,6 +621,7 @@ def report(
         rate, meetings = _win_rates(prefs)
     held = None
     if holdout is not None:
+        say(f"held-out evaluation ({holdout:g} held out)")
         held, reliability = _held_out(prefs, holdout, seed)
         sample = "held-out"
     else:
@@ -640,6 +650,12 @@ def report(
         num_bootstrap=num_bootstrap if intervals == "bootstrap" else None,
         seed=seed,
     )
+
+
+def _say(progress: bool, message: str) -> None:
+    """A step of a long report, on stderr (with ``progress``)."""
+    if progress:
+        tqdm.write(f"hetrlhf: {message} ...", file=sys.stderr)
 
 
 def _check_intervals(lower, upper, prefs) -> None:
