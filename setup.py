@@ -24,7 +24,10 @@ setup(
         "scipy>=1.10",
         "matplotlib>=3.7",
         "tqdm>=4.60",
+        "pandas>=2.0",
+        "pyarrow>=14",
     ],
+    entry_points={"console_scripts": ["hetrlhf=hetrlhf.cli:main"]},
     extras_require={
         "dev": [
             "pytest>=7",

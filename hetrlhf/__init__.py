@@ -65,7 +65,10 @@ from hetrlhf.btl.inference import (
     standard_errors,
 )
 from hetrlhf.btl.multitest import adjust_comparisons, adjust_pvalues, rank_with_groups
-from hetrlhf.data import features, loaders, simulate
+from hetrlhf.data import features, loaders, preferences, simulate
+from hetrlhf.data.preferences import Preferences, load_preferences
+from hetrlhf.own_data.analysis import PreferenceReport, report
+from hetrlhf.own_data.files import write_report
 from hetrlhf.types import (
     Comparisons,
     FitResult,
@@ -100,6 +103,7 @@ _OLD_PATHS = {
     "policy": policy,
     "simulate": simulate,
     "features": features,
+    "preferences": preferences,
 }
 for _name, _module in _OLD_PATHS.items():
     sys.modules.setdefault(f"hetrlhf.{_name}", _module)
@@ -111,6 +115,8 @@ __all__ = [
     "FitResult",
     "Intervals",
     "Params",
+    "PreferenceReport",
+    "Preferences",
     "Rankings",
     "RewardComparison",
     "RewardEstimate",
@@ -140,19 +146,23 @@ __all__ = [
     "fit_rankings",
     "inference",
     "interval_rewards",
+    "load_preferences",
     "loaders",
     "lower_confidence_bound",
     "model",
     "multitest",
     "neural",
     "newton",
+    "own_data",
     "parallel",
     "pessimistic_best_of_n",
     "plackett_luce",
     "policy",
     "ppo",
+    "preferences",
     "rank_with_groups",
     "rankings",
+    "report",
     "reporting",
     "reward_interval",
     "run_alternating",
@@ -162,4 +172,5 @@ __all__ = [
     "standard_errors",
     "theory",
     "train_ensemble",
+    "write_report",
 ]
