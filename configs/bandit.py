@@ -29,6 +29,10 @@ def get_config():
     config.preset = "default"
     # Seed of jax.random.key; the whole study is reproducible from it.
     config.seed = 0
+    # Float precision, set by the command before any array exists ("float64" or
+    # "float32"; recorded in results.json). float32: policy and ensemble training
+    # need no statsmodels-level standard errors.
+    config.precision = "float32"
     # Output directory for results.json, results.md and the PNGs.
     config.results_dir = "results/bandit"
     # Squared radius ε of the vanilla trust region ‖π − π₀‖² <= ε; the variance-aware

@@ -31,6 +31,10 @@ def get_config():
     config.preset = "default"
     # Seed of jax.random.key (and of the real-data splits); runs are reproducible.
     config.seed = 0
+    # Float precision, set by the command before any array exists ("float64" or
+    # "float32"; recorded in results.json). float64: standard errors and intervals
+    # to statsmodels' accuracy on a CPU.
+    config.precision = "float64"
     # Output directory for results.json, results.md and the PNGs.
     config.results_dir = "results/calibration"
     # Nominal levels ℓ of the central intervals mean ± z_{(1+ℓ)/2}·sd.

@@ -32,6 +32,10 @@ def get_config():
     config.preset = "default"
     # Master seed (data simulation, head initialisations, bootstrap resamples).
     config.seed = 0
+    # Float precision, set by the command before any array exists ("float64" or
+    # "float32"; recorded in results.json). float32: policy and ensemble training
+    # need no statsmodels-level standard errors.
+    config.precision = "float32"
     # Output directory (results.json, results.md, PNGs).
     config.results_dir = "results/ensemble"
     # Number of heads K (the paper uses 10).

@@ -38,6 +38,10 @@ def get_config():
     config.preset = "default"
     # Seed of jax.random.key; the whole study is reproducible from it.
     config.seed = 0
+    # Float precision, set by the command before any array exists ("float64" or
+    # "float32"; recorded in results.json). float64: standard errors and intervals
+    # to statsmodels' accuracy on a CPU.
+    config.precision = "float64"
     # Output directory for results.json, results.md and the PNG.
     config.results_dir = "results/neural"
     # Simulation design (features φ, covariates ψ, ψ0, rationality γ*, linear part θ*):

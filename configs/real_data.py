@@ -27,6 +27,10 @@ def get_config():
     config.preset = "default"
     # Seed of the first train/test split; split j uses seed + j.
     config.seed = 0
+    # Float precision, set by the command before any array exists ("float64" or
+    # "float32"; recorded in results.json). float64: standard errors and intervals
+    # to statsmodels' accuracy on a CPU.
+    config.precision = "float64"
     # Folder holding pandalm_testset/ and tulu1_human_eval/ (default ../shared/data
     # relative to the repository root).
     config.data_dir = os.path.normpath(os.path.join(_REPO_ROOT, "..", "shared", "data"))

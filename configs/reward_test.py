@@ -31,6 +31,10 @@ def get_config():
     config.preset = "default"
     # Seed of jax.random.key; the whole study is reproducible from it bit for bit.
     config.seed = 0
+    # Float precision, set by the command before any array exists ("float64" or
+    # "float32"; recorded in results.json). float64: standard errors and intervals
+    # to statsmodels' accuracy on a CPU.
+    config.precision = "float64"
     # Output directory for results.json, results.md, the PNGs and the checkpoints.
     config.results_dir = "results/reward_test"
     # Simulation design: a preset of hetrlhf.simulate.PRESETS ("default" = our design

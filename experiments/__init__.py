@@ -1,5 +1,18 @@
 """Studies: ``configs/<study>.py`` (ml_collections) + ``experiments/<study>.py``.
 
+The shared study plumbing lives here, once:
+
+* ``launch(run, config_file)`` — the command line: ``--config`` (absl
+  ``config_flags``, ``--config.field=value`` overrides), the float precision the
+  config asks for (``config.precision``: "float64" or "float32"; set here, by the
+  command, before any array exists — the library never flips it), then ``run(config)``;
+* ``prepare(config, presets)`` — resolves the preset and checks the precision;
+* ``replicates(config, fn, keys, part=...)`` — a pure ``key -> outputs`` function over
+  many keys: jitted, vmapped in narrow batches, split over all devices, run in chunks
+  that are checkpointed with orbax and resumed after a kill; numpy outputs;
+* ``write(config, payload, table, figures)`` — results.json (with the precision and
+  the devices recorded), results.md (printed) and the PNGs.
+
 Every study module has ``run(config) -> dict`` (does the work, writes
 ``results/<study>/``, returns the payload) and ends with
 
@@ -13,22 +26,49 @@ global: ``--config`` is defined only when a study runs as a command).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+import configs
+from hetrlhf import checkpoint, parallel, reporting
+
+__all__ = [
+    "PRECISIONS",
+    "fingerprint",
+    "launch",
+    "prepare",
+    "replicates",
+    "write",
+]
+
+PRECISIONS = ("float64", "float32")
+
+# Config fields that change how a study runs, not what it computes: left out of the
+# fingerprint that checkpoints are matched against.
+RUNTIME_FIELDS = ("results_dir", "progress", "overwrite", "checkpoint", "shard")
 
 
-def launch(
-    run: Callable, config_file: str, *, x64: bool = True, argv: list[str] | None = None
-) -> None:
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"config.precision must be one of {PRECISIONS}, got {precision!r}")
+
+
+def launch(run: Callable, config_file: str, *, argv: list[str] | None = None) -> None:
     """Defines ``--config`` and runs ``run(config)`` under ``absl.app``.
+
+    The command sets JAX's float precision from ``config.precision`` before any
+    array is made (float64 for statsmodels-level inference on a CPU, float32 for the
+    policy studies and accelerators): the one place a study's precision is chosen.
 
     Args:
       run: the study's ``run(config) -> dict``.
       config_file: default config file (e.g. ``"configs/coverage.py"``).
-      x64: enable float64 before any array is made (studies that report standard
-        errors on a CPU need it; the library itself never flips the flag).
       argv: command line (default ``sys.argv``).
     """
-    import jax
     from absl import app
     from absl import logging as absl_logging
     from ml_collections import config_flags
@@ -40,9 +80,97 @@ def launch(
     def main(args):
         if len(args) > 1:
             raise app.UsageError(f"unexpected arguments: {args[1:]}")
-        if x64:
-            jax.config.update("jax_enable_x64", True)
+        _check_precision(config.value.precision)
+        jax.config.update("jax_enable_x64", config.value.precision == "float64")
         absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs saves at INFO
         run(config.value)
 
     app.run(main, argv=argv)
+
+
+def prepare(config, presets: Mapping[str, Mapping[str, Any]]):
+    """The config with its preset applied; checks that JAX runs in its precision.
+
+    Raises:
+      ValueError: unknown preset or precision, or a precision JAX is not set to (a
+        study called from Python: set ``jax_enable_x64`` to match, or change
+        ``config.precision``).
+    """
+    config = configs.apply_preset(config, presets)
+    _check_precision(config.precision)
+    x64 = bool(jax.config.jax_enable_x64)
+    if x64 != (config.precision == "float64"):
+        raise ValueError(
+            f"config.precision={config.precision!r} but jax_enable_x64 is {x64}: run "
+            "the study as a command (it sets the precision), or call "
+            "jax.config.update('jax_enable_x64', "
+            f"{config.precision == 'float64'}) before creating arrays"
+        )
+    return config
+
+
+def fingerprint(config, **extra) -> dict:
+    """The config's fields that determine the numbers (+ ``extra``), JSON-able."""
+    fields = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}
+    return {**fields, **extra}
+
+
+def replicates(
+    config,
+    fn: Callable[[jax.Array], Any],
+    keys: jax.Array,
+    *,
+    part: str,
+    vmap_size: int | None = None,
+    desc: str | None = None,
+):
+    """Runs a pure ``key -> pytree`` function over ``keys``; numpy outputs [R, ...].
+
+    ``jax.jit`` of ``fn`` vmapped in batches of ``vmap_size`` (``config.vmap_size``
+    if the config has one; 0 or None: one vmap per chunk), ``config.chunk_size`` keys
+    per chunk, split over all devices when ``config.shard``, each finished chunk saved
+    under ``<results_dir>/checkpoints/<part>`` when ``config.checkpoint`` (a rerun of
+    the same command resumes; ``config.overwrite`` starts afresh).
+
+    Args:
+      config: a resolved study config (``chunk_size``, ``checkpoint``, ``overwrite``,
+        ``progress``, ``results_dir``; optional ``shard``, ``vmap_size``).
+      fn: one replicate, ``key -> pytree`` of arrays (pure).
+      keys: [R] PRNG keys.
+      part: name of this set of replicates (checkpoint folder, fingerprint).
+      vmap_size: overrides ``config.vmap_size``.
+      desc: progress-bar label (default: ``part``).
+    """
+    if vmap_size is None:
+        vmap_size = config.get("vmap_size", 0)
+    directory = (
+        os.path.join(config.results_dir, "checkpoints", part)
+        if config.checkpoint
+        else None
+    )
+    mesh = parallel.replicate_mesh() if config.get("shard", True) else None
+    out = checkpoint.run_chunked(
+        jax.jit(parallel.batched_vmap(fn, vmap_size or None)),
+        keys,
+        chunk_size=config.chunk_size,
+        directory=directory,
+        fingerprint=fingerprint(config, part=part),
+        desc=desc or part,
+        mesh=mesh,
+        overwrite=config.overwrite,
+        progress=config.progress,
+    )
+    return jax.tree.map(np.asarray, out)
+
+
+def write(
+    config, payload: Mapping[str, Any], table: str, figures=None
+) -> dict[str, str]:
+    """Writes results.json (+ config, precision, devices), results.md and PNGs."""
+    payload = {
+        "config": config.to_dict(),
+        "precision": config.precision,
+        "devices": [str(d) for d in jax.devices()],
+        **payload,
+    }
+    return reporting.write_results(config.results_dir, payload, table, figures)

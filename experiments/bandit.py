@@ -392,4 +392,4 @@ def run(config) -> dict:
 
 
 if __name__ == "__main__":
-    experiments.launch(run, "configs/bandit.py", x64=False)
+    experiments.launch(run, "configs/bandit.py")

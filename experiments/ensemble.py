@@ -270,4 +270,4 @@ def run(config) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    experiments.launch(run, "configs/ensemble.py", x64=False)
+    experiments.launch(run, "configs/ensemble.py")
