@@ -18,6 +18,7 @@ import numpy as np
 from hetrlhf.types import Comparisons, Rankings, RewardEstimate
 
 __all__ = [
+    "as_float_array",
     "check_alpha",
     "check_conditioning",
     "check_estimate",
@@ -91,7 +92,18 @@ def default_float_dtype():
     return jnp.zeros(()).dtype
 
 
-def _as_float_array(name: str, value, ndim: int) -> np.ndarray:
+def as_float_array(name: str, value, ndim: int | None = None) -> np.ndarray:
+    """``value`` as a finite real float64 numpy array, or an error naming ``name``.
+
+    Args:
+      name: the argument's name, for the messages.
+      value: array-like (bool, int or float).
+      ndim: required number of dimensions (None: any).
+
+    Raises:
+      TypeError: non-numeric or complex input.
+      ValueError: None, the wrong number of dimensions, or NaN/inf entries.
+    """
     if value is None:
         raise ValueError(f"{name} is required, got None")
     try:
@@ -103,10 +115,10 @@ def _as_float_array(name: str, value, ndim: int) -> np.ndarray:
     if arr.dtype == object or not (
         np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
     ):
-        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     if np.iscomplexobj(arr):
         raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
-    if arr.ndim != ndim:
+    if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
     arr = arr.astype(np.float64)
     if not np.all(np.isfinite(arr)):
@@ -140,7 +152,7 @@ def covariates(psi, psi0, n: int) -> tuple[np.ndarray, np.ndarray]:
     if psi is None:
         psi = np.zeros((n, 0))
     else:
-        psi = _as_float_array("psi", psi, 2)
+        psi = as_float_array("psi", psi, 2)
         if psi.shape[0] != n:
             raise ValueError(
                 f"psi must have shape [n, k] with n = {n}, got {psi.shape}"
@@ -148,7 +160,7 @@ def covariates(psi, psi0, n: int) -> tuple[np.ndarray, np.ndarray]:
     if psi0 is None:
         psi0 = np.ones(n)
     else:
-        psi0 = _as_float_array("psi0", psi0, 1)
+        psi0 = as_float_array("psi0", psi0, 1)
         if psi0.shape != (n,):
             raise ValueError(f"psi0 must have shape [n] = ({n},), got {psi0.shape}")
     if np.all(psi0 == 0):
@@ -202,8 +214,8 @@ def comparisons(
         rank on the rows of positive weight (e.g. a feature that
         depends only on the prompt, or an intercept, cancels in Δφ).
     """
-    phi0 = _as_float_array("phi0", phi0, 2)
-    phi1 = _as_float_array("phi1", phi1, 2)
+    phi0 = as_float_array("phi0", phi0, 2)
+    phi1 = as_float_array("phi1", phi1, 2)
     if phi0.shape != phi1.shape:
         raise ValueError(
             f"phi0 and phi1 must have the same shape [n, d], got {phi0.shape} and "
@@ -215,7 +227,7 @@ def comparisons(
     if d == 0:
         raise ValueError("phi0 has no columns: at least one feature (d >= 1) is needed")
 
-    y = _as_float_array("y", y, 1)
+    y = as_float_array("y", y, 1)
     if y.shape != (n,):
         raise ValueError(f"y must have shape [n] = ({n},), got {y.shape}")
     bad = ~np.isin(y, (0.0, 1.0))
@@ -227,7 +239,7 @@ def comparisons(
     psi, psi0 = covariates(psi, psi0, n)
     dphi = phi1 - phi0
     if weight is not None:
-        weight = _as_float_array("weight", weight, 1)
+        weight = as_float_array("weight", weight, 1)
         if weight.shape != (n,):
             raise ValueError(f"weight must have shape [n] = ({n},), got {weight.shape}")
         if np.any(weight < 0):
@@ -284,7 +296,7 @@ def rankings(phi, order, psi=None, psi0=None, *, dtype=None) -> Rankings:
         permutation, ψ0 ≡ 0 or in the span of ψ, or within-ranking feature differences
         without full column rank (θ not identified).
     """
-    phi = _as_float_array("phi", phi, 3)
+    phi = as_float_array("phi", phi, 3)
     n, num_items, d = phi.shape
     if n == 0:
         raise ValueError("phi has no rows: at least one ranking (n >= 1) is needed")
@@ -294,7 +306,7 @@ def rankings(phi, order, psi=None, psi0=None, *, dtype=None) -> Rankings:
         )
     if d == 0:
         raise ValueError("phi has no features: d >= 1 is needed")
-    order = _as_float_array("order", order, 2)
+    order = as_float_array("order", order, 2)
     if order.shape != (n, num_items):
         raise ValueError(
             f"order must have shape [n, K] = ({n}, {num_items}), got {order.shape}"

@@ -36,6 +36,7 @@ import numpy as np
 import optax
 
 from hetrlhf.types import RewardEstimate
+from hetrlhf.validation import as_float_array
 
 __all__ = [
     "EnsembleFit",
@@ -218,23 +219,6 @@ def _train(
     )
 
 
-def _check_array(name, value, ndim):
-    arr = np.asarray(value)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
-        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-    if np.iscomplexobj(arr):
-        raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
-    if arr.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(
-            f"{name} contains {int(np.sum(~np.isfinite(arr)))} NaN/inf value(s)"
-        )
-    return arr
-
-
 def _check_positive_int(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -299,8 +283,8 @@ def train_ensemble(
       TypeError / ValueError: non-numeric input, wrong shapes, NaN/inf, labels outside
         {0, 1}, non-positive sizes or step sizes.
     """
-    phi0 = _check_array("phi0", phi0, 2)
-    phi1 = _check_array("phi1", phi1, 2)
+    phi0 = as_float_array("phi0", phi0, 2)
+    phi1 = as_float_array("phi1", phi1, 2)
     if phi0.shape != phi1.shape:
         raise ValueError(
             f"phi0 and phi1 must have the same shape [n, d], got {phi0.shape} and {phi1.shape}"
@@ -310,7 +294,7 @@ def train_ensemble(
         raise ValueError(
             f"phi0 must have n >= 1 rows and d >= 1 columns, got {phi0.shape}"
         )
-    y = _check_array("y", y, 1)
+    y = as_float_array("y", y, 1)
     if y.shape != (n,):
         raise ValueError(f"y must have shape [n] = ({n},), got {y.shape}")
     if not np.all(np.isin(y, (0, 1))):

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hetrlhf.types import RewardEstimate
+from hetrlhf.validation import as_float_array
 
 __all__ = ["interval_moments", "interval_rewards"]
 
@@ -50,23 +51,6 @@ def interval_moments(lo: jax.Array, hi: jax.Array) -> RewardEstimate:
     return RewardEstimate(mean=0.5 * (lo + hi), var=width * width / 12.0)
 
 
-def _as_real_array(name: str, value) -> np.ndarray:
-    if value is None:
-        raise ValueError(f"{name} is required, got None")
-    arr = np.asarray(value)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.integer)
-        or np.issubdtype(arr.dtype, np.floating)
-        or np.issubdtype(arr.dtype, np.bool_)
-    ):
-        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        bad = int(np.sum(~np.isfinite(arr)))
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
-    return arr
-
-
 def interval_rewards(lo, hi, *, dtype=None) -> RewardEstimate:
     """Validates judge intervals [lo, hi] and returns their uniform-reward moments.
 
@@ -88,8 +72,8 @@ def interval_rewards(lo, hi, *, dtype=None) -> RewardEstimate:
       ValueError: ``lo`` and ``hi`` of different shapes, NaN/inf entries, or some
         ``lo`` > ``hi``.
     """
-    lo_np = _as_real_array("lo", lo)
-    hi_np = _as_real_array("hi", hi)
+    lo_np = as_float_array("lo", lo)
+    hi_np = as_float_array("hi", hi)
     if lo_np.shape != hi_np.shape:
         raise ValueError(
             f"lo and hi must have the same shape, got lo {lo_np.shape} and hi {hi_np.shape}"
