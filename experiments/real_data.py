@@ -541,7 +541,8 @@ def _tables(payload: dict) -> str:
     out = ["# Real-data study: rationality by annotator, held-out fit, BoN vs pBoN", ""]
     cfg = payload["config"]
     out.append(
-        f"Features: {cfg['featurizer']}, {cfg['num_components']} SVD components + pair "
+        f"Features: {payload['featurizer']}, "
+        f"{cfg['num_components']} SVD components + pair "
         f"statistics; ties: {cfg['ties']}; {cfg['num_splits']} prompt split(s), "
         f"test fraction {cfg['test_fraction']}; α = {cfg['alpha']}."
     )
@@ -801,7 +802,16 @@ def run(config) -> dict:
     if not names:
         raise ValueError("config.datasets names no dataset")
     key = jax.random.key(config.seed)
-    payload: dict[str, Any] = {"config": config.to_dict(), "datasets": {}}
+    payload: dict[str, Any] = {
+        "config": config.to_dict(),
+        # What computed the text features (the minilm featurizer's implementation).
+        "featurizer": (
+            F.EMBEDDING_MODEL
+            if config.featurizer == "minilm"
+            else f"hashed n-grams (dim {config.hash_dim})"
+        ),
+        "datasets": {},
+    }
     for name in tqdm(names, desc="datasets"):
         prepared = prepare(config, name)
         records, summary, gold, specs, position, raw, block = prepared

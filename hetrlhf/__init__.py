@@ -23,6 +23,7 @@ from hetrlhf import (
     ppo,
     simulate,
     small_sample,
+    text_encoder,
 )
 from hetrlhf.ensemble import ensemble_reward, train_ensemble
 from hetrlhf.estimate import ConvergenceWarning, alternating_gd, fit, run_alternating
@@ -101,5 +102,6 @@ __all__ = [
     "simulate",
     "small_sample",
     "standard_errors",
+    "text_encoder",
     "train_ensemble",
 ]

@@ -29,19 +29,9 @@ if not os.path.isdir(DATA_DIR):
     DATA_DIR = "/work/shared/data"
 
 
-def _model_dir():
-    try:
-        import safetensors  # noqa: F401
-        import tokenizers  # noqa: F401
-
-        return T.find_model_dir()
-    except (ImportError, FileNotFoundError) as exc:
-        pytest.skip(f"MiniLM weights or the [text] extra not installed: {exc}")
-
-
 @pytest.fixture(scope="module")
-def encoder():
-    return T.load_encoder(_model_dir())
+def encoder(minilm_dir):
+    return T.load_encoder(minilm_dir)
 
 
 @pytest.fixture(scope="module")
