@@ -31,17 +31,19 @@ weights are cast to float32, token ids are int32, and the matrix products run at
 ``jax.lax.Precision.HIGHEST`` (true float32 also on GPUs/TPUs, whose default may round
 float32 products to bf16/tf32). Embeddings come back as float32 numpy arrays.
 
-**Batching** (``encode``): texts are tokenized once, sorted by length and cut into
-batches; each batch is padded to a bucketed shape — the length to the next power of two
-(at least 16, at most ``max_seq_length``), the batch to the next power of two (at most
-``batch_size``) — so a run compiles at most a handful of shapes (≤ 5 lengths × ≤ 7 batch
-sizes for the defaults). Padding is masked out of the attention and of the pooling, so a
+**Batching** (``encode``, ``plan_batches``): texts are tokenized once, sorted by length
+and cut into batches that never span two length buckets; each batch is padded to a
+bucketed shape — the length to the next power of two (at least 16, at most
+``max_seq_length``), the batch to the next power of two (at most ``batch_size``) — so a
+run compiles a handful of shapes (≤ 5 lengths × ≤ 7 batch sizes for the defaults, in
+practice about 8). Padding is masked out of the attention and of the pooling, so a
 text's embedding does not depend on its batch companions (up to float32 rounding).
 """
 
 from __future__ import annotations
 
 import json
+import operator
 import os
 import pathlib
 from collections.abc import Sequence
@@ -58,6 +60,7 @@ __all__ = [
     "INSTALL_HINT",
     "MODEL_DIR_ENV",
     "MODEL_NAME",
+    "Batch",
     "BertConfig",
     "BertEncoder",
     "SentenceEncoder",
@@ -69,6 +72,7 @@ __all__ = [
     "load_params",
     "load_tokenizer",
     "pad_batch",
+    "plan_batches",
     "read_config",
     "tokenize",
 ]
@@ -261,6 +265,28 @@ def load_tokenizer(model_dir: str | os.PathLike, max_seq_length: int) -> Any:
     return tokenizer
 
 
+def _attention(
+    query: jax.Array,
+    key: jax.Array,
+    value: jax.Array,
+    mask: jax.Array,
+    precision: Any = None,
+) -> jax.Array:
+    """softmax(q kᵀ/√d + mask) v per head: [b, L, heads, d] → [b, L, heads, d].
+
+    The same maths as ``flax.linen.dot_product_attention`` (a masked logit is the
+    float32 minimum, so its weight is exactly 0), computed in the [b, heads, L, d]
+    layout: plain batched matmuls, about 2× faster on XLA's CPU backend than the
+    [b, L, heads, d] einsums.
+    """
+    q, k, v = (jnp.transpose(x, (0, 2, 1, 3)) for x in (query, key, value))
+    scores = jnp.matmul(q, jnp.swapaxes(k, -1, -2), precision=precision)
+    scores = scores / jnp.sqrt(jnp.float32(q.shape[-1]))
+    scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
+    weights = jax.nn.softmax(scores, axis=-1)
+    return jnp.transpose(jnp.matmul(weights, v, precision=precision), (0, 2, 1, 3))
+
+
 class BertEncoder(nn.Module):
     """BERT encoder: token ids → last hidden states (inference: no dropout).
 
@@ -317,6 +343,7 @@ class BertEncoder(nn.Module):
                 dtype=f32,
                 precision=self.precision,
                 deterministic=True,
+                attention_fn=_attention,
                 name=f"layer_{i}_attention",
             )(x, x, mask=mask)
             x = layer_norm(f"layer_{i}_attention_norm")(x + attention)
@@ -521,6 +548,7 @@ def tokenize(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
 
 def bucket_size(n: int, cap: int, minimum: int = 1) -> int:
     """The next power of two ≥ max(n, minimum), at most ``cap`` (n ≤ cap)."""
+    n = operator.index(n)
     if not 1 <= n <= cap:
         raise ValueError(f"n must be in [1, cap = {cap}], got {n}")
     return min(cap, 1 << (max(n, minimum) - 1).bit_length())
@@ -551,6 +579,64 @@ def pad_batch(
     return input_ids, mask
 
 
+class Batch(NamedTuple):
+    """One padded forward pass of ``encode`` (``plan_batches``).
+
+    Attributes:
+      index: [u] positions of its texts in the input, u ≤ rows.
+      rows: padded batch size b (a power of two, at most the batch size).
+      length: padded length L (a power of two ≥ 16, at most ``max_seq_length``).
+    """
+
+    index: np.ndarray
+    rows: int
+    length: int
+
+
+def plan_batches(
+    lengths: Sequence[int], batch_size: int, max_seq_length: int
+) -> list[Batch]:
+    """Groups texts into length-sorted, shape-bucketed batches.
+
+    Texts are sorted by decreasing number of word pieces; a batch takes up to
+    ``batch_size`` consecutive texts of the SAME length bucket (the next power of two,
+    at least 16, at most ``max_seq_length``), so a short text is never padded to a long
+    companion's bucket, and its padded length is less than twice its own. The batch
+    size is padded to the next power of two (only the last batch of a bucket is not
+    full). A run therefore compiles at most ≈ log₂(max_seq_length/16)+1 lengths ×
+    log₂(batch_size)+1 sizes, and in practice one full-size shape per length plus a
+    few tails.
+
+    Args:
+      lengths: m word-piece counts, each in [1, max_seq_length].
+      batch_size: at most this many texts per batch (≥ 1).
+      max_seq_length: the longest allowed length.
+
+    Returns:
+      ``Batch`` list covering every position once.
+    """
+
+    def bucket(n: int) -> int:
+        return bucket_size(n, max_seq_length, _MIN_BUCKET)
+
+    order = np.argsort([-n for n in lengths], kind="stable")
+    batches = []
+    start = 0
+    while start < len(order):
+        length = bucket(int(lengths[order[start]]))
+        stop = start + 1
+        while (
+            stop < len(order)
+            and stop - start < batch_size
+            and bucket(int(lengths[order[stop]])) == length
+        ):
+            stop += 1
+        index = order[start:stop]
+        batches.append(Batch(index, bucket_size(len(index), batch_size), length))
+        start = stop
+    return batches
+
+
 _embed_jit = jax.jit(embed, static_argnames=("config", "precision"))
 
 
@@ -578,19 +664,13 @@ def encode(
         raise TypeError("texts must be a sequence of strings, not one string")
     config = encoder.config
     ids = tokenize(encoder.tokenizer, texts)
-    order = np.argsort([-len(row) for row in ids], kind="stable")
     out = np.zeros((len(ids), config.hidden_size), np.float32)
-    starts = range(0, len(ids), batch_size)
-    for start in tqdm(
-        starts, desc="MiniLM embedding", unit="batch", disable=not progress
+    batches = plan_batches([len(row) for row in ids], batch_size, config.max_seq_length)
+    for batch in tqdm(
+        batches, desc="MiniLM embedding", unit="batch", disable=not progress
     ):
-        chunk = order[start : start + batch_size]
-        batch = [ids[i] for i in chunk]
-        length = bucket_size(
-            max(len(row) for row in batch), config.max_seq_length, _MIN_BUCKET
-        )
-        rows = bucket_size(len(batch), batch_size)
-        input_ids, mask = jax.device_put(pad_batch(batch, length, rows), encoder.device)
+        padded = pad_batch([ids[i] for i in batch.index], batch.length, batch.rows)
+        input_ids, mask = jax.device_put(padded, encoder.device)
         emb = _embed_jit(encoder.params, input_ids, mask, config=config)
-        out[chunk] = np.asarray(emb)[: len(batch)]
+        out[batch.index] = np.asarray(emb)[: len(batch.index)]
     return out

@@ -98,8 +98,7 @@ def test_truncation_at_256_pieces_and_padding(encoder, reference):
 
 def test_embedding_does_not_depend_on_batch_companions_or_bucket(encoder, reference):
     texts = reference["sentences"]
-    # Together: one [16, 256] batch (every text padded to the long one's 256 pieces,
-    # 7 padding rows). Alone: [1, 16], [1, 32] or [1, 256] batches.
+    # Together: batches [1, 256] (the long text), [2, 32], [8, 16]; alone: [1, b].
     together = T.encode(encoder, texts, batch_size=64, progress=False)
     alone = np.concatenate(
         [T.encode(encoder, [t], batch_size=1, progress=False) for t in texts]
@@ -107,10 +106,43 @@ def test_embedding_does_not_depend_on_batch_companions_or_bucket(encoder, refere
     # Padding is masked exactly (exp of the mask logit is 0); what remains is float32
     # rounding of differently shaped matrix products.
     np.testing.assert_allclose(together, alone, rtol=0, atol=2e-6)
-    # Order of the output follows the input, not the length sort.
+    # A short text padded to a longer bucket, beside a long companion, or with a
+    # padding row.
+    (short,) = T.tokenize(encoder.tokenizer, [texts[0]])
+    (long,) = T.tokenize(encoder.tokenizer, [texts[-1]])
+    embed = jax.jit(T.embed, static_argnames="config")
+    for batch, length in (([short, long], 256), ([short], 32)):
+        input_ids, mask = T.pad_batch(batch, length, 2)
+        row = embed(encoder.params, input_ids, mask, config=encoder.config)[0]
+        np.testing.assert_allclose(row, alone[0], rtol=0, atol=2e-6)
+    # The output follows the input order, not the length sort.
     np.testing.assert_array_equal(
         T.encode(encoder, texts[::-1], progress=False), together[::-1]
     )
+
+
+def test_plan_batches_sorts_buckets_and_covers_every_text():
+    rng = np.random.default_rng(0)
+    lengths = [int(n) for n in rng.integers(1, 257, 300)] + [2, 256, 17, 16]
+    batches = T.plan_batches(lengths, batch_size=32, max_seq_length=256)
+    covered = np.concatenate([b.index for b in batches])
+    assert sorted(covered.tolist()) == list(range(len(lengths)))
+    # Decreasing lengths across the plan, every text fits, buckets never mixed.
+    ordered = [lengths[i] for i in covered]
+    assert ordered == sorted(lengths, reverse=True)
+    for b in batches:
+        own = [lengths[i] for i in b.index]
+        assert max(own) <= b.length and len(b.index) <= b.rows <= 32
+        assert {T.bucket_size(n, 256, 16) for n in own} == {b.length}
+        assert b.rows == T.bucket_size(len(b.index), 32)
+    assert {b.length for b in batches} == {16, 32, 64, 128, 256}
+    # One long text among short ones: the short ones are not padded to 256.
+    small = T.plan_batches([3, 200, 5, 4], batch_size=64, max_seq_length=256)
+    assert [(b.index.tolist(), b.rows, b.length) for b in small] == [
+        ([1], 1, 256),
+        ([2, 3, 0], 4, 16),
+    ]
+    assert T.plan_batches([], 8, 256) == []
 
 
 def test_float32_even_with_x64(encoder):
