@@ -144,6 +144,12 @@ def _raw_features(config, pairs: Sequence[tuple[str, str]]) -> tuple[np.ndarray,
     )
 
 
+def _stat_names(config) -> tuple[str, ...]:
+    """Names of the raw columns after the text block (see ``_raw_features``)."""
+    cosine = ("prompt_response_cosine",) if config.featurizer == "minilm" else ()
+    return cosine + F.STATISTIC_NAMES
+
+
 def _index(records, position: dict) -> D.TextIndex:
     """A TextIndex of ``records`` into the global table of unique pairs."""
     return D.TextIndex(
@@ -447,7 +453,9 @@ def _inference(config, records, position, raw, block, specs) -> dict:
     out["_design"] = {
         "d": int(phi.shape[1]),
         "explained": design.projection.explained,
-        "stats_kept": [n for n, k in zip(F.STATISTIC_NAMES, design.stat_keep) if k],
+        "stats_kept": [
+            n for n, k in zip(_stat_names(config), design.stat_keep, strict=True) if k
+        ],
     }
     return out
 

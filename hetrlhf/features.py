@@ -390,7 +390,7 @@ def cached_features(
 
 # What computes the embeddings of ``embedding_features`` (the [text] extra); also the
 # cache namespace, so embeddings of another implementation are never mixed in.
-EMBEDDING_MODEL = "all-MiniLM-L6-v2 (flax float32, hetrlhf.text_encoder)"
+EMBEDDING_MODEL = f"{text_encoder.MODEL_NAME} (flax float32, hetrlhf.text_encoder)"
 
 
 def load_sentence_encoder(
