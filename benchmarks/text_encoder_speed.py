@@ -30,6 +30,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import jax
 import numpy as np
 
 from hetrlhf import data as D
@@ -51,15 +52,20 @@ def main() -> None:
     parser.add_argument("--data_dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--st_batch_size", type=int, default=32)
-    parser.add_argument("--max_texts", type=int, default=0, help="0: all")
+    parser.add_argument(
+        "--max_texts", type=int, default=0, help="a seeded random sample; 0: all"
+    )
     parser.add_argument("--repeats", type=int, default=2, help="warm passes each")
     args = parser.parse_args()
     data_dir = args.data_dir
     if not os.path.isdir(data_dir):
         data_dir = "/work/shared/data"
     texts = shared_texts(data_dir)
-    if args.max_texts:
-        texts = texts[: args.max_texts]
+    if args.max_texts and args.max_texts < len(texts):
+        pick = np.random.default_rng(0).choice(
+            len(texts), args.max_texts, replace=False
+        )
+        texts = [texts[i] for i in sorted(pick)]
     t0 = time.perf_counter()
     encoder = T.load_encoder()
     load_s = time.perf_counter() - t0
@@ -68,6 +74,23 @@ def main() -> None:
     print(
         f"{len(texts)} texts, {sum(map(len, ids))} word pieces, {n_truncated} truncated "
         f"at {encoder.config.max_seq_length}; device {encoder.device}; load {load_s:.2f} s"
+    )
+    # Compilation of every shape the plan uses, timed ahead of time (the first pass
+    # below compiles them again through jit's own cache).
+    plan = T.plan_batches(
+        [len(i) for i in ids], args.batch_size, encoder.config.max_seq_length
+    )
+    shapes = sorted({(b.rows, b.length) for b in plan})
+    t0 = time.perf_counter()
+    for rows, length in shapes:
+        zeros = np.zeros((rows, length), np.int32)
+        jax.jit(T.embed, static_argnames="config").lower(
+            encoder.params, zeros, zeros, config=encoder.config
+        ).compile()
+    compile_s = time.perf_counter() - t0
+    print(
+        f"{len(plan)} batches, {len(shapes)} shapes {shapes}: ahead-of-time "
+        f"compilation {compile_s:.2f} s in all"
     )
     passes = {
         "flax (hetrlhf.text_encoder)": lambda: T.encode(

@@ -108,7 +108,7 @@ def test_real_data_study_with_minilm_features(tmp_path, minilm_dir, monkeypatch)
     assert design["d"] == config.num_components + len(design["stats_kept"])
     assert set(design["stats_kept"]) <= {"prompt_response_cosine", *F.STATISTIC_NAMES}
     cached = [f for _, _, fs in os.walk(tmp_path / "cache") for f in fs]
-    assert len(cached) > 50 and all(f.endswith(".npy") for f in cached)
+    assert len(cached) >= 20 and all(f.endswith(".npy") for f in cached)
 
 
 def test_homogeneous_fit_matches_statsmodels_logit(tmp_path):
