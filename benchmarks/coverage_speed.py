@@ -50,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "extrapolated to --replicates)",
     )
     parser.add_argument("--n", type=int, default=600, help="comparisons per dataset")
-    parser.add_argument("--design", default="paper", help="hetrlhf.simulate preset")
+    parser.add_argument("--design", default="default", help="hetrlhf.simulate preset")
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

@@ -1,8 +1,10 @@
 """Study configs: one ml_collections file per study, each with ``get_config()``.
 
 Every config has a ``preset`` field ("default": small, about a minute on a laptop CPU;
-"paper": the full size). ``apply_preset`` resolves it; explicit ``--config.x=...``
-overrides of fields the preset does not touch are kept.
+"full": the full size — a size, not a claim that the constants are the papers'; a
+preset may be named "paper" only if every constant in it is the paper's).
+``apply_preset`` resolves it; explicit ``--config.x=...`` overrides of fields the
+preset does not touch are kept.
 """
 
 from __future__ import annotations

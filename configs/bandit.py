@@ -3,11 +3,11 @@
 Variance-aware vs vanilla trust-region steps on K-armed bandits with a noisy reward
 model r̂ ~ N(r, diag(σ²)): (a) a 3-arm example, Monte Carlo risk vs the closed form;
 (b) many random instances with low vs high spread of the arm variances. The
-constants are our design (the paper's exact simulation constants are not known).
+constants are our design (the paper's exact simulation constants are not available to us).
 
 Run:
   python -m experiments.bandit --config configs/bandit.py
-  python -m experiments.bandit --config configs/bandit.py --config.preset=paper
+  python -m experiments.bandit --config configs/bandit.py --config.preset=full
   python -m experiments.bandit --config configs/bandit.py --config.heterogeneity.num_arms=10
 """
 
@@ -15,7 +15,7 @@ import ml_collections
 
 # Fields set by each preset ("default" is the config below, ≈ 10 s on a 2-core CPU).
 PRESETS = {
-    "paper": {
+    "full": {
         "example.num_draws": 2_000_000,
         "heterogeneity.num_instances": 20_000,
         "heterogeneity.num_draws": 500,
@@ -25,7 +25,7 @@ PRESETS = {
 
 def get_config():
     config = ml_collections.ConfigDict()
-    # "default" (small, about ten seconds on a laptop CPU) or "paper" (full size).
+    # "default" (small, about ten seconds on a laptop CPU) or "full" (full size; our constants).
     config.preset = "default"
     # Seed of jax.random.key; the whole study is reproducible from it.
     config.seed = 0

@@ -7,7 +7,7 @@ priors (equal-tailed credible intervals, ``hetrlhf.bayes``); coverage of the tru
 
 Run:
   python -m experiments.bayes_coverage --config configs/bayes_coverage.py
-  python -m experiments.bayes_coverage --config configs/bayes_coverage.py --config.preset=paper
+  python -m experiments.bayes_coverage --config configs/bayes_coverage.py --config.preset=full
   python -m experiments.bayes_coverage --config configs/bayes_coverage.py --config.sizes='(200,)'
 """
 
@@ -16,7 +16,7 @@ import ml_collections
 # Fields set by each preset ("default" is the config below: a few minutes on a shared
 # 2-core CPU, most of it NUTS compilation).
 PRESETS = {
-    "paper": {
+    "full": {
         "num_replicates": 500,
         "sizes": (200, 400, 600),
         "nuts.num_warmup": 500,
@@ -27,14 +27,14 @@ PRESETS = {
 
 def get_config():
     config = ml_collections.ConfigDict()
-    # "default" (small) or "paper" (full size).
+    # "default" (small) or "full" (full size; our constants).
     config.preset = "default"
     # Seed of jax.random.key; the whole study is reproducible from it.
     config.seed = 0
     # Output directory for results.json, results.md and the PNG.
     config.results_dir = "results/bayes_coverage"
     # Simulation design: a hetrlhf.simulate preset name plus optional Design overrides.
-    config.design = ml_collections.ConfigDict({"preset": "paper"})
+    config.design = ml_collections.ConfigDict({"preset": "default"})
     # Numbers of comparisons n per dataset.
     config.sizes = (200, 600)
     # Replicated datasets per n (binomial band half-width ≈ 1.96·sqrt(.95·.05/R)).

@@ -7,7 +7,7 @@ with the same command continues), sharded over all devices.
 
 Run:
   python -m experiments.coverage --config configs/coverage.py
-  python -m experiments.coverage --config configs/coverage.py --config.preset=paper
+  python -m experiments.coverage --config configs/coverage.py --config.preset=full
   python -m experiments.coverage --config configs/coverage.py --config.num_replicates=2000
   python -m experiments.coverage --config configs/coverage.py --config.design=heavy
 """
@@ -17,21 +17,21 @@ import ml_collections
 # Fields set by each preset ("default" is the config below, about a minute on a
 # 2-core CPU).
 PRESETS = {
-    "paper": {"num_replicates": 1000},
+    "full": {"num_replicates": 1000},
 }
 
 
 def get_config():
     config = ml_collections.ConfigDict()
-    # "default" (small, about a minute on a laptop CPU) or "paper" (1000 replicates).
+    # "default" (small, about a minute on a laptop CPU) or "full" (1000 replicates).
     config.preset = "default"
     # Seed of jax.random.key; the whole study is reproducible from it bit for bit.
     config.seed = 0
     # Output directory for results.json, results.md, the PNGs and the checkpoints.
     config.results_dir = "results/coverage"
-    # Simulation design: a preset of hetrlhf.simulate.PRESETS ("paper" is our default
+    # Simulation design: a preset of hetrlhf.simulate.PRESETS ("default" is our
     # design of DESIGN.md §6; also "heavy", "correlated", "binary", "scaled_psi0", ...).
-    config.design = "paper"
+    config.design = "default"
     # Sample sizes n (one Monte Carlo experiment each).
     config.sample_sizes = (200, 400, 600)
     # Monte Carlo replicates per sample size.

@@ -2,7 +2,7 @@
 
 Run:
     python -m experiments.ensemble --config configs/ensemble.py
-    python -m experiments.ensemble --config configs/ensemble.py --config.preset=paper
+    python -m experiments.ensemble --config configs/ensemble.py --config.preset=full
     python -m experiments.ensemble --config configs/ensemble.py --config.real.enabled=False
 
 A bootstrapped K-head linear reward ensemble is trained on simulated comparisons
@@ -16,7 +16,7 @@ import ml_collections
 
 # Fields each preset changes ("default" is the config below).
 PRESETS = {
-    "paper": {
+    "full": {
         "sim.num_train": 2000,
         "sim.num_test": 5000,
         "num_steps": 2000,
@@ -28,7 +28,7 @@ PRESETS = {
 
 def get_config():
     config = ml_collections.ConfigDict()
-    # "default" (small, well under a minute on a 2-core CPU) or "paper"; see PRESETS.
+    # "default" (small, well under a minute on a 2-core CPU) or "full" (full size); see PRESETS.
     config.preset = "default"
     # Master seed (data simulation, head initialisations, bootstrap resamples).
     config.seed = 0
@@ -51,7 +51,7 @@ def get_config():
     # Simulated data (hetrlhf.simulate).
     config.sim = ml_collections.ConfigDict()
     # Name of the simulation design (hetrlhf.simulate.PRESETS).
-    config.sim.design = "paper"
+    config.sim.design = "default"
     # Training and held-out comparisons.
     config.sim.num_train = 400
     config.sim.num_test = 2000

@@ -13,7 +13,7 @@ with both rewards are scored by the gold reward r*. κ = 0 is the linear control
 
 Run:
   python -m experiments.neural --config configs/neural.py
-  python -m experiments.neural --config configs/neural.py --config.preset=paper
+  python -m experiments.neural --config configs/neural.py --config.preset=full
   python -m experiments.neural --config configs/neural.py --config.kappas='(1.0,)'
 """
 
@@ -22,7 +22,7 @@ import ml_collections
 # Fields set by each preset ("default" is the config below: a few minutes on a shared
 # 2-core CPU).
 PRESETS = {
-    "paper": {
+    "full": {
         "num_replicates": 200,
         "sizes": (500, 2000, 8000),
         "kappas": (0.0, 0.5, 1.0),
@@ -34,7 +34,7 @@ PRESETS = {
 
 def get_config():
     config = ml_collections.ConfigDict()
-    # "default" (small) or "paper" (full size).
+    # "default" (small) or "full" (full size; our constants).
     config.preset = "default"
     # Seed of jax.random.key; the whole study is reproducible from it.
     config.seed = 0
@@ -42,7 +42,7 @@ def get_config():
     config.results_dir = "results/neural"
     # Simulation design (features φ, covariates ψ, ψ0, rationality γ*, linear part θ*):
     # a hetrlhf.simulate preset name plus optional Design overrides; needs d >= 3.
-    config.design = ml_collections.ConfigDict({"preset": "paper"})
+    config.design = ml_collections.ConfigDict({"preset": "default"})
     # Strengths κ of the nonlinear part of r*(φ) = θ*ᵀφ + κ·(φ₁φ₂ + ½φ₃²).
     config.kappas = (0.0, 0.5)
     # Numbers of training comparisons n.

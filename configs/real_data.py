@@ -2,7 +2,7 @@
 
 Run:
   python -m experiments.real_data --config configs/real_data.py
-  python -m experiments.real_data --config configs/real_data.py --config.preset=paper
+  python -m experiments.real_data --config configs/real_data.py --config.preset=full
   python -m experiments.real_data --config configs/real_data.py \
       --config.featurizer=minilm   # needs the [text] extra and the weights (README)
 """
@@ -13,7 +13,7 @@ import ml_collections
 
 # Full size: more random prompt splits for the held-out metrics.
 PRESETS = {
-    "paper": {
+    "full": {
         "num_splits": 20,
     },
 }
@@ -23,7 +23,7 @@ _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def get_config():
     config = ml_collections.ConfigDict()
-    # "default": small (about a minute on a 2-core CPU); "paper": full size (PRESETS).
+    # "default": small (about a minute on a 2-core CPU); "full": full size (PRESETS).
     config.preset = "default"
     # Seed of the first train/test split; split j uses seed + j.
     config.seed = 0

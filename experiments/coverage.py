@@ -1,4 +1,7 @@
-"""Coverage study: Wald intervals of (θ, γ) by Monte Carlo (Liu, Lu & Sun 2025, Table 1).
+"""Coverage study: Wald intervals of (θ, γ) and Theorem 2's normality, by Monte Carlo.
+
+An analogue of Liu, Lu & Sun (2025)'s Table 1 (coverage and length of Wald intervals
+at n ∈ {200, 400, 600}) on our design.
 
 For each n in ``config.sample_sizes``: ``num_replicates`` datasets from the design
 (our design of DESIGN.md §6 by default, never the paper's numbers), each fitted by
@@ -13,6 +16,12 @@ interval length, the Monte Carlo standard error of the coverage sqrt(ĉ(1 − ĉ
 Fits that did not converge (``FitResult.converged`` False) are excluded from these and
 counted; the coverage over all replicates (a non-converged fit's interval counts as
 it is, a non-finite one as not covering) is also stored.
+
+Theorem 2 (√n(τ̂ − τ*) ⇒ N(0, I⁻¹(τ*)), τ = (θ, γ)): per n and coordinate, the
+z-scores (τ̂_j − τ*_j)/se_j of the converged fits should be N(0, 1). Reported: their
+mean and sd, the Kolmogorov–Smirnov statistic and p-value against N(0, 1)
+(``hetrlhf.theory.ks_normal``, scipy's ``kstest``), and a QQ plot (``zscores_qq.png``).
+These are computed from the same replicates as the coverage (no extra fits).
 
 Run:  python -m experiments.coverage --config configs/coverage.py
 """
@@ -29,12 +38,13 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from scipy.stats import norm
 
 import configs
 import experiments
 import hetrlhf as hr
 from configs import coverage as coverage_config
-from hetrlhf import checkpoint, parallel, reporting
+from hetrlhf import checkpoint, parallel, reporting, theory
 from hetrlhf import simulate as sim
 from hetrlhf.estimate import ravel_params
 
@@ -133,6 +143,68 @@ def summarize(out: Replicate, truth: np.ndarray) -> dict:
     }
 
 
+def zscores(out: Replicate, truth: np.ndarray) -> np.ndarray:
+    """[R', p] z-scores (τ̂ − τ*)/se of the converged fits with finite intervals."""
+    ok = np.asarray(out.converged, bool) & np.isfinite(np.asarray(out.length)).all(1)
+    estimate, se = (np.asarray(x, float)[ok] for x in (out.estimate, out.se))
+    return (estimate - truth) / se
+
+
+def normality(z: np.ndarray) -> dict:
+    """Theorem 2's check of one n: per-coordinate KS test of z against N(0, 1)."""
+    stat, pval, count = theory.ks_normal(z)
+    return {
+        "ks_stat": stat,
+        "ks_p": pval,
+        "num_z": count,
+        "z_mean": z.mean(0) if len(z) else np.full(z.shape[1], np.nan),
+        "z_sd": z.std(0, ddof=1) if len(z) > 1 else np.full(z.shape[1], np.nan),
+    }
+
+
+def _normality_table(names, sizes, stats) -> str:
+    header = ["parameter"]
+    for n in sizes:
+        header += [f"n={n} mean z", f"n={n} sd z", f"n={n} KS D", f"n={n} KS p"]
+    rows = []
+    for j, name in enumerate(names):
+        row = [name]
+        for n in sizes:
+            s = stats[str(n)]
+            row += [s["z_mean"][j], s["z_sd"][j], s["ks_stat"][j], s["ks_p"][j]]
+        rows.append(row)
+    return (
+        "## Theorem 2: z-scores (τ̂ − τ*)/se of the converged fits vs N(0, 1)\n\n"
+        "Mean and sd of z (N(0, 1): 0 and 1), Kolmogorov–Smirnov statistic D and "
+        "p-value against N(0, 1) (scipy.stats.kstest). Under Theorem 2 the p-values "
+        "are roughly uniform; the tests of one n share replicates, so they are not "
+        "independent across coordinates.\n\n" + reporting.markdown_table(header, rows)
+    )
+
+
+def _qq_figure(names, sizes, zs):
+    """One QQ panel per n: sorted z of every coordinate against N(0, 1) quantiles."""
+    fig, axes = plt.subplots(
+        1, len(sizes), figsize=(4 * len(sizes), 4), squeeze=False, sharey=True
+    )
+    for ax, n in zip(axes[0], sizes):
+        z = zs[str(n)]
+        lim = 4.0
+        ax.plot([-lim, lim], [-lim, lim], "k-", lw=1)
+        for j, name in enumerate(names):
+            col = np.sort(z[:, j])
+            q = norm.ppf((np.arange(1, col.size + 1) - 0.5) / col.size)
+            ax.plot(q, col, ".", ms=2, label=name)
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_xlabel("N(0, 1) quantile")
+        ax.set_title(f"n = {n}: {z.shape[0]} converged fits")
+    axes[0, 0].set_ylabel("z = (τ̂ − τ*)/se, sorted")
+    axes[0, -1].legend(fontsize=7, markerscale=4, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def _tables(names, sizes, stats, config) -> str:
     level = 1 - config.alpha
     header = ["parameter"]
@@ -194,7 +266,7 @@ def _tables(names, sizes, stats, config) -> str:
         f"## Convergence of the fits ('joint': all p intervals cover at once; 'all "
         f"replicates' keeps the non-converged fits)\n\n{table2}\n\n"
         f"## Estimates: bias, empirical sd and mean standard error (converged fits)\n\n"
-        f"{table3}\n"
+        f"{table3}\n\n{_normality_table(names, sizes, stats)}\n"
     )
 
 
@@ -258,6 +330,7 @@ def run(config) -> dict:
     root = jax.random.key(config.seed)
     stats: dict = {"truth": truth}
     replicates: dict = {}
+    zs: dict = {}
     start = time.time()
     for n in config.sample_sizes:
         replicate = make_replicate(
@@ -285,7 +358,8 @@ def run(config) -> dict:
             progress=config.progress,
         )
         out = jax.tree.map(np.asarray, out)
-        stats[str(n)] = summarize(out, truth)
+        zs[str(n)] = zscores(out, truth)
+        stats[str(n)] = {**summarize(out, truth), **normality(zs[str(n)])}
         replicates[str(n)] = out._asdict()
     elapsed = time.time() - start
 
@@ -297,6 +371,16 @@ def run(config) -> dict:
         "coordinates": names,
         "truth": truth,
         "summary": stats,
+        "theorem2": {
+            str(n): {
+                name: {
+                    key: stats[str(n)][key][j]
+                    for key in ("ks_p", "ks_stat", "num_z", "z_mean", "z_sd")
+                }
+                for j, name in enumerate(names)
+            }
+            for n in sizes
+        },
         "replicates": replicates,
     }
     table = _tables(names, sizes, stats, config)
@@ -304,7 +388,10 @@ def run(config) -> dict:
         config.results_dir,
         payload,
         table,
-        {"coverage": _figure(names, sizes, stats, config)},
+        {
+            "coverage": _figure(names, sizes, stats, config),
+            "zscores_qq": _qq_figure(names, sizes, zs),
+        },
     )
     print(
         f"{config.num_replicates} replicates × {len(sizes)} sample sizes in "

@@ -1,6 +1,6 @@
 """Study `ensemble`: reward variance of a K-head ensemble (Banerjee et al. Fig. 8 analogue).
 
-    python -m experiments.ensemble --config configs/ensemble.py [--config.preset=paper]
+    python -m experiments.ensemble --config configs/ensemble.py [--config.preset=full]
 
 A bootstrapped K-head linear Bradley–Terry ensemble (``hetrlhf.ensemble``: all heads in
 one jitted ``vmap``/``lax.scan`` program) is trained

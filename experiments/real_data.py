@@ -3,7 +3,12 @@
 Fits the homogeneous Bradley–Terry model and the heterogeneous model (rationality
 σ = 1 + γᵀψ by annotator, and for PandaLM by annotator type human vs LLM judge) on real
 LLM preference data (/work/shared/data: PandaLM test set, Tülu 1 human evaluation) and
-reports (our study design; the paper has no real-data table to reproduce):
+reports the following (our study design). Paper A has real-data experiments — its
+Table 5 compares BoN and pBoN on LLM-generated candidates for held-out prompts, scored
+by the gold reward model Eurus-RM-7B, for N ∈ {20, 40, 60, 80, 128} — but neither its
+candidates nor a gold reward model are in the data here, so that table is not
+reproduced: part 3 below is our substitute (human win rates as gold, the models'
+responses as candidates), and ``experiments/bon.py`` is a simulated analogue.
 
 1. γ with Wald intervals from a fit on all rows (``hr.confidence_intervals``), with
    a likelihood-ratio test of the homogeneous model against the heterogeneous one.

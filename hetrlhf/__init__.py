@@ -24,6 +24,7 @@ from hetrlhf import (
     simulate,
     small_sample,
     text_encoder,
+    theory,
 )
 from hetrlhf.ensemble import ensemble_reward, train_ensemble
 from hetrlhf.estimate import ConvergenceWarning, alternating_gd, fit, run_alternating
@@ -103,5 +104,6 @@ __all__ = [
     "small_sample",
     "standard_errors",
     "text_encoder",
+    "theory",
     "train_ensemble",
 ]

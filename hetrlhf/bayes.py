@@ -1,7 +1,7 @@
 """Bayesian heterogeneous Bradley–Terry model: numpyro model, NUTS posterior, credible intervals.
 
 The likelihood is exactly the one of the MLE (``hetrlhf.model.log_likelihood``,
-Liu, Lu & Sun 2025, eq. (2.1)–(2.3)); the priors are ours, weak and independent:
+the model of Liu, Lu & Sun 2025); the priors are ours, weak and independent:
 
     θ_j ~ N(0, s²),  γ_l ~ N(0, s²),  s = ``prior_scale`` (default 10)
     y_i | θ, γ ~ Bernoulli(sigmoid(σ_γ(x_i)·θᵀΔφ_i)),  σ_γ(x) = ψ0(x) + γᵀψ(x)

@@ -2,9 +2,10 @@
 
 Two estimators, both pure, jittable and vmappable over a leading replicate axis:
 
-* ``alternating_gd`` — Algorithm 1 of Liu, Lu & Sun (2025) exactly as written:
+* ``alternating_gd`` — Algorithm 1 of Liu, Lu & Sun (2025), alternating gradient descent:
   θ_t = θ_{t−1} − η₁∇_θL_n(θ_{t−1}, γ_{t−1}),  γ_t = γ_{t−1} − η₂∇_γL_n(θ_t, γ_{t−1})
-  (Gauss–Seidel order; ``order="jacobi"`` updates both blocks from the old iterate).
+  (the Gauss–Seidel order is our reading; ``order="jacobi"`` updates both blocks from
+  the old iterate).
   It converges linearly and slowly, and only from a start near the truth.
 
 * ``newton_fit`` — the default solver of ``fit``. L_n is biconvex, not jointly convex,
@@ -30,6 +31,7 @@ Two estimators, both pure, jittable and vmappable over a leading replicate axis:
 from __future__ import annotations
 
 import functools
+import itertools
 import warnings
 from typing import NamedTuple
 
@@ -41,15 +43,18 @@ from hetrlhf.types import Comparisons, FitResult, Params
 
 __all__ = [
     "AlternatingState",
+    "AlternatingTrace",
     "ConvergenceWarning",
     "alternating_gd",
     "default_tol",
     "derivatives",
     "fit",
     "is_separated",
+    "mirror_basin",
     "newton_fit",
     "ravel_params",
     "run_alternating",
+    "trace_alternating",
     "unravel_params",
 ]
 
@@ -112,8 +117,8 @@ def alternating_gd(lr_theta, lr_gamma, *, order: str = "gauss_seidel") -> Solver
     Args:
       lr_theta: η₁, step size of the θ block (float or [] array; vmappable).
       lr_gamma: η₂, step size of the γ block.
-      order: "gauss_seidel" (the paper: γ's gradient is taken at the new θ_t) or
-        "jacobi" (both gradients at the old iterate).
+      order: "gauss_seidel" (our reading of the paper's Algorithm 1: γ's gradient is
+        taken at the new θ_t) or "jacobi" (both gradients at the old iterate).
 
     Returns:
       ``Solver(init, update)`` with ``init(params) -> AlternatingState`` and
@@ -163,7 +168,8 @@ def run_alternating(
 
     Args:
       data: one dataset.
-      init: starting point (the paper assumes one near the truth).
+      init: starting point (the paper's guarantee assumes one near the truth; its
+        experiments start from θ0, γ0 ~ U(−1, 1)).
       lr_theta, lr_gamma: η₁, η₂.
       num_steps: T (static).
       order: see ``alternating_gd``.
@@ -200,6 +206,99 @@ def run_alternating(
     if record:
         return result, outs[0], outs[1]
     return result
+
+
+class AlternatingTrace(NamedTuple):
+    """Checkpoints of one Algorithm-1 run (C checkpoints).
+
+    Attributes:
+      params: Params of [C, d] / [C, k] iterates at the checkpoint iterations.
+      loss: [C] L_n at those iterates.
+      grad_norm: [C] ‖∇L_n‖₂ at those iterates.
+      hit_step: [] int32, the first iteration t ≥ 1 with ‖β_t − target‖₂ ≤ radius
+        (β = (θ, γ)), or −1 if none up to the last checkpoint.
+    """
+
+    params: Params
+    loss: jax.Array
+    grad_norm: jax.Array
+    hit_step: jax.Array
+
+
+def trace_alternating(
+    data: Comparisons,
+    init: Params,
+    target: Params,
+    *,
+    lr_theta,
+    lr_gamma,
+    checkpoints: tuple[int, ...],
+    radius,
+    order: str = "gauss_seidel",
+) -> AlternatingTrace:
+    """Runs Algorithm 1 (``alternating_gd``) and records it at a few iterations only.
+
+    For long runs (small fixed steps need 10⁴–10⁶ iterations) where ``run_alternating(
+    record=True)``'s whole path would not fit in memory: the iterate, loss and gradient
+    norm at each checkpoint, and the first iteration at which the iterate comes within
+    ``radius`` of ``target`` (e.g. the MLE). One ``lax.scan`` per segment between
+    checkpoints; pure, vmap over datasets, starts or step sizes at the call site.
+
+    Args:
+      data: one dataset.
+      init: start (θ_0, γ_0).
+      target: the point whose neighbourhood is watched (e.g. ``fit(data).params``).
+      lr_theta, lr_gamma: η₁, η₂ (floats or [] arrays; vmappable).
+      checkpoints: strictly increasing iteration counts T_1 < … < T_C (static ints ≥ 1).
+      radius: distance to ``target`` that counts as arrived.
+      order: see ``alternating_gd``.
+
+    Returns:
+      ``AlternatingTrace``.
+    """
+    steps = tuple(int(t) for t in checkpoints)
+    if not steps or steps[0] < 1 or any(b <= a for a, b in itertools.pairwise(steps)):
+        raise ValueError(
+            f"checkpoints must be strictly increasing ints >= 1, got {checkpoints}"
+        )
+    solver = alternating_gd(lr_theta, lr_gamma, order=order)
+    goal = ravel_params(target)
+
+    def body(carry, _):
+        state, hit = carry
+        state = solver.update(state, data)
+        near = jnp.linalg.norm(ravel_params(state.params) - goal) <= radius
+        hit = jnp.where((hit < 0) & near, state.count, hit)
+        return (state, hit), None
+
+    carry = (solver.init(init), jnp.full((), -1, jnp.int32))
+    snapshots = []
+    for begin, end in itertools.pairwise((0, *steps)):
+        carry, _ = jax.lax.scan(body, carry, None, length=end - begin)
+        params = carry[0].params
+        value, grad = jax.value_and_grad(lambda x: model.loss(x, data))(params)
+        snapshots.append((params, value, jnp.linalg.norm(ravel_params(grad))))
+    params, loss, grad_norm = jax.tree.map(lambda *x: jnp.stack(x), *snapshots)
+    return AlternatingTrace(params, loss, grad_norm, carry[1])
+
+
+def mirror_basin(params: Params, reference: Params) -> jax.Array:
+    """[...] bool: ``params`` lies on the mirror side of ``reference`` (e.g. the MLE).
+
+    The biconvex loss has a wrong basin where the reward is reversed, θ → −θ, and the
+    rationality compensates with σ < 0: with ψ0 fixed, σ = ψ0 + γᵀψ can only turn
+    negative through its covariate part, so a mirror iterate has θᵀθ̂ < 0 and
+    γᵀγ̂ < 0 (the annotators the fit calls most rational look most adversarial). With
+    k = 0 only θ is checked.
+
+    Args:
+      params: Params with θ [..., d], γ [..., k].
+      reference: Params with θ [d], γ [k].
+    """
+    reversed_theta = params.theta @ reference.theta < 0
+    if params.gamma.shape[-1] == 0:
+        return reversed_theta
+    return reversed_theta & (params.gamma @ reference.gamma < 0)
 
 
 # --------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Inference for the heterogeneous Bradley–Terry MLE (Liu, Lu & Sun 2025, §4).
+"""Inference for the heterogeneous Bradley–Terry MLE (Liu, Lu & Sun 2025; DESIGN §A3).
 
 * Fisher information I(θ, γ): by default the observed information, the autodiff
   Hessian of the mean loss L_n (what statsmodels uses for its standard errors); the

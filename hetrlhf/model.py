@@ -1,4 +1,4 @@
-"""The heterogeneous Bradley–Terry model (Liu, Lu & Sun 2025, §2, eq. (2.1)–(2.3)).
+"""The heterogeneous Bradley–Terry model of Liu, Lu & Sun (2025) (DESIGN.md §A1).
 
 One comparison i has feature difference Δφ_i = φ(s_i, a_i¹) − φ(s_i, a_i⁰), annotator
 covariates ψ(x_i) with known scale ψ0(x_i), and label y_i:

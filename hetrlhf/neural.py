@@ -2,7 +2,7 @@
 
 The reward is an MLP with a linear last layer, r(φ) = wᵀh(φ), h: R^d → R^m a Flax
 feature network. It enters the heterogeneous Bradley–Terry likelihood of Liu, Lu & Sun
-(2025, eq. (2.1)) in place of θᵀφ:
+(2025) in place of θᵀφ:
 
     P(y_i = 1) = sigmoid(σ_γ(x_i) · wᵀ(h(φ_i¹) − h(φ_i⁰))),  σ_γ(x) = ψ0(x) + γᵀψ(x)
 

@@ -1,9 +1,9 @@
 """K-wise rankings: the Plackett–Luce model with the heterogeneous rationality scale.
 
-Our formulation (the papers only treat pairs): annotator i ranks K responses with
-features φ_i1..φ_iK; response k has utility
+Our formulation (the papers' models, as DESIGN.md summarises them, are pairwise):
+annotator i ranks K responses with features φ_i1..φ_iK; response k has utility
 
-    u_ik = σ_γ(x_i) · θᵀφ_ik,     σ_γ(x) = ψ0(x) + γᵀψ(x)   (Liu, Lu & Sun 2025, eq. 2.1)
+    u_ik = σ_γ(x_i) · θᵀφ_ik,     σ_γ(x) = ψ0(x) + γᵀψ(x)   (Liu, Lu & Sun 2025's scale)
 
 and the ranking o_i (o_i0 best, ..., o_i,K−1 worst) has the Plackett–Luce probability
 

@@ -21,8 +21,8 @@ KL-regularised policies:
     (our formulation of the variance-weighted penalty; solved numerically)
 
 "On the simplex" (``simplex=True``) adds the constraint 1ᵀδ = 0 so that π₀ + δ still
-sums to one. Positivity of π₀ + δ is NOT enforced by the trust-region steps (the
-paper's analysis is local): choose ε small enough, e.g. √ε ≤ min_a π₀(a), which
+sums to one. Positivity of π₀ + δ is NOT enforced by the trust-region steps (they are
+local steps): choose ε small enough, e.g. √ε ≤ min_a π₀(a), which
 guarantees π₀ + δ ≥ 0 for both steps (both have ‖δ‖₂ ≤ √ε).
 
 Validation: called eagerly (concrete arrays) the functions raise ``ValueError`` on

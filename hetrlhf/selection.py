@@ -1,4 +1,4 @@
-"""Best-of-N selection (Liu, Lu & Sun 2025, §5): plain and pessimistic.
+"""Best-of-N selection (Liu, Lu & Sun 2025; DESIGN.md §A4): plain and pessimistic.
 
 Both take the reward of N candidates along the last axis and return the index of the
 chosen one; any leading axes (prompts, replicates) are batch axes.

@@ -1,7 +1,7 @@
 """Simulated comparison data with known truth (our designs, DESIGN.md §6).
 
 The seed texts do not give the paper's simulation constants, so every design here is
-*ours*. The default ("paper" preset) design:
+*ours*. The default design (preset "default"):
 
     d = 5, k = 3
     φ(s, a¹), φ(s, a⁰) iid N(0, I_d)          (so Δφ ~ N(0, 2 I_d))
@@ -17,7 +17,7 @@ A ``Design`` is a NamedTuple of Python scalars and tuples: it is hashable and st
 (pass it closed over or as a static argument), so ``simulate`` traces cleanly under
 ``jax.jit``/``jax.vmap`` with only the PRNG key traced:
 
->>> design = get_design("paper")
+>>> design = get_design("default")
 >>> keys = jax.random.split(jax.random.key(0), 100)
 >>> data = jax.vmap(lambda k: simulate(k, design, 400))(keys)   # leaves [100, 400, ...]
 """
@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from hetrlhf.estimate import derivatives, ravel_params
 from hetrlhf.types import Comparisons, Params
 from hetrlhf.validation import default_float_dtype
 
@@ -43,6 +44,8 @@ __all__ = [
     "feature_covariance",
     "get_design",
     "label_probability",
+    "population_information",
+    "reward_gap_pairs",
     "simulate",
     "simulate_candidates",
     "true_rationality",
@@ -103,7 +106,7 @@ class Design(NamedTuple):
 
 PRESETS: dict[str, Design] = {
     # Our default design (DESIGN.md §6); σ ∈ [−0.2, 2.2].
-    "paper": Design(),
+    "default": Design(),
     # Heavy heterogeneity: σ ∈ [−2.7, 4.7], about a fifth of annotators adversarial.
     "heavy": Design(gamma=(1.5, -1.0, 1.2)),
     # AR(1)-correlated features, ρ = 0.7.
@@ -119,7 +122,6 @@ PRESETS: dict[str, Design] = {
     # Heavy-tailed features: multivariate Student-t with ν = 3 (unit covariance).
     "heavy_tailed": Design(feature_df=3.0),
 }
-PRESETS["default"] = PRESETS["paper"]
 
 
 def validate_design(design: Design) -> Design:
@@ -168,7 +170,7 @@ def validate_design(design: Design) -> Design:
     return design
 
 
-def get_design(name: str = "paper", **overrides) -> Design:
+def get_design(name: str = "default", **overrides) -> Design:
     """A named preset (see ``PRESETS``) with optional field overrides, validated.
 
     >>> get_design("heavy_tailed", feature_df=5.0).feature_df
@@ -192,10 +194,10 @@ def design_from_config(config: ml_collections.ConfigDict | dict) -> Design:
     """A design from a (config) mapping: {"preset": name, <Design field>: value, ...}.
 
     Lists become tuples and ``None`` values are ignored, so a study config can hold
-    ``config.design = ConfigDict({"preset": "paper", "rho": 0.0, ...})``.
+    ``config.design = ConfigDict({"preset": "default", "rho": 0.0, ...})``.
     """
     mapping = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-    name = mapping.pop("preset", "paper")
+    name = mapping.pop("preset", "default")
     return get_design(name, **{k: v for k, v in mapping.items() if v is not None})
 
 
@@ -290,7 +292,7 @@ def simulate(key: jax.Array, design: Design, n: int, *, dtype=None) -> Compariso
 
     Args:
       key: PRNG key.
-      design: the simulation design (e.g. ``get_design("paper")``).
+      design: the simulation design (e.g. ``get_design("default")``).
       n: number of comparisons (Python int).
       dtype: float dtype (default: JAX's default float, float64 under x64).
 
@@ -318,6 +320,59 @@ def simulate(key: jax.Array, design: Design, n: int, *, dtype=None) -> Compariso
     p = label_probability(design, data)
     y = (_uniform(k_y, (n,), dtype) < p).astype(dtype)
     return data._replace(y=y)
+
+
+def population_information(key: jax.Array, design: Design, size: int) -> np.ndarray:
+    """Population Fisher information I(θ*, γ*) of a design, by Monte Carlo.
+
+    I = E[p(1−p) g gᵀ], g = [σ·Δφ ; (θ*ᵀΔφ)·ψ], p = sigmoid(σ·θ*ᵀΔφ), at the truth,
+    estimated by the average over one simulated sample of ``size`` comparisons (the
+    expected-information form of ``estimate.derivatives``: it does not use the
+    labels). Its Monte Carlo error is O(size^{−1/2}).
+
+    Args:
+      key: PRNG key.
+      design: the simulation design (well specified: θ*, γ* are the model's truth).
+      size: comparisons in the sample (Python int).
+
+    Returns:
+      [d + k, d + k] numpy matrix (θ block first), in JAX's default float.
+    """
+    truth = ravel_params(design_truth(design))
+    data = jax.jit(lambda k: simulate(k, design, size))(key)
+    return np.asarray(jax.jit(lambda x, dt: derivatives(x, dt)[3])(truth, data))
+
+
+def reward_gap_pairs(
+    key: jax.Array, design: Design, gaps: jax.Array, *, dtype=None
+) -> tuple[jax.Array, jax.Array]:
+    """Response pairs with a given true reward gap, for size and power studies.
+
+    For each gap δ_e: φ_a, φ_b are drawn as two candidates of the design
+    (``simulate_candidates``); the component of Δ = φ_a − φ_b along θ* is replaced so
+    that θ*ᵀ(φ_a′ − φ_b) = δ_e exactly: φ_a′ = φ_b + Δ − (θ*ᵀΔ − δ_e)·θ*/‖θ*‖². δ = 0
+    gives pairs under H0: r(s, a) = r(s, a′); the directions orthogonal to θ* keep the
+    design's random spread, so the test's standard error varies across pairs as it
+    would on real candidates.
+
+    Args:
+      key: PRNG key.
+      design: the simulation design (θ* is the gold reward).
+      gaps: [E] true reward differences δ_e = r*(a) − r*(b).
+      dtype: float dtype (default: JAX's default float).
+
+    Returns:
+      (phi_a [E, d], phi_b [E, d]).
+    """
+    dtype = default_float_dtype() if dtype is None else dtype
+    gaps = jnp.asarray(gaps, dtype)
+    if gaps.ndim != 1:
+        raise ValueError(f"gaps must have shape [E], got {gaps.shape}")
+    cand = simulate_candidates(key, design, gaps.shape[0], 2, dtype=dtype)  # [E, 2, d]
+    theta = jnp.asarray(design.theta, dtype)
+    diff = cand[:, 0] - cand[:, 1]
+    diff = diff - ((diff @ theta - gaps) / (theta @ theta))[:, None] * theta
+    return cand[:, 1] + diff, cand[:, 1]
 
 
 def simulate_candidates(

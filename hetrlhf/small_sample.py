@@ -1,6 +1,6 @@
 """Confidence intervals beyond Wald: profile likelihood, parametric bootstrap, sandwich.
 
-At small n the Wald intervals of Liu, Lu & Sun (2025, §4) under-cover for γ (the
+At small n the Wald intervals of Liu, Lu & Sun (2025) under-cover for γ (the
 likelihood is far from quadratic in the rationality direction). Three alternatives,
 all selectable through ``hr.confidence_intervals(..., method=...)`` and all working for
 pairwise ``Comparisons`` and for Plackett–Luce ``Rankings`` (``hetrlhf.plackett_luce``):

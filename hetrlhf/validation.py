@@ -104,7 +104,7 @@ def covariates(psi, psi0, n: int) -> tuple[np.ndarray, np.ndarray]:
 def comparisons(phi0, phi1, y, psi=None, psi0=None, *, dtype=None) -> Comparisons:
     """Validates pairwise comparisons and returns them as a pytree of jnp arrays.
 
-    Model (Liu, Lu & Sun 2025, §2): P(y_i = 1) = sigmoid(σ_γ(x_i) · θᵀ(φ_i¹ − φ_i⁰)),
+    Model (Liu, Lu & Sun 2025): P(y_i = 1) = sigmoid(σ_γ(x_i) · θᵀ(φ_i¹ − φ_i⁰)),
     σ_γ(x) = ψ0(x) + γᵀψ(x).
 
     Args:

@@ -25,8 +25,8 @@ class Design(NamedTuple):
 
 
 DESIGNS = {
-    # The paper-style design: mixed-sign θ and negative γ entries.
-    "paper": Design((1.0, -0.5, 0.8, 0.3, -1.0), (0.5, -0.3, 0.4)),
+    # Our default design (DESIGN.md §6): mixed-sign θ and γ entries.
+    "default": Design((1.0, -0.5, 0.8, 0.3, -1.0), (0.5, -0.3, 0.4)),
     # All-negative γ, a different d and k.
     "negative_gamma": Design((-0.7, 1.2, 0.4), (-0.4, -0.3)),
     # Known, varying ψ0 ≠ 1.

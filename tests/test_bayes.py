@@ -41,7 +41,7 @@ def test_model_log_joint_matches_scipy():
 def test_nuts_matches_grid_quadrature():
     # d = k = 1 and n = 50: a visibly non-Gaussian posterior in γ, computed exactly on
     # a grid (numpy likelihood, N(0, 10²) priors) as the independent reference.
-    design = simulate.get_design("paper", theta=(1.0,), gamma=(0.6,))
+    design = simulate.get_design("default", theta=(1.0,), gamma=(0.6,))
     data = simulate.simulate(jax.random.key(3), design, 50)
     th, ga = np.linspace(-4, 6, 601), np.linspace(-8, 8, 601)
     t, g = np.meshgrid(th, ga, indexing="ij")
@@ -84,7 +84,7 @@ def test_nuts_matches_grid_quadrature():
 
 @pytest.mark.slow
 def test_bernstein_von_mises_large_sample():
-    design = simulate.get_design("paper", theta=(1.0, -0.5), gamma=(0.5,))
+    design = simulate.get_design("default", theta=(1.0, -0.5), gamma=(0.5,))
     data = simulate.simulate(jax.random.key(1), design, 4000)
     res = hr.fit(data)
     ci = hr.confidence_intervals(res.params, data)
@@ -116,7 +116,7 @@ def test_split_r_hat_detects_disagreeing_chains():
 
 
 def test_bad_input():
-    design = simulate.get_design("paper")
+    design = simulate.get_design("default")
     data = simulate.simulate(jax.random.key(0), design, 30)
     key = jax.random.key(0)
     with pytest.raises(ValueError, match="alpha"):

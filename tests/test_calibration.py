@@ -154,7 +154,7 @@ def test_calibration_study_smoke(tmp_path, capsys):
 
 def test_calibration_config_presets_and_validation(tmp_path):
     config = calibration_config.get_config()
-    config.preset = "paper"
+    config.preset = "full"
     assert (
         configs.apply_preset(config, calibration_config.PRESETS).sim.num_replicates
         == 1000
@@ -177,7 +177,7 @@ def test_study_ensemble_is_the_library_ensemble():
     from hetrlhf import ensemble
     from hetrlhf import simulate as hsim
 
-    data = hsim.simulate(jax.random.key(0), hsim.get_design("paper"), 60)
+    data = hsim.simulate(jax.random.key(0), hsim.get_design("default"), 60)
     test_dphi = jax.random.normal(jax.random.key(1), (7, 5))
     opts = study._EnsembleOptions(4, 40, 0.05, True, 1.0, 0.0)
     key = jax.random.key(2)

@@ -9,6 +9,7 @@ import pytest
 import statsmodels.api as sm
 
 import hetrlhf as hr
+from hetrlhf import estimate
 from hetrlhf.estimate import ravel_params
 from tests.reference import DESIGNS, numpy_loss, simulate, statsmodels_fit
 
@@ -62,8 +63,8 @@ def test_homogeneous_fit_equals_statsmodels_logit(n):
 @pytest.mark.parametrize(
     "name,n",
     [
-        ("paper", 600),
-        ("paper", 200),
+        ("default", 600),
+        ("default", 200),
         ("negative_gamma", 400),
         ("psi0_varying", 400),
         ("binary", 600),
@@ -98,7 +99,7 @@ def test_heterogeneous_fit_equals_statsmodels(name, n):
 
 
 @pytest.mark.parametrize(
-    "name", ["paper", "negative_gamma", "psi0_varying", "binary", "heavy"]
+    "name", ["default", "negative_gamma", "psi0_varying", "binary", "heavy"]
 )
 def test_wrong_basin_start_is_escaped(name):
     """θ → −θ with γ pushing σ < 0 is a local optimum of the biconvex loss."""
@@ -141,9 +142,9 @@ def test_converged_never_means_worse_than_reference():
 
 def test_alternating_from_wrong_basin_is_not_reported_converged():
     """Algorithm 1 alone can't escape; it must not claim convergence at the wrong point."""
-    arrays, data = _data("paper", 400, seed=11)
-    ref = statsmodels_fit(*arrays, start=_truth("paper"))
-    design = DESIGNS["paper"]
+    arrays, data = _data("default", 400, seed=11)
+    ref = statsmodels_fit(*arrays, start=_truth("default"))
+    design = DESIGNS["default"]
     bad = hr.Params(-jnp.asarray(design.theta), jnp.asarray([-2.0, -2.0, -2.0]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", hr.ConvergenceWarning)  # either outcome is fine
@@ -153,8 +154,8 @@ def test_alternating_from_wrong_basin_is_not_reported_converged():
 
 
 def test_fixed_step_count_is_not_a_stopping_rule():
-    _arrays, data = _data("paper", 600, seed=1)
-    truth = DESIGNS["paper"]
+    _arrays, data = _data("default", 600, seed=1)
+    truth = DESIGNS["default"]
     init = hr.Params(jnp.asarray(truth.theta), jnp.asarray(truth.gamma))
     with pytest.warns(hr.ConvergenceWarning, match="gradient norm"):
         result = hr.fit(data, init=init, method="alternating", num_steps=5)
@@ -175,7 +176,7 @@ def test_separated_data_are_not_converged():
 
 
 def test_unknown_method_and_missing_init():
-    _, data = _data("paper", 50, seed=0)
+    _, data = _data("default", 50, seed=0)
     with pytest.raises(ValueError, match="method"):
         hr.fit(data, method="lbfgs")
     with pytest.raises(ValueError, match="init"):
@@ -186,9 +187,9 @@ def test_unknown_method_and_missing_init():
 
 
 def test_algorithm1_monotone_and_reaches_the_same_optimum():
-    _arrays, data = _data("paper", 600, seed=5)
+    _arrays, data = _data("default", 600, seed=5)
     newton = _fit(data)
-    design = DESIGNS["paper"]
+    design = DESIGNS["default"]
     init = hr.Params(jnp.asarray(design.theta) * 0.5, jnp.zeros(3))
     result, path, losses = hr.run_alternating(
         data, init, lr_theta=0.2, lr_gamma=0.2, num_steps=3000, record=True
@@ -202,9 +203,9 @@ def test_algorithm1_monotone_and_reaches_the_same_optimum():
     )
 
 
-def test_alternating_solver_init_update_matches_paper_formula():
+def test_alternating_solver_init_update_matches_algorithm1_written_out():
     """One Gauss–Seidel step equals the update written out with numpy gradients."""
-    arrays, data = _data("paper", 100, seed=2)
+    arrays, data = _data("default", 100, seed=2)
     _phi0, _phi1, _y, _psi, _psi0 = arrays
     x0 = np.array([0.3, 0.1, -0.2, 0.5, 0.0, 0.2, -0.1, 0.05])
     d, eta1, eta2 = 5, 0.4, 0.7
@@ -231,14 +232,16 @@ def test_alternating_solver_init_update_matches_paper_formula():
 
 
 def test_vmapped_fit_equals_eager_fits():
-    sets = [simulate(np.random.default_rng(s), 200, DESIGNS["paper"]) for s in range(6)]
+    sets = [
+        simulate(np.random.default_rng(s), 200, DESIGNS["default"]) for s in range(6)
+    ]
     stacked = hr.Comparisons(
         *(jnp.asarray(np.stack([s[i] for s in sets])) for i in range(5))
     )
     batch = jax.jit(jax.vmap(hr.fit))(stacked)
     assert batch.params.theta.shape == (6, 5)
     for i, arrays in enumerate(sets):
-        ref = statsmodels_fit(*arrays, start=_truth("paper"))
+        ref = statsmodels_fit(*arrays, start=_truth("default"))
         assert bool(batch.converged[i])
         np.testing.assert_allclose(
             np.asarray(ravel_params(batch.params))[i], ref.params, rtol=1e-5, atol=1e-7
@@ -246,7 +249,7 @@ def test_vmapped_fit_equals_eager_fits():
 
 
 def test_float32_fit_is_close_to_float64():
-    _arrays, data64 = _data("paper", 600, seed=9)
+    _arrays, data64 = _data("default", 600, seed=9)
     data32 = jax.tree.map(lambda a: a.astype(jnp.float32), data64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -261,8 +264,8 @@ def test_float32_fit_is_close_to_float64():
 
 def test_algorithm1_converging_in_the_wrong_basin_is_not_converged():
     """Algorithm 1 run long enough to settle at a wrong-basin stationary point."""
-    _arrays, data = _data("paper", 400, seed=11)
-    design = DESIGNS["paper"]
+    _arrays, data = _data("default", 400, seed=11)
+    design = DESIGNS["default"]
     bad = hr.Params(-jnp.asarray(design.theta), jnp.asarray([-2.0, -2.0, -2.0]))
     result = hr.run_alternating(data, bad, num_steps=5000, lr_theta=0.5, lr_gamma=0.5)
     newton = _fit(data)
@@ -275,3 +278,79 @@ def test_algorithm1_converging_in_the_wrong_basin_is_not_converged():
             rtol=1e-4,
             atol=1e-6,
         )
+
+
+# ---------------------------------------------------------------- long runs -----------
+
+
+def test_trace_alternating_matches_the_recorded_path():
+    """Checkpoints, hit step, loss and gradient norm against run_alternating's path."""
+    _arrays, data = _data("default", 200, seed=4)
+    design = DESIGNS["default"]
+    init = hr.Params(jnp.asarray(design.theta) + 0.3, jnp.asarray(design.gamma) - 0.2)
+    target = hr.Params(jnp.asarray(design.theta), jnp.asarray(design.gamma))
+    _, path, losses = hr.run_alternating(
+        data,
+        init,
+        lr_theta=0.7,
+        lr_gamma=0.7,
+        num_steps=60,
+        record=True,
+        check_basin=False,
+    )
+    iterates = np.asarray(ravel_params(path))  # [60, p]: β_1..β_60
+    dist = np.linalg.norm(iterates - np.asarray(ravel_params(target)), axis=1)
+    radius = np.sort(dist)[len(dist) // 2]  # reached somewhere along the path
+    first = int(np.argmax(dist <= radius)) + 1
+    steps = (5, 20, 60)
+    trace = estimate.trace_alternating(
+        data,
+        init,
+        target,
+        lr_theta=0.7,
+        lr_gamma=0.7,
+        checkpoints=steps,
+        radius=radius,
+    )
+    idx = np.array(steps) - 1
+    np.testing.assert_allclose(
+        np.asarray(ravel_params(trace.params)), iterates[idx], rtol=1e-12
+    )
+    np.testing.assert_allclose(trace.loss, np.asarray(losses)[idx], rtol=1e-12)
+    assert int(trace.hit_step) == first
+    grads = [
+        np.linalg.norm(
+            ravel_params(jax.grad(hr.model.loss)(hr.Params(x[:5], x[5:]), data))
+        )
+        for x in iterates[idx]
+    ]
+    np.testing.assert_allclose(trace.grad_norm, grads, rtol=1e-10)
+    never = estimate.trace_alternating(
+        data, init, target, lr_theta=0.7, lr_gamma=0.7, checkpoints=(3,), radius=1e-9
+    )
+    assert int(never.hit_step) == -1
+    with pytest.raises(ValueError, match="checkpoints"):
+        estimate.trace_alternating(
+            data,
+            init,
+            target,
+            lr_theta=0.7,
+            lr_gamma=0.7,
+            checkpoints=(5, 5),
+            radius=1.0,
+        )
+
+
+def test_mirror_basin():
+    ref = hr.Params(jnp.array([1.0, -0.5]), jnp.array([0.5, 0.2]))
+    params = hr.Params(
+        jnp.array([[-1.0, 0.5], [-1.0, 0.5], [1.0, -0.5], [0.1, 0.0]]),
+        jnp.array([[-0.5, -0.2], [0.5, 0.2], [-0.5, -0.2], [-1.0, 0.0]]),
+    )
+    np.testing.assert_array_equal(
+        estimate.mirror_basin(params, ref), [True, False, False, False]
+    )
+    # k = 0: the reward alone decides.
+    hom = hr.Params(jnp.array([1.0, -0.5]), jnp.zeros(0))
+    flipped = hr.Params(jnp.array([-1.0, 0.5]), jnp.zeros(0))
+    assert bool(estimate.mirror_basin(flipped, hom))

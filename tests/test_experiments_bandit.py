@@ -73,7 +73,7 @@ def test_bandit_study_writes_sane_results(tmp_path, capsys):
 
 def test_bandit_config_presets_and_validation(tmp_path):
     config = bandit_config.get_config()
-    config.preset = "paper"
+    config.preset = "full"
     resolved = configs.apply_preset(config, bandit_config.PRESETS)
     assert resolved.heterogeneity.num_instances == 20_000
     config = _small_config(tmp_path)

@@ -43,7 +43,7 @@ def test_bayes_coverage_study_writes_sane_results(tmp_path, capsys):
 
 def test_bayes_coverage_config_presets_and_validation(tmp_path):
     config = bayes_config.get_config()
-    config.preset = "paper"
+    config.preset = "full"
     assert configs.apply_preset(config, bayes_config.PRESETS).num_replicates == 500
     config = bayes_config.get_config()
     config.alpha = 1.5

@@ -51,7 +51,7 @@ from hetrlhf import simulate as sim
 
 config = small_sample_config.get_config()
 config.num_bootstrap = 100
-design = sim.get_design("paper")
+design = sim.get_design("default")
 replicate = small_sample.make_replicate(design, 200, config, ["boot_t"])
 out = jax.jit(jax.vmap(replicate))(jax.random.split(jax.random.key(0), 25))
 print("coverage", float(out.covered.mean()), "failed", int(out.boot_failed.sum()))

@@ -31,7 +31,7 @@ def _numpy_grad(x, arrays, h=1e-6):
     return g
 
 
-@pytest.mark.parametrize("name", ["paper", "psi0_varying", "binary"])
+@pytest.mark.parametrize("name", ["default", "psi0_varying", "binary"])
 def test_derivatives_match_finite_differences_and_autodiff(name):
     arrays, data = _data(name, 300, seed=1)
     x = np.asarray(ravel_params(_truth(name))) + 0.1
@@ -75,10 +75,10 @@ def test_observed_information_approaches_expected_information_at_truth():
     per-sample contributions of both estimates are independent across samples).
     """
     n = 100_000
-    arrays, data = _data("paper", n, seed=2)
-    fresh_arrays, _ = _data("paper", n, seed=3)
-    x = np.asarray(ravel_params(_truth("paper")))
-    observed = np.asarray(hr.fisher_information(_truth("paper"), data))
+    arrays, data = _data("default", n, seed=2)
+    fresh_arrays, _ = _data("default", n, seed=3)
+    x = np.asarray(ravel_params(_truth("default")))
+    observed = np.asarray(hr.fisher_information(_truth("default"), data))
     contrib = _per_sample_expected_information(x, fresh_arrays)
     expected = contrib.mean(0)
     # Per-sample observed contributions: expected part + the cross term (p − y)Δφψᵀ.
@@ -97,7 +97,7 @@ def test_observed_information_approaches_expected_information_at_truth():
     np.testing.assert_allclose(observed, expected, atol=0.02 * np.abs(expected).max())
 
 
-@pytest.mark.parametrize("name", ["paper", "binary"])
+@pytest.mark.parametrize("name", ["default", "binary"])
 def test_covariance_reward_interval_and_comparison_match_statsmodels(name):
     arrays, data = _data(name, 500, seed=4)
     ref = statsmodels_fit(*arrays, start=np.asarray(ravel_params(_truth(name))))
@@ -128,7 +128,7 @@ def test_covariance_reward_interval_and_comparison_match_statsmodels(name):
 
 
 def test_intervals_use_the_requested_level():
-    _arrays, data = _data("paper", 400, seed=5)
+    _arrays, data = _data("default", 400, seed=5)
     params = hr.fit(data).params
     for alpha in (0.01, 0.1, 0.32):
         ci = hr.confidence_intervals(params, data, alpha)
@@ -141,7 +141,7 @@ def test_intervals_use_the_requested_level():
 
 
 def test_singular_information_raises_with_condition_number():
-    _, data = _data("paper", 200, seed=6)
+    _, data = _data("default", 200, seed=6)
     # θ = 0: r ≡ 0, so the γ block of the information vanishes.
     params = hr.Params(jnp.zeros(5), jnp.asarray([0.5, -0.3, 0.4]))
     with pytest.raises(ValueError, match="condition number"):
@@ -158,21 +158,23 @@ def test_singular_information_raises_with_condition_number():
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0, -0.1, 1.5])
 def test_bad_alpha(alpha):
-    _, data = _data("paper", 100, seed=0)
+    _, data = _data("default", 100, seed=0)
     with pytest.raises(ValueError, match="alpha"):
-        hr.confidence_intervals(_truth("paper"), data, alpha)
+        hr.confidence_intervals(_truth("default"), data, alpha)
 
 
 def test_bad_information_kind():
-    _, data = _data("paper", 100, seed=0)
+    _, data = _data("default", 100, seed=0)
     with pytest.raises(ValueError, match="kind"):
-        hr.fisher_information(_truth("paper"), data, kind="sandwhich")
+        hr.fisher_information(_truth("default"), data, kind="sandwhich")
     with pytest.raises(ValueError, match="kind"):
-        hr.covariance(_truth("paper"), data, kind="sandwhich")
+        hr.covariance(_truth("default"), data, kind="sandwhich")
 
 
 def test_vmapped_intervals_equal_eager():
-    sets = [simulate(np.random.default_rng(s), 300, DESIGNS["paper"]) for s in range(4)]
+    sets = [
+        simulate(np.random.default_rng(s), 300, DESIGNS["default"]) for s in range(4)
+    ]
     stacked = hr.Comparisons(
         *(jnp.asarray(np.stack([s[i] for s in sets])) for i in range(5))
     )

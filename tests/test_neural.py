@@ -36,7 +36,7 @@ def test_laplace_covariance_equals_statsmodels_logit(fixed_features):
     # A reward difference's variance is the statsmodels variance of the contrast.
     phi = simulate.simulate_candidates(
         jax.random.key(2),
-        simulate.get_design("paper", theta=(1.0, -0.7, 0.5), gamma=()),
+        simulate.get_design("default", theta=(1.0, -0.7, 0.5), gamma=()),
         5,
         2,
     )
@@ -72,7 +72,7 @@ def test_laplace_with_prior_adds_precision(fixed_features):
 def test_heterogeneous_last_layer_matches_linear_inference():
     # Identity features (a Dense layer frozen at the identity): the neural reward is
     # the linear heterogeneous model, so its Laplace is hr.covariance of hr.fit.
-    design = simulate.get_design("paper", theta=(1.0, -0.5, 0.8), gamma=(0.5, -0.3))
+    design = simulate.get_design("default", theta=(1.0, -0.5, 0.8), gamma=(0.5, -0.3))
     data = simulate.simulate(jax.random.key(3), design, 500)
     net = neural.FeatureMLP((3,), activation=lambda x: x)
     params = neural.init_params(jax.random.key(4), net, data)
@@ -116,7 +116,7 @@ def test_training_decreases_loss_and_vmaps():
 
 
 def test_singular_features_raise():
-    design = simulate.get_design("paper", theta=(1.0, -0.5), gamma=())
+    design = simulate.get_design("default", theta=(1.0, -0.5), gamma=())
     data = simulate.simulate(jax.random.key(6), design, 100)
     net = neural.FeatureMLP((4,))
     params = neural.init_params(jax.random.key(7), net, data)

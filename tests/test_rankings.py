@@ -50,7 +50,7 @@ def _numpy_log_likelihood(theta, gamma, phi, order, psi, psi0):
 
 @pytest.mark.slow  # ~20 s; run by .ci/run and `pytest -m slow`
 def test_pairwise_is_the_k2_case_with_identical_numbers():
-    data = sim.simulate(jax.random.key(0), sim.get_design("paper"), 300)
+    data = sim.simulate(jax.random.key(0), sim.get_design("default"), 300)
     y = np.asarray(data.y).astype(int)
     phi = np.stack([np.asarray(data.phi0), np.asarray(data.phi1)], axis=1)
     order = np.stack([y, 1 - y], axis=1)  # winner first

@@ -23,7 +23,7 @@ from hetrlhf import simulate as sim
 from hetrlhf import small_sample
 from hetrlhf.estimate import ravel_params
 
-SMALL = sim.get_design("paper", theta=(1.0, -0.7), gamma=(0.6,))
+SMALL = sim.get_design("default", theta=(1.0, -0.7), gamma=(0.6,))
 
 
 def _numpy_loss_grad(x, dphi, psi, psi0, y):
@@ -96,7 +96,7 @@ def test_profile_matches_brute_force_scipy_profile():
 
 def test_profile_homogeneous_matches_statsmodels_likelihood_ratio():
     """Homogeneous model: the profile end point's LR equals χ²₁(0.9) by statsmodels' fits."""
-    data = sim.simulate(jax.random.key(4), sim.get_design("paper", gamma=()), 120)
+    data = sim.simulate(jax.random.key(4), sim.get_design("default", gamma=()), 120)
     res = hr.fit(data)
     ci = hr.confidence_intervals(res.params, data, 0.1, method="profile")
     dphi, y = np.asarray(data.dphi), np.asarray(data.y)
@@ -243,7 +243,7 @@ def test_sandwich_heterogeneous_matches_numpy_closed_form():
 
 
 def test_sandwich_equals_wald_in_large_correct_samples():
-    data = sim.simulate(jax.random.key(8), sim.get_design("paper"), 40_000)
+    data = sim.simulate(jax.random.key(8), sim.get_design("default"), 40_000)
     res = hr.fit(data)
     sandwich = hr.confidence_intervals(res.params, data, method="sandwich")
     wald = hr.confidence_intervals(res.params, data)

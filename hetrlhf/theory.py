@@ -1,0 +1,238 @@
+"""Quantities of Liu, Lu & Sun (2025)'s theorems that the studies check.
+
+Theorem numbers follow the seed summary of the paper (DESIGN.md §A5); the forms below
+are the ones stated there, and where we had to choose (the quantile q, the loss
+normalisation) the docstring says so.
+
+* Theorem 1 (linear rate of Algorithm 1): ``iteration_matrix`` is the Jacobian of one
+  Algorithm-1 step at a stationary point, ``spectral_radius`` its contraction factor.
+* Theorem 2 (√n(τ̂ − τ*) ⇒ N(0, I⁻¹)): ``ks_normal`` tests z-scores (τ̂_j − τ*_j)/se_j
+  against N(0, 1) per coordinate.
+* Theorems 3–4 (asymptotically normal rewards and reward differences, the z-test of
+  H0: r(s, a) = r(s, a′)): ``normal_power`` is the test's asymptotic power,
+  ``binomial_band`` the Monte Carlo acceptance band of a rejection rate or coverage.
+* Theorem 6 (pessimistic best-of-N): ``profiled_information`` Ĩ and
+  ``theorem6_bound`` 3·q_{1−α/2}·‖Ĩ^{−1/2} E_s φ(s, a*(s))‖₂/√n.
+
+``profiled_information``, ``theorem6_bound`` and ``normal_power`` are pure JAX
+(jit/vmap-compatible); ``iteration_matrix``, ``spectral_radius``, ``ks_normal`` and
+``binomial_band`` work on host numpy arrays (study summaries; they call scipy/numpy).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.stats import norm
+from scipy import stats
+
+__all__ = [
+    "binomial_band",
+    "iteration_matrix",
+    "ks_normal",
+    "normal_power",
+    "profiled_information",
+    "spectral_radius",
+    "theorem6_bound",
+]
+
+
+def _concrete(*xs) -> bool:
+    return not any(isinstance(x, jax.core.Tracer) for x in xs)
+
+
+def profiled_information(info: jax.Array, d: int) -> jax.Array:
+    """Ĩ = I_θθ − I_θγ I_γγ⁻¹ I_γθ, the θ-information after profiling out γ.
+
+    It is the Schur complement of the γγ block, so Ĩ⁻¹ is the θθ block of I⁻¹: the
+    asymptotic covariance of √n(θ̂ − θ*) when γ is estimated too. Computed with a
+    Cholesky solve of I_γγ (no explicit inverse); k = 0 gives I_θθ.
+
+    Args:
+      info: [d + k, d + k] per-observation Fisher information (θ block first), e.g.
+        ``hr.fisher_information`` or ``simulate.population_information``.
+      d: number of reward coordinates (static Python int).
+
+    Returns:
+      [d, d] symmetric matrix.
+
+    Raises:
+      ValueError: ``info`` is not square, ``d`` is not in [1, p], or (eagerly) I_γγ
+        is not positive definite.
+    """
+    if info.ndim != 2 or info.shape[0] != info.shape[1]:
+        raise ValueError(f"info must be a square [p, p] matrix, got shape {info.shape}")
+    if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= info.shape[0]:
+        raise ValueError(f"d must be an int in [1, {info.shape[0]}], got {d!r}")
+    a, b, c = info[:d, :d], info[:d, d:], info[d:, d:]
+    if c.shape[0] == 0:
+        return a
+    if _concrete(c) and not bool(jnp.all(jnp.linalg.eigvalsh(c) > 0)):
+        raise ValueError("info: the γγ block I_γγ is not positive definite")
+    solved = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(c), b.T)
+    schur = a - b @ solved
+    return 0.5 * (schur + schur.T)
+
+
+def theorem6_bound(
+    info: jax.Array, phi_star_mean: jax.Array, n, alpha=0.05
+) -> jax.Array:
+    """Theorem 6's bound on the suboptimality of pessimistic best-of-N.
+
+        SubOpt(pBoN) = E_s[r*(s, a*(s)) − r*(s, â(s))]
+                     ≤ 3·q_{1−α/2}·‖Ĩ^{−1/2} E_s φ(s, a*(s))‖₂ / √n,
+
+    Ĩ = ``profiled_information(info, d)`` at the truth, a*(s) the best candidate of
+    prompt s under the true reward, α the level of pBoN's lower confidence bound. We
+    read q_{1−α/2} as the standard normal quantile z_{1−α/2} (the quantile pBoN's
+    bound r̂ − z_{1−α/2}·se uses). ‖Ĩ^{−1/2}v‖₂ = sqrt(vᵀĨ⁻¹v) (a Cholesky solve; no
+    matrix square root), so the bound is 3·z_{1−α/2} times the asymptotic standard
+    error of the estimated reward at v = E_s φ(s, a*(s)).
+
+    Args:
+      info: [d + k, d + k] per-observation Fisher information at the truth (θ first).
+      phi_star_mean: [d] E_s φ(s, a*(s)).
+      n: number of training comparisons (> 0; may be an array).
+      alpha: 1 − level of pBoN's lower confidence bound, in (0, 1).
+
+    Returns:
+      [] the bound.
+
+    Raises (eagerly only, for the value checks):
+      ValueError: bad shapes, n <= 0, alpha outside (0, 1), Ĩ not positive definite.
+    """
+    if phi_star_mean.ndim != 1:
+        raise ValueError(
+            f"phi_star_mean must have shape [d], got {jnp.shape(phi_star_mean)}"
+        )
+    d = phi_star_mean.shape[0]
+    if _concrete(n) and not float(n) > 0:
+        raise ValueError(f"n must be > 0, got {n}")
+    if _concrete(alpha) and not 0.0 < float(alpha) < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    tilde = profiled_information(info, d)
+    if _concrete(tilde) and not bool(jnp.all(jnp.linalg.eigvalsh(tilde) > 0)):
+        raise ValueError("info: the profiled information Ĩ is not positive definite")
+    v = phi_star_mean.astype(tilde.dtype)
+    quad = v @ jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(tilde), v)
+    return 3.0 * norm.ppf(1.0 - alpha / 2.0) * jnp.sqrt(quad / n)
+
+
+def normal_power(effect, alpha=0.05, *, alternative: str = "two-sided"):
+    """Asymptotic power of the z-test at standardised effect λ = δ/se.
+
+    Under H1 the z statistic is ≈ N(λ, 1) (Theorems 3–4), so with z_q = Φ⁻¹(q):
+    two-sided Φ(λ − z_{1−α/2}) + Φ(−λ − z_{1−α/2}); "greater" (H1: δ > 0)
+    Φ(λ − z_{1−α}); "less" Φ(−λ − z_{1−α}). λ = 0 gives the size α.
+
+    Args:
+      effect: [...] standardised effects λ.
+      alpha: level of the test.
+      alternative: "two-sided", "greater" or "less".
+
+    Returns:
+      [...] rejection probabilities.
+    """
+    lam = jnp.asarray(effect)
+    if alternative == "two-sided":
+        z = norm.ppf(1.0 - alpha / 2.0)
+        return norm.cdf(lam - z) + norm.cdf(-lam - z)
+    if alternative == "greater":
+        return norm.cdf(lam - norm.ppf(1.0 - alpha))
+    if alternative == "less":
+        return norm.cdf(-lam - norm.ppf(1.0 - alpha))
+    raise ValueError(
+        f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}"
+    )
+
+
+def ks_normal(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Kolmogorov–Smirnov test of each column of z-scores against N(0, 1) (Theorem 2).
+
+    Non-finite entries (a failed fit's NaN) are dropped column by column; the test is
+    ``scipy.stats.kstest(column, "norm")`` (exact p-values for up to 10 000 values).
+
+    Args:
+      z: [R, p] z-scores (τ̂_j − τ*_j)/se_j of R replicates.
+
+    Returns:
+      (statistic [p], p_value [p], count [p]); NaN where a column has no finite value.
+    """
+    z = np.asarray(z, float)
+    if z.ndim != 2:
+        raise ValueError(f"z must have shape [R, p], got {z.shape}")
+    stat = np.full(z.shape[1], np.nan)
+    pval = np.full(z.shape[1], np.nan)
+    count = np.isfinite(z).sum(0)
+    for j in range(z.shape[1]):
+        col = z[np.isfinite(z[:, j]), j]
+        if col.size:
+            res = stats.kstest(col, "norm")
+            stat[j], pval[j] = res.statistic, res.pvalue
+    return stat, pval, count
+
+
+def binomial_band(rate: float, trials: int, level: float = 0.95) -> tuple[float, float]:
+    """Central acceptance band of a Monte Carlo rate (size, coverage) at ``trials``.
+
+    The observed rate K/trials with K ~ Binomial(trials, rate) falls in [lo, hi] with
+    probability >= ``level`` (exact quantiles of ``scipy.stats.binom``, each tail at
+    most (1 − level)/2).
+
+    Returns:
+      (lo, hi) as rates.
+    """
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"rate must lie in [0, 1], got {rate}")
+    if (
+        isinstance(trials, bool)
+        or not isinstance(trials, (int, np.integer))
+        or trials < 1
+    ):
+        raise ValueError(f"trials must be an int >= 1, got {trials!r}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    lo, hi = stats.binom.interval(level, trials, rate)
+    return float(lo) / trials, float(hi) / trials
+
+
+def iteration_matrix(
+    hessian: np.ndarray, d: int, lr_theta: float, lr_gamma: float, order: str
+) -> np.ndarray:
+    """Jacobian M of one Algorithm-1 step at a stationary point with Hessian H.
+
+    With H = [[A, B], [Bᵀ, C]] (θ block A, γ block C), Gauss–Seidel order:
+    M = [[I − η₁A, −η₁B], [−η₂Bᵀ(I − η₁A), I − η₂C + η₁η₂BᵀB]]; Jacobi order:
+    M = I − diag(η₁, η₂)·H. The iteration converges locally at rate ρ(M)
+    (``spectral_radius``).
+
+    Args:
+      hessian: [p, p] Hessian of L_n (or the information) at the stationary point.
+      d: size of the θ block.
+      lr_theta, lr_gamma: η₁, η₂.
+      order: "gauss_seidel" or "jacobi".
+
+    Returns:
+      [p, p] matrix.
+    """
+    if order not in ("gauss_seidel", "jacobi"):
+        raise ValueError(f"order must be 'gauss_seidel' or 'jacobi', got {order!r}")
+    a, b, c = hessian[:d, :d], hessian[:d, d:], hessian[d:, d:]
+    k = c.shape[0]
+    top = np.hstack([np.eye(d) - lr_theta * a, -lr_theta * b])
+    if order == "gauss_seidel":
+        bottom = np.hstack(
+            [
+                -lr_gamma * b.T @ (np.eye(d) - lr_theta * a),
+                np.eye(k) - lr_gamma * c + lr_theta * lr_gamma * b.T @ b,
+            ]
+        )
+    else:
+        bottom = np.hstack([-lr_gamma * b.T, np.eye(k) - lr_gamma * c])
+    return np.vstack([top, bottom])
+
+
+def spectral_radius(m: np.ndarray) -> float:
+    """max |λ_i(M)|, the asymptotic contraction factor per step of x ↦ Mx."""
+    return float(np.max(np.abs(np.linalg.eigvals(m))))
