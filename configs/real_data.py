@@ -4,7 +4,7 @@ Run:
   python -m experiments.real_data --config configs/real_data.py
   python -m experiments.real_data --config configs/real_data.py --config.preset=full
   python -m experiments.real_data --config configs/real_data.py \
-      --config.featurizer=minilm   # needs pip install -e ".[text]"
+      --config.featurizer=minilm   # needs the [text] extra and the weights (README)
 """
 
 import os
@@ -50,7 +50,8 @@ def get_config():
     config.test_fraction = 0.3
     # Number of random prompt splits for the held-out metrics (mean and sd reported).
     config.num_splits = 3
-    # Features φ(s, a): "hashed" (built-in n-grams) or "minilm" (the [text] extra).
+    # Features φ(s, a): "hashed" (built-in n-grams) or "minilm" (the [text] extra: the
+    # flax all-MiniLM-L6-v2 encoder of hetrlhf.text_encoder).
     config.featurizer = "hashed"
     # Hash buckets of the n-gram featurizer.
     config.hash_dim = 1024

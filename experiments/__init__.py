@@ -54,7 +54,9 @@ RUNTIME_FIELDS = ("results_dir", "progress", "overwrite", "checkpoint", "shard")
 
 def _check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
-        raise ValueError(f"config.precision must be one of {PRECISIONS}, got {precision!r}")
+        raise ValueError(
+            f"config.precision must be one of {PRECISIONS}, got {precision!r}"
+        )
 
 
 def launch(run: Callable, config_file: str, *, argv: list[str] | None = None) -> None:

@@ -150,6 +150,12 @@ def _raw_features(config, pairs: Sequence[tuple[str, str]]) -> tuple[np.ndarray,
     )
 
 
+def _stat_names(config) -> tuple[str, ...]:
+    """Names of the raw columns after the text block (see ``_raw_features``)."""
+    cosine = ("prompt_response_cosine",) if config.featurizer == "minilm" else ()
+    return cosine + F.STATISTIC_NAMES
+
+
 def _index(records, position: dict) -> D.TextIndex:
     """A TextIndex of ``records`` into the global table of unique pairs."""
     return D.TextIndex(
@@ -453,7 +459,9 @@ def _inference(config, records, position, raw, block, specs) -> dict:
     out["_design"] = {
         "d": int(phi.shape[1]),
         "explained": design.projection.explained,
-        "stats_kept": [n for n, k in zip(F.STATISTIC_NAMES, design.stat_keep) if k],
+        "stats_kept": [
+            n for n, k in zip(_stat_names(config), design.stat_keep, strict=True) if k
+        ],
     }
     return out
 
@@ -547,7 +555,8 @@ def _tables(payload: dict) -> str:
     out = ["# Real-data study: rationality by annotator, held-out fit, BoN vs pBoN", ""]
     cfg = payload["config"]
     out.append(
-        f"Features: {cfg['featurizer']}, {cfg['num_components']} SVD components + pair "
+        f"Features: {payload['featurizer']}, "
+        f"{cfg['num_components']} SVD components + pair "
         f"statistics; ties: {cfg['ties']}; {cfg['num_splits']} prompt split(s), "
         f"test fraction {cfg['test_fraction']}; α = {cfg['alpha']}."
     )
@@ -807,7 +816,16 @@ def run(config) -> dict:
     if not names:
         raise ValueError("config.datasets names no dataset")
     key = jax.random.key(config.seed)
-    payload: dict[str, Any] = {"config": config.to_dict(), "datasets": {}}
+    payload: dict[str, Any] = {
+        "config": config.to_dict(),
+        # What computed the text features (the minilm featurizer's implementation).
+        "featurizer": (
+            F.EMBEDDING_MODEL
+            if config.featurizer == "minilm"
+            else f"hashed n-grams (dim {config.hash_dim})"
+        ),
+        "datasets": {},
+    }
     for name in tqdm(names, desc="datasets"):
         prepared = prepare(config, name)
         records, summary, gold, specs, position, raw, block = prepared

@@ -65,7 +65,7 @@ from hetrlhf.btl.inference import (
     standard_errors,
 )
 from hetrlhf.btl.multitest import adjust_comparisons, adjust_pvalues, rank_with_groups
-from hetrlhf.data import features, loaders, preferences, simulate
+from hetrlhf.data import features, loaders, preferences, simulate, text_encoder
 from hetrlhf.data.preferences import Preferences, load_preferences
 from hetrlhf.own_data.analysis import PreferenceReport, report
 from hetrlhf.own_data.files import write_report
@@ -104,6 +104,7 @@ _OLD_PATHS = {
     "simulate": simulate,
     "features": features,
     "preferences": preferences,
+    "text_encoder": text_encoder,
 }
 for _name, _module in _OLD_PATHS.items():
     sys.modules.setdefault(f"hetrlhf.{_name}", _module)
@@ -170,6 +171,7 @@ __all__ = [
     "selection",
     "simulate",
     "standard_errors",
+    "text_encoder",
     "theory",
     "train_ensemble",
     "write_report",

@@ -17,3 +17,25 @@ jax.config.update("jax_enable_x64", True)
 @pytest.fixture(autouse=True)
 def _reseed():
     np.random.seed(0)
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+    """The MiniLM model folder of hetrlhf.data.text_encoder.find_model_dir.
+
+    Skips the test without the [text] extra or the weights, except where
+    HETRLHF_REQUIRE_TEXT=1 (set by .ci/run, which installs both): there it fails, so CI
+    cannot silently skip the text path.
+    """
+    from hetrlhf.data import text_encoder
+
+    try:
+        import safetensors  # noqa: F401
+        import tokenizers  # noqa: F401
+
+        return text_encoder.find_model_dir()
+    except (ImportError, FileNotFoundError) as exc:
+        message = f"MiniLM weights or the [text] extra not installed: {exc}"
+        if os.environ.get("HETRLHF_REQUIRE_TEXT") == "1":
+            pytest.fail(message)
+        pytest.skip(message)

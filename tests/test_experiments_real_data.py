@@ -10,6 +10,7 @@ import statsmodels.api as sm
 from configs import real_data as real_data_config
 from experiments import real_data
 from hetrlhf import data as D
+from hetrlhf import features as F
 
 DATA_DIR = real_data_config.get_config().data_dir
 pytestmark = pytest.mark.skipif(
@@ -41,6 +42,9 @@ def test_real_data_study_end_to_end_on_a_slice(tmp_path, capsys):
     assert set(saved["datasets"]) == {"pandalm", "tulu1"}
     printed = capsys.readouterr().out
     assert "## Rationality" in printed and "## Best-of-N" in printed
+    # The run names its featurizer.
+    assert saved["featurizer"] == "hashed n-grams (dim 256)"
+    assert "Features: hashed n-grams (dim 256)," in printed
 
     for name, ds in payload["datasets"].items():
         s = ds["summary"]
@@ -87,6 +91,24 @@ def _split_fit_inputs(config, name):
     dphi = phi[index.index1] - phi[index.index0]
     y = np.array([r.label for r in train], float)
     return prep, train, index, phi, dphi, y
+
+
+@pytest.mark.slow
+def test_real_data_study_with_minilm_features(tmp_path, minilm_dir, monkeypatch):
+    # The text path end to end (flax MiniLM embeddings, cached under tmp_path).
+    monkeypatch.setenv("HETRLHF_MINILM_DIR", str(minilm_dir))
+    config = _small_config(tmp_path)
+    config.datasets = "pandalm"
+    config.max_rows = 60
+    config.featurizer = "minilm"
+    config.cache_dir = str(tmp_path / "cache")
+    payload = real_data.run(config)
+    assert payload["featurizer"] == F.EMBEDDING_MODEL
+    design = payload["datasets"]["pandalm"]["inference"]["_design"]
+    assert design["d"] == config.num_components + len(design["stats_kept"])
+    assert set(design["stats_kept"]) <= {"prompt_response_cosine", *F.STATISTIC_NAMES}
+    cached = [f for _, _, fs in os.walk(tmp_path / "cache") for f in fs]
+    assert len(cached) >= 20 and all(f.endswith(".npy") for f in cached)
 
 
 def test_homogeneous_fit_matches_statsmodels_logit(tmp_path):

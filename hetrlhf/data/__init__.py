@@ -6,7 +6,7 @@ The names of ``loaders`` are re-exported here, so ``hr.data.load_pandalm`` (the 
 release 0.1, when ``hetrlhf.data`` was the loaders module) keeps working.
 """
 
-from hetrlhf.data import features, loaders, simulate
+from hetrlhf.data import features, loaders, simulate, text_encoder
 from hetrlhf.data.loaders import (
     FIELDS,
     PANDALM_HUMAN_FIELDS,
@@ -50,6 +50,7 @@ __all__ = [
     "one_hot",
     "simulate",
     "split_by_prompt",
+    "text_encoder",
     "to_comparisons",
     "unique_texts",
 ]

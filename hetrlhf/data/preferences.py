@@ -12,7 +12,7 @@ One comparison per row, in CSV, JSON Lines or Parquet (DESIGN.md §7):
   cluster of dependent comparisons.
 
 Features φ (``features=``): "items" — one-hot identity, the reference item pinned at
-reward 0; "text" — sentence embeddings (``hetrlhf.features.embedding_features``, the
+reward 0; "text" — sentence embeddings (``hetrlhf.data.features.embedding_features``, the
 ``[text]`` extra) when importable, hashed n-grams (``hashed_features``) otherwise, projected
 to a few whitened components of Δφ (``fit_projection``); "columns:C1,C2" — precomputed
 numbers in columns ``C1_a, C1_b, C2_a, C2_b``.
