@@ -11,7 +11,13 @@ The shared study plumbing lives here, once:
   many keys: jitted, vmapped in narrow batches, split over all devices, run in chunks
   that are checkpointed with orbax and resumed after a kill; numpy outputs;
 * ``write(config, payload, table, figures)`` — results.json (with the precision and
-  the devices recorded), results.md (printed) and the PNGs.
+  the devices recorded), results.md (printed) and the PNGs, by process 0 only.
+
+Several processes (``--coordinator_address=HOST:PORT --num_processes=N
+--process_id=I``, or detected on SLURM / Open MPI / a TPU pod): every process runs the
+same study on one global mesh (``hetrlhf.parallel.initialize_distributed``), each
+computing its devices' slice of every chunk; the outputs are gathered to every process,
+process 0 keeps the checkpoints and writes the results.
 
 Every study module has ``run(config) -> dict`` (does the work, writes
 ``results/<study>/``, returns the payload) and ends with
@@ -71,12 +77,25 @@ def launch(run: Callable, config_file: str, *, argv: list[str] | None = None) ->
       config_file: default config file (e.g. ``"configs/coverage.py"``).
       argv: command line (default ``sys.argv``).
     """
-    from absl import app
+    from absl import app, flags
     from absl import logging as absl_logging
     from ml_collections import config_flags
 
     config = config_flags.DEFINE_config_file(
         "config", config_file, "Study configuration (ml_collections).", lock_config=True
+    )
+    coordinator = flags.DEFINE_string(
+        "coordinator_address",
+        None,
+        "HOST:PORT of process 0, to run the study on several processes (with "
+        "--num_processes and --process_id; on SLURM, Open MPI or a TPU pod they are "
+        "detected and may be left out).",
+    )
+    num_processes = flags.DEFINE_integer(
+        "num_processes", None, "Number of processes of a multi-process run."
+    )
+    process_id = flags.DEFINE_integer(
+        "process_id", None, "This process's index, 0 .. num_processes - 1."
     )
 
     def main(args):
@@ -84,6 +103,9 @@ def launch(run: Callable, config_file: str, *, argv: list[str] | None = None) ->
             raise app.UsageError(f"unexpected arguments: {args[1:]}")
         _check_precision(config.value.precision)
         jax.config.update("jax_enable_x64", config.value.precision == "float64")
+        parallel.initialize_distributed(
+            coordinator.value, num_processes.value, process_id.value
+        )
         absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs saves at INFO
         run(config.value)
 
@@ -168,11 +190,21 @@ def replicates(
 def write(
     config, payload: Mapping[str, Any], table: str, figures=None
 ) -> dict[str, str]:
-    """Writes results.json (+ config, precision, devices), results.md and PNGs."""
+    """Writes results.json (+ config, precision, devices), results.md and PNGs.
+
+    Only process 0 writes (and prints); the others close the figures and return {}.
+    """
+    if not parallel.is_primary():
+        import matplotlib.pyplot as plt
+
+        for fig in (figures or {}).values():
+            plt.close(fig)
+        return {}
     payload = {
         "config": config.to_dict(),
         "precision": config.precision,
         "devices": [str(d) for d in jax.devices()],
+        "num_processes": jax.process_count(),
         **payload,
     }
     return reporting.write_results(config.results_dir, payload, table, figures)

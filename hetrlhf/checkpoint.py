@@ -33,6 +33,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
+from hetrlhf import parallel
+
 __all__ = ["latest_step", "restore_pytree", "run_chunked", "save_pytree"]
 
 _OUTPUTS = "outputs"
@@ -69,12 +71,10 @@ def _storable_spec(leaf) -> jax.ShapeDtypeStruct:
 
 
 def _to_host(tree) -> dict[str, np.ndarray]:
-    """Flattens a pytree to {"00000": numpy leaf, ...} with typed keys as key data."""
-    leaves = jax.tree.leaves(tree)
-    return {
-        f"{i:05d}": np.asarray(jax.device_get(_key_data(x)))
-        for i, x in enumerate(leaves)
-    }
+    """Flattens a pytree to {"00000": numpy leaf, ...} with typed keys as key data
+    (outputs spread over several processes are gathered: ``parallel.to_host``)."""
+    leaves = parallel.to_host([_key_data(x) for x in jax.tree.leaves(tree)])
+    return {f"{i:05d}": x for i, x in enumerate(leaves)}
 
 
 def _from_host(flat: Mapping[str, np.ndarray], like):
@@ -96,8 +96,21 @@ def _from_host(flat: Mapping[str, np.ndarray], like):
 def _manager(directory: str, *, create: bool, max_to_keep: int | None = None):
     # Synchronous saves: outputs are small, and a finished chunk must be on disk
     # before the next one starts, so a kill never loses more than the running chunk.
+    # Several processes: the caller is process 0 alone (``run_chunked`` gathers the
+    # outputs first), so orbax must not wait for the others at its barriers.
+    multiprocessing = ocp.options.MultiprocessingOptions()
+    if jax.process_count() > 1:
+        multiprocessing = ocp.options.MultiprocessingOptions(
+            primary_host=0, active_processes={0}
+        )
+        if create:  # orbax refuses create=True with active_processes
+            os.makedirs(directory, exist_ok=True)
+            create = False
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, enable_async_checkpointing=False, create=create
+        max_to_keep=max_to_keep,
+        enable_async_checkpointing=False,
+        create=create,
+        multiprocessing_options=multiprocessing,
     )
     handlers = {
         _OUTPUTS: ocp.StandardCheckpointHandler(),
@@ -287,8 +300,6 @@ def run_chunked(
       ValueError: bad ``chunk_size``/``keys`` shape, or an existing checkpoint from
         a different run (unless ``overwrite``).
     """
-    from hetrlhf import parallel
-
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
         raise TypeError(f"chunk_size must be an int, got {type(chunk_size).__name__}")
     if chunk_size < 1:
@@ -344,25 +355,21 @@ def run_chunked(
         "num_chunks": num_chunks,
         "keys_sha256": _keys_digest(keys),
     }
+    # Several processes: process 0 alone reads and writes the checkpoint and shares
+    # what it restored; every process computes every missing chunk together (each
+    # its devices' slice) and holds the gathered outputs.
+    primary = parallel.is_primary()
+    results = _restore_chunks(directory, overwrite, meta, like, bounds, primary)
     mngr = None
-    results: list[Any] = [None] * num_chunks
-    if directory is not None:
-        directory = _check_directory(directory)
-        mngr = _manager(directory, create=True)
+    if directory is not None and primary:
+        mngr = _manager(_check_directory(directory), create=True)
     try:
-        if mngr is not None:
-            steps = sorted(mngr.all_steps())
-            if overwrite:
-                for step in steps:
-                    mngr.delete(step)
-                steps = []
-            for step in steps:
-                _check_meta(mngr, step, meta, directory)
-                lo, hi = bounds[step]
-                results[step] = _restore_flat(mngr, step, like, leading=hi - lo)
         done = sum(r is not None for r in results)
         with tqdm(
-            total=num_chunks, initial=done, desc=desc or "chunks", disable=not progress
+            total=num_chunks,
+            initial=done,
+            desc=desc or "chunks",
+            disable=not (progress and primary),
         ) as bar:
             for i in range(num_chunks):
                 if results[i] is not None:
@@ -391,6 +398,51 @@ def run_chunked(
         for name in results[0]
     }
     return _from_host(flat, like)
+
+
+def _restore_chunks(directory, overwrite, meta, like, bounds, primary) -> list:
+    """The finished chunks' outputs (None for the others), the same on every process.
+
+    Process 0 reads ``directory`` (discarding it with ``overwrite``, checking every
+    chunk's metadata); the others receive what it found.
+    """
+    results: list[Any] = [None] * len(bounds)
+    error = ""
+    if directory is not None and primary:
+        mngr = _manager(_check_directory(directory), create=True)
+        try:
+            steps = sorted(mngr.all_steps())
+            if overwrite:
+                for step in steps:
+                    mngr.delete(step)
+                steps = []
+            for step in steps:
+                _check_meta(mngr, step, meta, directory)
+                lo, hi = bounds[step]
+                results[step] = _restore_flat(mngr, step, like, leading=hi - lo)
+        except ValueError as exc:
+            if jax.process_count() == 1:
+                raise
+            error = str(exc)
+        finally:
+            mngr.close()
+    if jax.process_count() == 1:
+        return results
+    failed = parallel.broadcast_from_primary(np.array(bool(error)))
+    if bool(failed):
+        raise ValueError(error or f"checkpoint {directory!r} rejected on process 0")
+    mask = parallel.broadcast_from_primary(np.array([r is not None for r in results]))
+    for i in np.flatnonzero(mask):
+        lo, hi = bounds[i]
+        shapes = [
+            np.zeros((hi - lo, *s.shape[1:]), s.dtype)
+            for s in (_storable_spec(x) for x in jax.tree.leaves(like))
+        ]
+        template = {f"{j:05d}": x for j, x in enumerate(shapes)}
+        results[i] = parallel.broadcast_from_primary(
+            results[i] if primary else template
+        )
+    return results
 
 
 def _check_meta(mngr, step: int, meta: dict, directory: str) -> None:

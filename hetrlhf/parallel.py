@@ -11,31 +11,138 @@ happens; every device runs the batch function on its own slice, and a vmapped
 >>> out = batched(shard_replicates(keys, mesh))   # keys [R], R % mesh.size == 0
 
 Tested on CPU with ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` (set
-before JAX is imported). For several hosts, call ``jax.distributed.initialize()``
-first; ``jax.devices()`` then lists every host's devices.
+before JAX is imported).
+
+**Several processes or hosts.** ``initialize_distributed`` starts JAX's distributed
+runtime (explicit coordinator address / process count / id, or detected from a SLURM,
+Open MPI or TPU-pod environment); ``jax.devices()`` then lists every process's devices
+and ``replicate_mesh()`` is one global mesh. The same program runs on every process:
+``shard_replicates`` builds the global replicate array from the values every process
+holds (each process fills only its own devices' slices), ``sharded_map`` computes each
+device's slice, and ``to_host`` gathers the outputs to every process
+(``multihost_utils.process_allgather``). A replicate's result depends only on its
+key, so 1 and N processes give the same numbers. On one CPU machine two local
+processes are a test bed (gloo collectives).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 __all__ = [
     "AXIS",
     "batched_vmap",
+    "broadcast_from_primary",
+    "detected_cluster",
+    "initialize_distributed",
+    "is_primary",
     "pad_replicates",
     "replicate_mesh",
     "replicate_sharding",
     "shard_replicates",
     "sharded_map",
+    "to_host",
 ]
 
 AXIS = "replicate"
+
+# Environment variables of clusters where ``jax.distributed.initialize()`` finds the
+# coordinator, the process count and the process id by itself.
+_CLUSTERS = {
+    "SLURM": ("SLURM_JOB_ID", "SLURM_NTASKS"),
+    "Open MPI": ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_SIZE"),
+    "TPU pod": ("TPU_WORKER_HOSTNAMES", "TPU_WORKER_HOSTNAMES"),
+}
+
+
+def detected_cluster(environ=None) -> str | None:
+    """Name of the multi-process cluster environment JAX can initialise from, or None.
+
+    SLURM (``SLURM_JOB_ID`` with ``SLURM_NTASKS`` > 1), Open MPI
+    (``OMPI_COMM_WORLD_SIZE`` > 1) or a TPU pod slice (``TPU_WORKER_HOSTNAMES``
+    listing more than one worker).
+    """
+    env = os.environ if environ is None else environ
+    for name, (marker, size) in _CLUSTERS.items():
+        if marker not in env:
+            continue
+        value = env.get(size, "")
+        count = len(value.split(",")) if name == "TPU pod" else int(value or 1)
+        if count > 1:
+            return name
+    return None
+
+
+def initialize_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> bool:
+    """Starts JAX's distributed runtime when several processes are asked for.
+
+    Explicit arguments (all three, e.g. from a study's ``--coordinator_address
+    --num_processes --process_id`` flags) win; without them the runtime is started
+    only in a detected cluster (``detected_cluster``) and JAX reads the rest from the
+    environment. On CPU the collectives are gloo's. Call it once, before any array is
+    made; a single process needs nothing.
+
+    Returns:
+      True if the runtime was started (then ``jax.process_count()`` > 1).
+
+    Raises:
+      ValueError: some but not all of the explicit arguments, or a bad count / id.
+    """
+    given = [coordinator_address, num_processes, process_id]
+    if any(x is not None for x in given) and not all(x is not None for x in given):
+        raise ValueError(
+            "coordinator_address, num_processes and process_id go together; got "
+            f"{coordinator_address!r}, {num_processes!r}, {process_id!r}"
+        )
+    if num_processes is not None:
+        if num_processes < 1 or not 0 <= process_id < num_processes:
+            raise ValueError(
+                f"need num_processes >= 1 and 0 <= process_id < num_processes, got "
+                f"{num_processes} and {process_id}"
+            )
+        if num_processes == 1:
+            return False
+    elif detected_cluster() is None:
+        return False
+    # CPU devices talk through gloo (the setting only concerns the CPU backend).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    return True
+
+
+def is_primary() -> bool:
+    """True on the process that writes files (process 0; the only one when alone)."""
+    return jax.process_index() == 0
+
+
+def broadcast_from_primary(tree):
+    """Process 0's value of a pytree of numpy arrays, on every process (identity alone)."""
+    if jax.process_count() == 1:
+        return tree
+    return jax.tree.map(np.asarray, multihost_utils.broadcast_one_to_all(tree))
+
+
+def to_host(tree):
+    """Numpy copies of every leaf; arrays spread over processes are gathered first."""
+
+    def fetch(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(jax.device_get(x))
+
+    return jax.tree.map(fetch, tree)
 
 
 def replicate_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -145,7 +252,20 @@ def shard_replicates(tree, mesh: Mesh, *, pad: bool = False):
                 f"{mesh.size} devices of the mesh; pass pad=True or choose a multiple"
             )
         tree, _ = pad_replicates(tree, mesh.size)
-    return jax.device_put(tree, sharding)
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+    return jax.tree.map(lambda x: _global_array(x, sharding), tree)
+
+
+def _global_array(value, sharding: NamedSharding) -> jax.Array:
+    """A global array from a value every process holds (fills local devices only)."""
+    if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+        impl = jax.random.key_impl(value)
+        raw = _global_array(jax.random.key_data(value), sharding)
+        wrap = jax.jit(lambda r: jax.random.wrap_key_data(r, impl=impl))
+        return jax.jit(wrap, out_shardings=sharding)(raw)
+    host = np.asarray(value)
+    return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
 
 
 def sharded_map(
