@@ -72,16 +72,28 @@ Modules: ``loss`` (PPO loss, KL estimators, KL weights, advantages), ``rewards``
 
 from hetrlhf.ppo.learner import (
     Metrics,
+    PolicyEval,
     PPOConfig,
     PPOLearner,
     TrainOutput,
     TrainState,
+    evaluation_key,
     make_learner,
     make_train,
     run_updates,
 )
-from hetrlhf.ppo.loss import group_advantages, kl_weights, ppo_loss
-from hetrlhf.ppo.rewards import noisy_reward
+from hetrlhf.ppo.loss import (
+    adaptive_beta,
+    group_advantages,
+    kl_in_reward,
+    kl_weights,
+    ppo_loss,
+)
+from hetrlhf.ppo.rewards import (
+    judge_intervals,
+    per_policy_noise,
+    per_query_uniform,
+)
 from hetrlhf.ppo.sampling import categorical
 from hetrlhf.ppo.tasks import (
     CandidatePolicy,
@@ -97,17 +109,23 @@ __all__ = [
     "Metrics",
     "PPOConfig",
     "PPOLearner",
+    "PolicyEval",
     "Task",
     "TinyTransformer",
     "TokenTask",
     "TrainOutput",
     "TrainState",
+    "adaptive_beta",
     "categorical",
+    "evaluation_key",
     "group_advantages",
+    "judge_intervals",
+    "kl_in_reward",
     "kl_weights",
     "make_learner",
     "make_train",
-    "noisy_reward",
+    "per_policy_noise",
+    "per_query_uniform",
     "ppo_loss",
     "run_updates",
 ]

@@ -12,24 +12,36 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from hetrlhf.ppo.loss import KL_ESTIMATORS, group_advantages, kl_weights, ppo_loss
-from hetrlhf.ppo.rewards import NOISES, noisy_reward
+from hetrlhf.ppo.loss import (
+    KL_ESTIMATORS,
+    PENALTIES,
+    adaptive_beta,
+    group_advantages,
+    kl_in_reward,
+    kl_weights,
+    ppo_loss,
+)
+from hetrlhf.ppo.rewards import NOISES, observe
 from hetrlhf.ppo.sampling import stable_argsort, uniform_index, unit_uniform
 from hetrlhf.ppo.tasks import Task
 from hetrlhf.types import RewardEstimate
 
 __all__ = [
+    "KL_CONTROLS",
     "Metrics",
     "PPOConfig",
     "PPOLearner",
+    "PolicyEval",
     "TrainOutput",
     "TrainState",
+    "evaluation_key",
     "make_learner",
     "make_train",
     "run_updates",
 ]
 
 _BASELINES = ("group", "value")
+KL_CONTROLS = ("fixed", "adaptive")
 
 
 class PPOConfig(NamedTuple):
@@ -45,14 +57,29 @@ class PPOConfig(NamedTuple):
       learning_rate: adam step size.
       max_grad_norm: global gradient-norm clip (per policy).
       clip_eps: ε of the clipped surrogate.
-      beta: β, the KL-penalty coefficient.
-      kl_estimator: "k3" (default, ≥ 0 per sample) or "k1" (B2's weighted penalty).
+      beta: β, the KL coefficient when ``train`` is given none (the initial β of the
+        adaptive controller).
+      penalty: the form of the variance-aware KL penalty, one of ``loss.PENALTIES``:
+        "kl_reward" (σ²-weighted k1 KL inside the reward, raw σ²; TRL's "kl"),
+        "mean_one" (weights σ²/mean σ² on the KL estimator in the loss) or
+        "lambda_min" (weights σ²/min σ² in the loss).
+      kl_estimator: KL estimator in the loss ("mean_one", "lambda_min"): "k3"
+        (≥ 0 per sample) or "k1".
+      kl_control: "fixed" β or "adaptive" (Ziegler et al. as in TRL,
+        ``loss.adaptive_beta``, one controller per policy).
+      kl_target: target KL of the adaptive controller.
+      kl_horizon: horizon of the adaptive controller (TRL passes the batch size
+        num_prompts·G as its n; 0.2·n/horizon must be < 1 so that β keeps its sign).
       baseline: "group" (mean reward of the prompt's G responses) or "value".
       value_coef: c_v, weight of the value loss (value baseline only).
       normalize_advantages: divide advantages by their batch standard deviation.
-      reward_noise: the reward-model realisation: "gaussian", "uniform" or "none".
-      noise_correlation: share of the realisation's noise variance that is smooth in
-        the features (see ``noisy_reward``).
+      reward_noise: how a query observes the reward source, one of
+        ``rewards.NOISES``: "none", "per_query", "per_policy_gaussian",
+        "per_policy_uniform".
+      noise_correlation: share of a per-policy realisation's noise variance that is
+        smooth in the features (``rewards.per_policy_noise``).
+      num_eval_responses: sampled responses per prompt in the evaluation (paper B: one
+        per prompt, gold-scored and averaged over the prompts).
     """
 
     num_updates: int = 100
@@ -64,12 +91,22 @@ class PPOConfig(NamedTuple):
     max_grad_norm: float = 1.0
     clip_eps: float = 0.2
     beta: float = 0.1
+    penalty: str = "mean_one"
     kl_estimator: str = "k3"
+    kl_control: str = "fixed"
+    kl_target: float = 6.0
+    kl_horizon: float = 10000.0
     baseline: str = "group"
     value_coef: float = 0.5
     normalize_advantages: bool = False
-    reward_noise: str = "gaussian"
+    reward_noise: str = "none"
     noise_correlation: float = 1.0
+    num_eval_responses: int = 1
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"config.{name} must be one of {choices}, got {value!r}")
 
 
 def _validate_config(config: PPOConfig) -> None:
@@ -81,6 +118,7 @@ def _validate_config(config: PPOConfig) -> None:
         "group_size",
         "num_epochs",
         "num_minibatches",
+        "num_eval_responses",
     ):
         v = getattr(config, name)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -96,6 +134,8 @@ def _validate_config(config: PPOConfig) -> None:
         ("max_grad_norm", True),
         ("clip_eps", True),
         ("beta", False),
+        ("kl_target", True),
+        ("kl_horizon", True),
         ("value_coef", False),
     ):
         v = getattr(config, name)
@@ -107,23 +147,22 @@ def _validate_config(config: PPOConfig) -> None:
             raise ValueError(
                 f"config.{name} must be {'> 0' if positive else '>= 0'}, got {v}"
             )
-    if config.kl_estimator not in KL_ESTIMATORS:
-        raise ValueError(
-            f"config.kl_estimator must be one of {KL_ESTIMATORS}, got {config.kl_estimator!r}"
-        )
-    if config.baseline not in _BASELINES:
-        raise ValueError(
-            f"config.baseline must be one of {_BASELINES}, got {config.baseline!r}"
-        )
-    if config.reward_noise not in NOISES:
-        raise ValueError(
-            f"config.reward_noise must be one of {NOISES}, got {config.reward_noise!r}"
-        )
+    _check_choice("penalty", config.penalty, PENALTIES)
+    _check_choice("kl_estimator", config.kl_estimator, KL_ESTIMATORS)
+    _check_choice("kl_control", config.kl_control, KL_CONTROLS)
+    _check_choice("baseline", config.baseline, _BASELINES)
+    _check_choice("reward_noise", config.reward_noise, NOISES)
     c = config.noise_correlation
     if not isinstance(c, (int, float, np.floating, np.integer)) or not 0.0 <= c <= 1.0:
         raise ValueError(f"config.noise_correlation must be in [0, 1], got {c!r}")
     if config.baseline == "group" and config.group_size < 2:
         raise ValueError("config.group_size must be >= 2 with the group baseline")
+    n = config.num_prompts * config.group_size
+    if config.kl_control == "adaptive" and 0.2 * n / config.kl_horizon >= 1.0:
+        raise ValueError(
+            f"config.kl_horizon={config.kl_horizon} is too short for a batch of {n}: "
+            "the adaptive multiplier 1 + e·n/horizon (e ≥ −0.2) could be <= 0"
+        )
 
 
 class TrainState(NamedTuple):
@@ -132,9 +171,10 @@ class TrainState(NamedTuple):
     Attributes:
       params: policy (and value) parameters.
       opt_state: optax state.
-      key: PRNG key for rollouts and minibatches.
-      reward_key: PRNG key of this policy's reward-model realisation (fixed).
+      key: PRNG key for rollouts, minibatches and per-query reward draws.
+      reward_key: PRNG key of this policy's fixed reward realisation ("per_policy_*").
       variance_aware: [] bool, the KL-weighting switch.
+      beta: [] the current KL coefficient β (fixed, or the adaptive controller's).
       step: [] int32 updates done.
     """
 
@@ -143,6 +183,7 @@ class TrainState(NamedTuple):
     key: jax.Array
     reward_key: jax.Array
     variance_aware: jax.Array
+    beta: jax.Array
     step: jax.Array
 
 
@@ -150,9 +191,11 @@ class Metrics(NamedTuple):
     """Per-update diagnostics (on the rollout batch).
 
     Attributes:
-      reward: mean noisy reward r̂ seen by the policy.
+      reward: mean observed reward r̂.
       gold: mean gold reward of the sampled responses.
-      kl: mean unweighted KL_sample at the start of the update.
+      kl: the rollout's mean sequence KL estimate Σ_t log(π_old/π_ref)_t (TRL's
+        "objective/kl"; the adaptive controller's input).
+      beta: β used in this update.
       weight_max: largest KL weight w in the batch.
       loss: mean loss over the update's minibatch steps.
       clip_frac: mean fraction of clipped ratios.
@@ -161,36 +204,85 @@ class Metrics(NamedTuple):
     reward: jax.Array
     gold: jax.Array
     kl: jax.Array
+    beta: jax.Array
     weight_max: jax.Array
     loss: jax.Array
     clip_frac: jax.Array
 
 
+class PolicyEval(NamedTuple):
+    """Evaluation of one policy.
+
+    Attributes:
+      gold: [] the mean over the prompt set of the gold reward of
+        ``num_eval_responses`` sampled responses per prompt (paper B's evaluation with
+        one response per prompt).
+      expected_gold: [] E_{s, a ~ π}[r*(s, a)] (exact for ``CandidateTask``, Monte
+        Carlo for ``TokenTask``).
+      kl: [] E_s KL(π(·|s) ‖ π_ref(·|s)) (``Task.policy_kl``).
+    """
+
+    gold: jax.Array
+    expected_gold: jax.Array
+    kl: jax.Array
+
+
 class TrainOutput(NamedTuple):
-    """Result of ``train``: final state, per-update metrics [U], gold rewards.
+    """Result of ``train``: final state, per-update metrics [U], evaluation.
 
     Attributes:
       state: final ``TrainState``.
       metrics: ``Metrics`` with a leading [num_updates] axis.
-      gold_reward: [] expected gold reward of the final policy.
-      reference_gold_reward: [] expected gold reward of the reference policy.
+      evaluation: ``PolicyEval`` of the final policy (at a key of its own).
     """
 
     state: TrainState
     metrics: Metrics
-    gold_reward: jax.Array
-    reference_gold_reward: jax.Array
+    evaluation: PolicyEval
 
 
 class PPOLearner(NamedTuple):
-    """``init(key, variance_aware) -> TrainState``; ``update(state, reward_params) ->
-    (TrainState, Metrics)``; ``evaluate(params) -> []`` expected gold reward;
+    """``init(key, variance_aware, beta) -> TrainState``; ``update(state,
+    reward_params) -> (TrainState, Metrics)``; ``evaluate(key, params) -> PolicyEval``;
     ``reference_params``: π_ref (shared by every policy; the starting point)."""
 
     init: Callable
     update: Callable
     evaluate: Callable
     reference_params: Any
+
+
+def _response_table(task: Task, ref_params) -> dict | None:
+    """Reference log-probabilities [P, R, T] and features [P, R, d] of EVERY response
+    when the task has a small finite response set (``all_responses()``), else None.
+
+    Neither depends on the policy, so under a vmap over policies they are formed once
+    and shared instead of batched, and the reward model is evaluated once per update on
+    all of them.
+    """
+    responses = task.all_responses()
+    if responses is None:
+        return None
+    all_prompts, all_actions = responses
+    ref_all, _ = task.evaluate(ref_params, all_prompts, all_actions)
+    return {
+        "ref_logp": ref_all,
+        "phi": task.response_features(all_prompts, all_actions),
+    }
+
+
+def _source_estimate(reward_fn, reward_params, table, prompt_ids, codes, phi):
+    """The reward source's RewardEstimate at the [num_p, G] sampled responses, flat
+    [num_p·G] (from the all-responses table when there is one)."""
+    if table is None:
+        return reward_fn(reward_params, phi.reshape(-1, phi.shape[-1]))
+    phi_all = table["phi"]  # [P, R, d]
+    est_all = reward_fn(reward_params, phi_all.reshape(-1, phi_all.shape[-1]))
+    chex.assert_shape([est_all.mean, est_all.var], (phi_all[..., 0].size,))
+    return jax.tree.map(
+        lambda x: x.reshape(phi_all.shape[:2])[prompt_ids[:, None], codes].reshape(-1),
+        est_all,
+    )
 
 
 def make_learner(
@@ -200,7 +292,6 @@ def make_learner(
     *,
     reference_key: jax.Array | None = None,
     reference_params: Any = None,
-    eval_key: jax.Array | None = None,
 ) -> PPOLearner:
     """Builds the PPO learner for one policy on ``task`` (vmap its functions).
 
@@ -209,17 +300,15 @@ def make_learner(
       task: a ``Task`` (``CandidateTask``, ``TokenTask`` or any object with the
         protocol's attributes and methods).
       reward_fn: ``reward_fn(reward_params, phi [B, d]) -> RewardEstimate([B], [B])``,
-        e.g. ``hetrlhf.ensemble.ensemble_reward`` with the heads as ``reward_params``.
-        The learner never knows which source produced the estimate. It must act row by
-        row (a row's estimate depends on that row only): when the task's
-        ``all_responses()`` is not None it is evaluated on every response at once and
-        gathered.
+        e.g. ``hetrlhf.ensemble.ensemble_reward`` with the heads as ``reward_params``
+        or ``rewards.judge_intervals``; ``config.reward_noise`` says how a query
+        observes it. It must act row by row (a row's estimate depends on that row
+        only): when the task's ``all_responses()`` is not None it is evaluated on
+        every response at once and gathered.
       reference_key: key of the reference policy's initialisation (every policy starts
         at π_ref); ``jax.random.key(0)`` when None.
       reference_params: the reference policy's parameters (overrides
         ``reference_key``), e.g. a partly aligned "SFT" policy.
-      eval_key: key of the Monte Carlo gold evaluation (shared by all policies so their
-        comparison uses common random numbers); ``jax.random.key(1)`` when None.
 
     Returns:
       A ``PPOLearner``.
@@ -229,8 +318,11 @@ def make_learner(
         raise TypeError(
             f"task must satisfy hetrlhf.ppo.Task, got {type(task).__name__}"
         )
+    if not 1 <= task.num_prompts < 2**20:
+        raise ValueError(
+            f"task.num_prompts must be in [1, 2**20), got {task.num_prompts}"
+        )
     reference_key = jax.random.key(0) if reference_key is None else reference_key
-    eval_key = jax.random.key(1) if eval_key is None else eval_key
     ref_params = (
         task.init_params(reference_key)
         if reference_params is None
@@ -243,38 +335,27 @@ def make_learner(
     num_p, g, seq_len = config.num_prompts, config.group_size, task.seq_len
     num_e, num_m = config.num_epochs, config.num_minibatches
     num_steps = num_e * num_m
-    # Random words per update: prompts, one uniform per sampled token, epoch shuffles.
-    num_words = num_p + num_p * g * seq_len + num_e * num_p
-    if not 1 <= task.num_prompts < 2**20:
-        raise ValueError(
-            f"task.num_prompts must be in [1, 2**20), got {task.num_prompts}"
-        )
+    per_query = config.reward_noise == "per_query"
+    kl_reward = config.penalty == "kl_reward"
+    # Random words per update: prompts, one uniform per sampled token, epoch shuffles,
+    # and (per-query rewards) one uniform per sampled response.
+    splits = np.cumsum([num_p, num_p * g * seq_len, num_e * num_p]).tolist()
+    num_words = splits[-1] + (num_p * g if per_query else 0)
     dtype = jax.dtypes.canonicalize_dtype(float)  # float64 under jax_enable_x64
+    table = _response_table(task, ref_params)
 
-    # A task with a small finite response set (``all_responses()``) lets the reference
-    # log-probabilities and the features of EVERY response be formed once, here, and
-    # the reward model be evaluated once per update on all of them: neither depends on
-    # the policy, so under a vmap over policies they are shared instead of batched.
-    table = None
-    responses = task.all_responses()
-    if responses is not None:
-        all_prompts, all_actions = responses
-        ref_all, _ = task.evaluate(ref_params, all_prompts, all_actions)  # [P, R, T]
-        phi_all = task.response_features(all_prompts, all_actions)  # [P, R, d]
-        table = {"ref_logp": ref_all, "phi": phi_all}
-
-    def init(key, variance_aware):
-        reward_key = jax.random.fold_in(key, 1)
+    def init(key, variance_aware, beta=config.beta):
         return TrainState(
             params=ref_params,
             opt_state=optimizer.init(ref_params),
             key=jax.random.fold_in(key, 0),
-            reward_key=reward_key,
+            reward_key=jax.random.fold_in(key, 1),
             variance_aware=jnp.asarray(variance_aware, bool),
+            beta=jnp.asarray(beta, dtype),
             step=jnp.zeros((), jnp.int32),
         )
 
-    def group_loss(logp, mb):
+    def group_loss(logp, mb, beta):
         """``ppo_loss`` of prompt groups: fields [b, G, T] / [b, G] flattened to samples."""
         return ppo_loss(
             logp.reshape(-1, seq_len),
@@ -283,14 +364,14 @@ def make_learner(
             mb["advantages"].reshape(-1),
             mb["weights"].reshape(-1),
             clip_eps=config.clip_eps,
-            beta=config.beta,
+            beta=0.0 if kl_reward else beta,  # "kl_reward": the KL is in the reward
             kl_estimator=config.kl_estimator,
         )
 
-    def loss_fn(params, mb):
+    def loss_fn(params, mb, beta):
         """Loss on a minibatch of whole prompt groups (fields [b, G, ...])."""
         logp, value = task.evaluate(params, mb["prompt_ids"], mb["actions"])
-        loss, aux = group_loss(logp, mb)
+        loss, aux = group_loss(logp, mb, beta)
         if config.baseline == "value":
             loss = loss + config.value_coef * jnp.mean(
                 (value[:, None] - mb["returns"]) ** 2
@@ -299,41 +380,10 @@ def make_learner(
 
     grad_fn = jax.grad(loss_fn, has_aux=True)
 
-    def rewards(reward_params, reward_key, prompt_ids, codes, phi):
-        """The policy's noisy reward model at its [num_prompts, G] sampled responses
-        (``codes``: their ``task.action_ids``)."""
-        if table is None:
-            est = reward_fn(reward_params, phi.reshape(-1, phi.shape[-1]))
-        else:
-            phi_all = table["phi"]  # [P, R, d]
-            est_all = reward_fn(reward_params, phi_all.reshape(-1, phi_all.shape[-1]))
-            chex.assert_shape([est_all.mean, est_all.var], (phi_all[..., 0].size,))
-            est = jax.tree.map(
-                lambda x: x.reshape(phi_all.shape[:2])[
-                    prompt_ids[:, None], codes
-                ].reshape(-1),
-                est_all,
-            )
-        chex.assert_shape([est.mean, est.var], (num_p * g,))
-        est = noisy_reward(
-            reward_key,
-            est,
-            phi.reshape(-1, phi.shape[-1]),
-            jnp.repeat(prompt_ids, g),
-            codes.reshape(-1),
-            noise=config.reward_noise,
-            correlation=config.noise_correlation,
-        )
-        return jax.tree.map(lambda x: x.reshape(num_p, g), est)
-
-    def update(state, reward_params):
-        key, sub = jax.random.split(state.key)
-        bits = jax.random.bits(sub, (num_words,), jnp.uint32)
-        prompt_bits, sample_bits, shuffle_bits = jnp.split(
-            bits, [num_p, num_p + num_p * g * seq_len]
-        )
-        prompt_ids = uniform_index(prompt_bits, task.num_prompts)
-        u = unit_uniform(sample_bits, dtype).reshape(num_p, g, seq_len)
+    def rollout(state, reward_params, words):
+        """Samples the batch and scores it: the batch dict ([num_p, G, ...] fields)."""
+        prompt_ids = uniform_index(words[0], task.num_prompts)
+        u = unit_uniform(words[1], dtype).reshape(num_p, g, seq_len)
         actions = task.sample_uniform(u, state.params, prompt_ids)
         codes = task.action_ids(actions)  # [num_p, G]
         old_logp, old_value = task.evaluate(state.params, prompt_ids, actions)
@@ -342,68 +392,119 @@ def make_learner(
         else:
             ref_logp = table["ref_logp"][prompt_ids[:, None], codes]
         phi = task.response_features(prompt_ids, actions)  # [num_p, G, d]
-        est = rewards(reward_params, state.reward_key, prompt_ids, codes, phi)
+        est = _source_estimate(reward_fn, reward_params, table, prompt_ids, codes, phi)
+        chex.assert_shape([est.mean, est.var], (num_p * g,))
+        est = observe(
+            est,
+            config.reward_noise,
+            u=unit_uniform(words[3], dtype) if per_query else None,
+            policy_key=state.reward_key,
+            phi=phi.reshape(-1, phi.shape[-1]),
+            prompt_ids=jnp.repeat(prompt_ids, g),
+            action_ids=codes.reshape(-1),
+            correlation=config.noise_correlation,
+        )
+        weights = kl_weights(est.var, state.variance_aware, config.penalty)
+        returns = est.mean
+        if kl_reward:
+            returns = kl_in_reward(
+                returns,
+                weights,
+                old_logp.reshape(-1, seq_len),
+                ref_logp.reshape(-1, seq_len),
+                state.beta,
+            )
+        returns = returns.reshape(num_p, g)
         if config.baseline == "group":
-            advantages = group_advantages(est.mean.reshape(-1), g).reshape(num_p, g)
+            advantages = group_advantages(returns.reshape(-1), g).reshape(num_p, g)
         else:
-            advantages = est.mean - old_value[:, None]
+            advantages = returns - old_value[:, None]
         if config.normalize_advantages:
             advantages = advantages / (jnp.std(advantages) + 1e-8)
-        weights = kl_weights(est.var.reshape(-1), state.variance_aware).reshape(
-            num_p, g
-        )
         batch = {
             "prompt_ids": prompt_ids,
             "actions": actions,
             "old_logp": old_logp,
             "ref_logp": ref_logp,
             "advantages": advantages,
-            "weights": weights,
-            "returns": est.mean,
+            "weights": weights.reshape(num_p, g),
+            "returns": returns,
         }
-        # The KL at the start of the update (π_θ = π_old there: no forward pass).
-        _, start_aux = group_loss(old_logp, batch)
+        return batch, est.mean, phi
+
+    def update(state, reward_params):
+        key, sub = jax.random.split(state.key)
+        bits = jax.random.bits(sub, (num_words,), jnp.uint32)
+        words = jnp.split(bits, splits)
+        batch, observed, phi = rollout(state, reward_params, words)
 
         # Minibatches are random sets of whole prompt groups: each epoch shuffles the
         # num_p groups (a stable argsort of fresh random words) and cuts them into
         # num_minibatches; all epochs' minibatches are gathered up front.
-        order = jax.vmap(stable_argsort)(shuffle_bits.reshape(num_e, num_p))
+        order = jax.vmap(stable_argsort)(words[2].reshape(num_e, num_p))
         mbs = jax.tree.map(lambda x: x[order.reshape(num_steps, num_p // num_m)], batch)
 
         def minibatch(k, carry):
             params, opt_state, loss_sum, clip_sum = carry
-            grads, aux = grad_fn(params, jax.tree.map(lambda x: x[k], mbs))
+            grads, aux = grad_fn(params, jax.tree.map(lambda x: x[k], mbs), state.beta)
             updates, opt_state = optimizer.update(grads, opt_state, params)
+            kl_term = (0.0 if kl_reward else state.beta) * aux["kl_penalty"]
             return (
                 optax.apply_updates(params, updates),
                 opt_state,
-                loss_sum + aux["pg_loss"] + config.beta * aux["kl_penalty"],
+                loss_sum + aux["pg_loss"] + kl_term,
                 clip_sum + aux["clip_frac"],
             )
 
-        zero = jnp.zeros((), old_logp.dtype)
+        zero = jnp.zeros((), batch["old_logp"].dtype)
         params, opt_state, loss_sum, clip_sum = jax.lax.fori_loop(
             0,
             num_steps,
             minibatch,
             (state.params, state.opt_state, zero, zero),
-            unroll=min(num_steps, 16),
+            unroll=min(num_steps, 16) if seq_len == 1 else 1,
         )
+        # TRL's "objective/kl": the rollout's mean of Σ_t log(π_old/π_ref)_t.
+        kl = jnp.mean(jnp.sum(batch["old_logp"] - batch["ref_logp"], axis=-1))
+        beta = state.beta
+        if config.kl_control == "adaptive":
+            beta = adaptive_beta(
+                beta,
+                kl,
+                target=config.kl_target,
+                horizon=config.kl_horizon,
+                num_steps=num_p * g,
+            )
         metrics = Metrics(
-            reward=jnp.mean(est.mean),
+            reward=jnp.mean(observed),
             gold=jnp.mean(task.gold_reward(phi)),
-            kl=start_aux["kl"],
-            weight_max=jnp.max(weights),
+            kl=kl,
+            beta=state.beta,
+            weight_max=jnp.max(batch["weights"]),
             loss=loss_sum / num_steps,
             clip_frac=clip_sum / num_steps,
         )
         new_state = state._replace(
-            params=params, opt_state=opt_state, key=key, step=state.step + 1
+            params=params,
+            opt_state=opt_state,
+            key=key,
+            beta=beta,
+            step=state.step + 1,
         )
         return new_state, metrics
 
-    def evaluate(params):
-        return task.expected_gold(eval_key, params)
+    def evaluate(key, params):
+        k_sample, k_gold, k_kl = jax.random.split(key, 3)
+        prompt_ids = jnp.repeat(
+            jnp.arange(task.num_prompts, dtype=jnp.int32), config.num_eval_responses
+        )
+        actions = task.sample(k_sample, params, prompt_ids)
+        phi = task.response_features(prompt_ids, actions)
+        return PolicyEval(
+            gold=jnp.mean(task.gold_reward(phi)),
+            expected_gold=task.expected_gold(k_gold, params),
+            kl=task.policy_kl(k_kl, params, ref_params),
+        )
 
     return PPOLearner(
         init=init, update=update, evaluate=evaluate, reference_params=ref_params
@@ -419,6 +520,12 @@ def run_updates(
     )
 
 
+def evaluation_key(key: jax.Array) -> jax.Array:
+    """The key of a policy's final evaluation, derived from its run key (so that the
+    evaluation, like the run, is a function of that key alone)."""
+    return jax.random.fold_in(key, 2)
+
+
 def make_train(
     config: PPOConfig,
     task: Task,
@@ -426,18 +533,19 @@ def make_train(
     *,
     reference_key: jax.Array | None = None,
     reference_params: Any = None,
-    eval_key: jax.Array | None = None,
-) -> Callable[[jax.Array, jax.Array, Any], TrainOutput]:
-    """A whole PPO run for one policy: ``train(key, variance_aware, reward_params)``.
+) -> Callable[..., TrainOutput]:
+    """A whole PPO run for one policy: ``train(key, variance_aware, reward_params,
+    beta=config.beta)``.
 
     purejaxrl style: the returned function is pure, so
-    ``jax.jit(jax.vmap(train, in_axes=(0, 0, None)))(keys, flags, reward_params)``
-    trains many policies (vanilla and variance-aware side by side) in one program.
+    ``jax.jit(jax.vmap(train, in_axes=(0, 0, None, 0)))(keys, flags, reward_params,
+    betas)`` trains many policies (vanilla and variance-aware side by side, each with
+    its own β) in one program. A policy's result is a function of its own key.
 
     Args: as ``make_learner``.
 
     Returns:
-      ``train(key, variance_aware [] bool, reward_params) -> TrainOutput``.
+      ``train(key, variance_aware [] bool, reward_params, beta []) -> TrainOutput``.
     """
     learner = make_learner(
         config,
@@ -445,17 +553,15 @@ def make_train(
         reward_fn,
         reference_key=reference_key,
         reference_params=reference_params,
-        eval_key=eval_key,
     )
 
-    def train(key, variance_aware, reward_params):
-        state = learner.init(key, variance_aware)
+    def train(key, variance_aware, reward_params, beta=config.beta):
+        state = learner.init(key, variance_aware, beta)
         state, metrics = run_updates(learner, state, reward_params, config.num_updates)
         return TrainOutput(
             state=state,
             metrics=metrics,
-            gold_reward=learner.evaluate(state.params),
-            reference_gold_reward=learner.evaluate(learner.reference_params),
+            evaluation=learner.evaluate(evaluation_key(key), state.params),
         )
 
     return train

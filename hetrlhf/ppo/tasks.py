@@ -5,6 +5,13 @@ Every task satisfies the ``Task`` protocol (the learner checks it): ``CandidateT
 ``TokenTask`` (a tiny causal transformer generating short token sequences, rewarded per
 sequence through the sequence's features). Both draw actions by inverse CDF
 (``sampling.inverse_cdf``: one uniform per candidate or token).
+
+Sampling temperature τ: a task's policy IS the tempered distribution softmax(logits/τ)
+everywhere — rollouts, PPO ratios, the KL to the (equally tempered) reference and the
+evaluation — as TRL's newer on-policy trainers divide the logits by the generation
+temperature. Paper B generates at temperature 1.5 (DESIGN.md §B3); whether its PPO
+ratios and KL used tempered log-probabilities is not stated, so this reading is ours.
+τ = 1 gives the untempered policy bit for bit.
 """
 
 from __future__ import annotations
@@ -37,6 +44,9 @@ class Task(Protocol):
     def init_params(self, key: jax.Array) -> Any:
         """Policy (and value) parameters at ``key``."""
 
+    def sample(self, key: jax.Array, params: Any, prompt_ids: jax.Array) -> jax.Array:
+        """One response per prompt: actions [B, T] int32."""
+
     def sample_uniform(
         self, u: jax.Array, params: Any, prompt_ids: jax.Array
     ) -> jax.Array:
@@ -59,11 +69,25 @@ class Task(Protocol):
     def expected_gold(self, key: jax.Array, params: Any) -> jax.Array:
         """[] E_{s uniform, a ~ π(·|s)}[r*(s, a)] (exact or Monte Carlo at ``key``)."""
 
+    def policy_kl(self, key: jax.Array, params: Any, ref_params: Any) -> jax.Array:
+        """[] E_{s uniform} KL(π(·|s) ‖ π_ref(·|s)) (exact or Monte Carlo at ``key``)."""
+
     def all_responses(self) -> tuple[jax.Array, jax.Array] | None:
         """Every response, (prompt_ids [P], actions [P, R, T]) with action codes 0..R−1,
         when the response set is small and finite; None otherwise. With it the learner
         forms the reference log-probabilities and features of all responses once and
         evaluates the reward model once per update on all of them."""
+
+
+def _check_temperature(temperature) -> None:
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not 0 < temperature < float("inf")
+    ):
+        raise ValueError(
+            f"temperature must be a finite number > 0, got {temperature!r}"
+        )
 
 
 class CandidatePolicy(nn.Module):
@@ -97,9 +121,17 @@ class CandidateTask:
       features: [P, N, d] features φ(s_p, a_j) of every candidate of every prompt.
       gold_theta: [d] gold reward r*(s, a) = θ*ᵀφ(s, a) (used for evaluation only).
       policy: a Flax module mapping [N, d] candidate features to (logits [N], value []).
+      temperature: τ > 0, the policy is softmax(logits/τ) (module doc).
     """
 
-    def __init__(self, features, gold_theta, policy: nn.Module | None = None):
+    def __init__(
+        self,
+        features,
+        gold_theta,
+        policy: nn.Module | None = None,
+        temperature: float = 1.0,
+    ):
+        _check_temperature(temperature)
         features = jnp.asarray(features)
         gold_theta = jnp.asarray(gold_theta)
         if features.ndim != 3:
@@ -120,6 +152,7 @@ class CandidateTask:
         self.features = features
         self.gold_theta = gold_theta
         self.policy = CandidatePolicy() if policy is None else policy
+        self.temperature = float(temperature)
         self.num_prompts = features.shape[0]
         self.seq_len = 1
 
@@ -137,13 +170,17 @@ class CandidateTask:
         single [M, P·N]·[P·N, d] contraction. Same values either way.
         """
         if self.num_prompts <= 4 * prompt_ids.shape[0]:
-            logits, value = jax.vmap(lambda f: self.policy.apply(params, f))(
-                self.features
-            )
+            logits, value = self._all_prompts(params)
             return logits[prompt_ids], value[prompt_ids]
-        return jax.vmap(lambda p: self.policy.apply(params, self.features[p]))(
+        logits, value = jax.vmap(lambda p: self.policy.apply(params, self.features[p]))(
             prompt_ids
         )
+        return logits / self.temperature, value
+
+    def _all_prompts(self, params):
+        """(tempered logits [P, N], value [P]) at every prompt."""
+        logits, value = jax.vmap(lambda f: self.policy.apply(params, f))(self.features)
+        return logits / self.temperature, value
 
     def sample(self, key, params, prompt_ids):
         """Draws one candidate per prompt: actions [B, 1] int32."""
@@ -187,9 +224,15 @@ class CandidateTask:
     def expected_gold(self, key, params):
         """Exact E_{s uniform, a ~ π(·|s)}[r*(s, a)] over the whole prompt set."""
         del key
-        logits, _ = jax.vmap(lambda f: self.policy.apply(params, f))(self.features)
-        probs = jax.nn.softmax(logits)
+        probs = jax.nn.softmax(self._all_prompts(params)[0])
         return jnp.mean(jnp.sum(probs * (self.features @ self.gold_theta), axis=-1))
+
+    def policy_kl(self, key, params, ref_params):
+        """Exact mean over prompts of KL(π(·|s) ‖ π_ref(·|s)) (sums over candidates)."""
+        del key
+        logp = jax.nn.log_softmax(self._all_prompts(params)[0])
+        ref_logp = jax.nn.log_softmax(self._all_prompts(ref_params)[0])
+        return jnp.mean(jnp.sum(jnp.exp(logp) * (logp - ref_logp), axis=-1))
 
 
 class TinyTransformer(nn.Module):
@@ -253,7 +296,9 @@ class TokenTask:
       seq_len: T.
       policy: a Flax module (prompt_id [], tokens [T]) -> (logits [T, V], value []);
         a ``TinyTransformer`` by default.
-      num_eval_samples: Monte Carlo responses per prompt in ``expected_gold``.
+      num_eval_samples: Monte Carlo responses per prompt in ``expected_gold`` and
+        ``policy_kl``.
+      temperature: τ > 0, the policy is softmax(logits/τ) (module doc).
     """
 
     def __init__(
@@ -264,7 +309,9 @@ class TokenTask:
         seq_len: int,
         policy: nn.Module | None = None,
         num_eval_samples: int = 64,
+        temperature: float = 1.0,
     ):
+        _check_temperature(temperature)
         token_features = jnp.asarray(token_features)
         prompt_features = jnp.asarray(prompt_features)
         gold_theta = jnp.asarray(gold_theta)
@@ -295,6 +342,7 @@ class TokenTask:
         self.vocab_size = vocab
         self.num_prompts = num_prompts
         self.num_eval_samples = num_eval_samples
+        self.temperature = float(temperature)
         self.policy = (
             TinyTransformer(num_prompts=num_prompts, vocab_size=vocab, seq_len=seq_len)
             if policy is None
@@ -310,12 +358,17 @@ class TokenTask:
         """One response: token t is the inverse-CDF draw at uniform u[t]."""
 
         def body(t, tokens):
-            logits, _ = self.policy.apply(params, prompt_id, tokens)
+            logits, _ = self._apply(params, prompt_id, tokens)
             return tokens.at[t].set(inverse_cdf(u[t, None], logits[t])[0])
 
         return jax.lax.fori_loop(
             0, self.seq_len, body, jnp.zeros((self.seq_len,), jnp.int32)
         )
+
+    def _apply(self, params, prompt_id, tokens):
+        """(tempered logits [T, V], value []) of one prompt and response."""
+        logits, value = self.policy.apply(params, prompt_id, tokens)
+        return logits / self.temperature, value
 
     def sample(self, key, params, prompt_ids):
         """Autoregressive sampling: actions [B, T] int32 (one uniform per token)."""
@@ -331,9 +384,7 @@ class TokenTask:
 
     def evaluate(self, params, prompt_ids, actions):
         """(log π(a_t | s, a_<t) [B, G, T], V(s) [B]) of actions [B, G, T]."""
-        apply = jax.vmap(
-            lambda p, a: self.policy.apply(params, p, a), in_axes=(None, 0)
-        )
+        apply = jax.vmap(lambda p, a: self._apply(params, p, a), in_axes=(None, 0))
         logits, value = jax.vmap(apply)(prompt_ids, actions)
         logp = jnp.take_along_axis(
             jax.nn.log_softmax(logits), actions[..., None], axis=-1
@@ -362,3 +413,21 @@ class TokenTask:
         prompt_ids = jnp.repeat(jnp.arange(self.num_prompts), self.num_eval_samples)
         actions = self.sample(key, params, prompt_ids)
         return jnp.mean(self.gold_reward(self.response_features(prompt_ids, actions)))
+
+    def policy_kl(self, key, params, ref_params):
+        """Monte Carlo E_s KL(π(·|s) ‖ π_ref(·|s)) over whole responses.
+
+        KL of sequences = E_{a ~ π}[Σ_t KL(π(·|s, a_<t) ‖ π_ref(·|s, a_<t))]: each
+        sampled prefix contributes the EXACT next-token KL over the vocabulary (a
+        Rao–Blackwellised estimator: unbiased, and with less variance than the sampled
+        log-ratio). ``num_eval_samples`` responses per prompt.
+        """
+        prompt_ids = jnp.repeat(jnp.arange(self.num_prompts), self.num_eval_samples)
+        actions = self.sample(key, params, prompt_ids)
+
+        def logp(p):
+            logits, _ = jax.vmap(lambda s, a: self._apply(p, s, a))(prompt_ids, actions)
+            return jax.nn.log_softmax(logits)
+
+        lp, ref = logp(params), logp(ref_params)
+        return jnp.mean(jnp.sum(jnp.exp(lp) * (lp - ref), axis=(-2, -1)))
