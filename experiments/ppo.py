@@ -46,15 +46,23 @@ def _checkpoint_dir(config, *parts: str) -> str:
     return os.path.join(config.results_dir, "checkpoints", f"{'-'.join(parts)}-{tag}")
 
 
-def ppo_settings(config, source: world.RewardSource) -> PPOConfig:
-    """The PPOConfig of a source: config.ppo, the source's observation noise and its
-    KL control."""
-    control = config.kl_control[source.name]
-    if control not in ("calibrated", "adaptive", "fixed"):
+CONTROLS = ("calibrated", "adaptive", "fixed")
+
+
+def parse_run(run: str) -> tuple[str, str]:
+    """ "<source>:<KL control>" -> (source, control), both checked."""
+    source, _, control = run.partition(":")
+    if source not in world.SOURCES or control not in CONTROLS:
         raise ValueError(
-            f"config.kl_control.{source.name} must be 'calibrated', 'adaptive' or "
-            f"'fixed', got {control!r}"
+            f"config.runs entry {run!r} must be '<source>:<control>' with a source in "
+            f"{world.SOURCES} and a control in {CONTROLS}"
         )
+    return source, control
+
+
+def ppo_settings(config, source: world.RewardSource, control: str) -> PPOConfig:
+    """The PPOConfig of a run: config.ppo, the source's observation noise, the KL
+    control."""
     fields = {f: config.ppo[f] for f in _PPO_FIELDS if f in config.ppo}
     return PPOConfig(
         **fields,
@@ -67,9 +75,8 @@ def ppo_settings(config, source: world.RewardSource) -> PPOConfig:
     )
 
 
-def choose_betas(config, w, source, runner, key, reward_params) -> tuple[list, Any]:
+def choose_betas(config, w, source, control, runner, key, params, run) -> tuple:
     """[β_vanilla, β_VA] (initial β for the adaptive controller) and the calibration."""
-    control = config.kl_control[source.name]
     if control == "adaptive":
         return list(config.kl.adaptive_betas), None
     if control == "fixed":
@@ -77,14 +84,14 @@ def choose_betas(config, w, source, runner, key, reward_params) -> tuple[list, A
     cal = runs.calibrate_betas(
         runner,
         key,
-        reward_params,
+        params,
         target=config.kl.target,
         start=runs.start_betas(config.kl.beta, source, w.phi_ref, config.ppo.penalty),
         num_policies=config.num_policies,
         grid_size=config.calibration.grid_size,
         span=config.calibration.span,
         num_rounds=config.calibration.num_rounds,
-        directory=_checkpoint_dir(config, source.name, "calibration"),
+        directory=_checkpoint_dir(config, run, "calibration"),
         checkpoint_every=config.checkpoint_every,
         resume=config.resume,
     )
@@ -133,20 +140,22 @@ def sigma_summary(source_fn, reward_params, phi_ref) -> dict:
     }
 
 
-def run_source(config, w: world.World, name: str, key) -> dict:
-    """One reward source: β, the two arms, the reference runs, the tests, the sweep."""
-    source = w.sources[name]
-    swept = name in config.sweep.sources
-    if swept:  # one program for the main run and the sweep: the tempered source
-        source = source._replace(fn=rewards.tempered(source.fn))
+def run_one(config, w: world.World, run: str, key) -> dict:
+    """One run "<source>:<control>": β, the two arms, the reference runs, the tests,
+    and the Table-4 sweep when the run is in config.sweep.runs."""
+    name, control = parse_run(run)
+    base = w.sources[name]
 
     def params_at(s):
-        base = w.sources[name]
-        return rewards.tempering(base.params, base.fn, w.phi_ref, s) if swept else None
+        return rewards.tempering(base.params, base.fn, w.phi_ref, s)
 
-    main_params = params_at(1.0) if swept else source.params
+    swept = run in config.sweep.runs
+    source = base
+    if swept:  # one program for the main run and the sweep: the tempered source
+        source = base._replace(fn=rewards.tempered(base.fn), params=params_at(1.0))
+    params = source.params
     runner = runs.make_runner(
-        ppo_settings(config, source),
+        ppo_settings(config, source, control),
         w,
         source,
         num_segments=config.num_segments,
@@ -154,28 +163,26 @@ def run_source(config, w: world.World, name: str, key) -> dict:
         num_policies=2 * config.num_policies,
     )
     k_cal, k_main, k_ref, k_sweep = jax.random.split(key, 4)
-    betas, calibration = choose_betas(config, w, source, runner, k_cal, main_params)
-    main = run_arms(config, runner, k_main, betas, main_params, name)
+    betas, cal = choose_betas(config, w, source, control, runner, k_cal, params, run)
+    main = run_arms(config, runner, k_main, betas, params, run)
     reference = runs.reference_runs(runner, k_ref, config.num_reference_runs)
     result = {
         "source": name,
+        "kl_control": control,
         "noise": source.noise,
-        "kl_control": config.kl_control[name],
-        "calibration": calibration,
+        "calibration": cal,
         **main,
         "reference": reference.gold,
         "reference_kl": reference.kl,
-        "sigma": sigma_summary(source.fn, main_params, w.phi_ref),
+        "sigma": sigma_summary(source.fn, params, w.phi_ref),
         "tests": _tests(config, main, reference.gold),
         "sweep": [],
     }
     for s in config.sweep.exponents if swept else ():
         rp = params_at(s)
-        res = (
-            main
-            if s == 1.0
-            else run_arms(config, runner, k_sweep, betas, rp, f"{name}-s{s:g}")
-        )
+        res = main
+        if s != 1.0:
+            res = run_arms(config, runner, k_sweep, betas, rp, f"{run}-s{s:g}")
         res = {k: v for k, v in res.items() if k != "resumed_from_segment"}
         summary = sigma_summary(source.fn, rp, w.phi_ref)
         tests = _tests(config, res, reference.gold)
@@ -196,9 +203,10 @@ def _tests(config, res, reference):
 def _check(config) -> None:
     configs.check_int_fields(config, ("num_policies", "num_reference_runs"), minimum=3)
     configs.check_int_fields(config, ("num_segments",), minimum=1)
-    for name in config.sources:
-        if name not in config.kl_control:
-            raise ValueError(f"config.kl_control has no entry for source {name!r}")
+    if not config.runs or len(set(config.runs)) != len(config.runs):
+        raise ValueError(f"config.runs must be distinct and non-empty: {config.runs}")
+    for run in (*config.runs, *config.sweep.runs):
+        parse_run(run)
 
 
 def run(config) -> dict[str, Any]:
@@ -206,15 +214,16 @@ def run(config) -> dict[str, Any]:
     config = configs.apply_preset(config, ppo_config.PRESETS)
     _check(config)
     key = jax.random.key(config.seed)
-    w = world.build_world(jax.random.fold_in(key, 0), config)
+    names = [parse_run(run)[0] for run in config.runs]
+    w = world.build_world(jax.random.fold_in(key, 0), config, names)
     results = {
-        name: run_source(config, w, name, jax.random.fold_in(key, 1 + i))
-        for i, name in enumerate(config.sources)
+        run: run_one(config, w, run, jax.random.fold_in(key, 1 + i))
+        for i, run in enumerate(config.runs)
     }
     text = report.tables(
         results, alpha=config.alpha, heading=_heading(config), paired=config.paired_keys
     )
-    payload = {"config": config, "sources": results, "sidedness": arms.SIDEDNESS}
+    payload = {"config": config, "runs": results, "sidedness": arms.SIDEDNESS}
     write_results(config.results_dir, payload, text, report.figures(results))
     return payload
 

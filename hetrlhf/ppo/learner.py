@@ -244,11 +244,16 @@ class TrainOutput(NamedTuple):
 class PPOLearner(NamedTuple):
     """``init(key, variance_aware, beta) -> TrainState``; ``update(state,
     reward_params) -> (TrainState, Metrics)``; ``evaluate(key, params) -> PolicyEval``;
-    ``reference_params``: π_ref (shared by every policy; the starting point)."""
+    ``rollout(state, reward_params) -> dict``: the sampled and scored batch the next
+    ``update`` would train on (for diagnostics and tests: "prompt_ids" [num_p],
+    "codes" [num_p, G], "observed" r̂ [num_p, G], "var" σ² [num_p, G], "weights",
+    "advantages", ...); ``reference_params``: π_ref (shared by every policy; the
+    starting point)."""
 
     init: Callable
     update: Callable
     evaluate: Callable
+    rollout: Callable
     reference_params: Any
 
 
@@ -380,7 +385,12 @@ def make_learner(
 
     grad_fn = jax.grad(loss_fn, has_aux=True)
 
-    def rollout(state, reward_params, words):
+    def draw(state):
+        """The update's random words (prompts, tokens, shuffles, per-query rewards)."""
+        key, sub = jax.random.split(state.key)
+        return key, jnp.split(jax.random.bits(sub, (num_words,), jnp.uint32), splits)
+
+    def score(state, reward_params, words):
         """Samples the batch and scores it: the batch dict ([num_p, G, ...] fields)."""
         prompt_ids = uniform_index(words[0], task.num_prompts)
         u = unit_uniform(words[1], dtype).reshape(num_p, g, seq_len)
@@ -430,13 +440,22 @@ def make_learner(
             "weights": weights.reshape(num_p, g),
             "returns": returns,
         }
-        return batch, est.mean, phi
+        extra = {
+            "codes": codes,
+            "observed": est.mean.reshape(num_p, g),
+            "var": est.var.reshape(num_p, g),
+            "gold": task.gold_reward(phi),
+        }
+        return batch, extra
+
+    def rollout(state, reward_params):
+        _, words = draw(state)
+        batch, extra = score(state, reward_params, words)
+        return {**batch, **extra}
 
     def update(state, reward_params):
-        key, sub = jax.random.split(state.key)
-        bits = jax.random.bits(sub, (num_words,), jnp.uint32)
-        words = jnp.split(bits, splits)
-        batch, observed, phi = rollout(state, reward_params, words)
+        key, words = draw(state)
+        batch, extra = score(state, reward_params, words)
 
         # Minibatches are random sets of whole prompt groups: each epoch shuffles the
         # num_p groups (a stable argsort of fresh random words) and cuts them into
@@ -476,8 +495,8 @@ def make_learner(
                 num_steps=num_p * g,
             )
         metrics = Metrics(
-            reward=jnp.mean(observed),
-            gold=jnp.mean(task.gold_reward(phi)),
+            reward=jnp.mean(extra["observed"]),
+            gold=jnp.mean(extra["gold"]),
             kl=kl,
             beta=state.beta,
             weight_max=jnp.max(batch["weights"]),
@@ -507,7 +526,11 @@ def make_learner(
         )
 
     return PPOLearner(
-        init=init, update=update, evaluate=evaluate, reference_params=ref_params
+        init=init,
+        update=update,
+        evaluate=evaluate,
+        rollout=rollout,
+        reference_params=ref_params,
     )
 
 

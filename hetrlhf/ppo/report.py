@@ -1,6 +1,6 @@
 """Paper B's Tables 1–4 and Figs. 5–6 analogues from per-source arm results.
 
-Input: ``{source: result}`` with, per result, ``vanilla`` / ``variance_aware`` dicts
+Input: ``{run: result}`` (a run is "<source>:<KL control>") with, per result, ``vanilla`` / ``variance_aware`` dicts
 (``gold`` [m], ``kl`` [m], ``beta``, ``curves``), ``reference`` [r], ``tests``
 (``arms.compare_arms``), ``sigma`` (Var(σ), mean σ², CV of σ²), ``kl_control``,
 ``calibration`` and ``sweep`` (as ``experiments/ppo.py`` builds them). Every row carries
@@ -40,7 +40,7 @@ def _kl_table(results) -> str:
         )
     return markdown_table(
         [
-            "source",
+            "run",
             "KL control",
             "β (v)",
             "β (va), initial if adaptive",
@@ -63,7 +63,7 @@ def _table1(results, alpha) -> str:
             + [f"({t['f_df'][0]}, {t['f_df'][1]})", t["f_critical"], t["f_p"]]
             + [t["brown_forsythe_w"], t["brown_forsythe_p"]]
         )
-    header = ["source", "KL (v)", "KL (va)", "var (v)", "var (va)", "F = ratio"]
+    header = ["run", "KL (v)", "KL (va)", "var (v)", "var (va)", "F = ratio"]
     header += ["df", f"F crit (α={alpha})", "p (F, one-sided)"]
     header += ["Brown–Forsythe W", "p (BF, two-sided)"]
     return markdown_table(header, rows, digits=4)
@@ -77,7 +77,7 @@ def _table2(results, alpha) -> str:
         for name, r in results.items()
         for t in [r["tests"]]
     ]
-    header = ["source", "KL (v)", "KL (va)", "mean (v)", "mean (va)", "reference"]
+    header = ["run", "KL (v)", "KL (va)", "mean (v)", "mean (va)", "reference"]
     header += ["Welch t", "df", f"t crit (two-sided, α={alpha})", "p (two-sided)"]
     return markdown_table(header, rows, digits=4)
 
@@ -90,7 +90,7 @@ def _table3(results) -> str:
         for name, r in results.items()
         for t in [r["tests"]]
     ]
-    header = ["source", "KL (v)", "KL (va)", "mean of reference runs", "risk (v)"]
+    header = ["run", "KL (v)", "KL (va)", "mean of reference runs", "risk (v)"]
     header += ["risk (va)", "z", "p (z, one-sided)", "p (z, two-sided)"]
     header += ["p (Fisher, one-sided)"]
     return markdown_table(header, rows, digits=4)
@@ -103,7 +103,7 @@ def _paired_table(results) -> str:
         for name, r in results.items()
         for t in [r["tests"]]
     ]
-    header = ["source", "Pitman–Morgan r", "p (one-sided)", "paired t"]
+    header = ["run", "Pitman–Morgan r", "p (one-sided)", "paired t"]
     header += ["p (two-sided)", "McNemar (b, c)", "p (exact, one-sided)"]
     return markdown_table(header, rows, digits=4)
 
@@ -119,9 +119,29 @@ def _table4(results) -> str:
                 + [t["mean_vanilla"], t["mean_variance_aware"], t["welch_p"]]
                 + [t["risk"]["vanilla"], t["risk"]["variance_aware"]]
             )
-    header = ["source", "s", "Var(σ)", "CV(σ²)", "KL (v)", "KL (va)", "var (v)"]
+    header = ["run", "s", "Var(σ)", "CV(σ²)", "KL (v)", "KL (va)", "var (v)"]
     header += ["var (va)", "F", "p (F)", "mean (v)", "mean (va)", "p (Welch)"]
     header += ["risk (v)", "risk (va)"]
+    return markdown_table(header, rows, digits=4)
+
+
+def _spread_table(results) -> str:
+    rows = []
+    for name, r in results.items():
+        for arm, _ in _ARMS:
+            a = r[arm]
+            rows.append(
+                [
+                    name,
+                    arm,
+                    np.var(a["gold"], ddof=1),
+                    np.var(a["expected_gold"], ddof=1),
+                ]
+                + [np.var(r["reference"], ddof=1), np.std(a["kl"], ddof=1)]
+                + [np.corrcoef(a["kl"], a["expected_gold"])[0, 1]]
+            )
+    header = ["run", "arm", "var(gold), 1 response/prompt", "var(E gold), Monte Carlo"]
+    header += ["var(reference runs)", "sd(KL)", "corr(KL, E gold)"]
     return markdown_table(header, rows, digits=4)
 
 
@@ -131,7 +151,7 @@ def _sigma_table(results) -> str:
         + [r["sigma"]["cv_var"]]
         for name, r in results.items()
     ]
-    header = ["source", "observed as", "mean σ²", "Var(σ)", "CV(σ²)"]
+    header = ["run", "observed as", "mean σ²", "Var(σ)", "CV(σ²)"]
     return markdown_table(header, rows, digits=4)
 
 
@@ -142,6 +162,9 @@ def tables(results: dict, *, alpha: float, heading: str, paired: bool) -> str:
         "### Reward uncertainty over reference-policy responses\n\n"
         + _sigma_table(results),
         "### KL(π ‖ π_ref) and β per arm\n\n" + _kl_table(results),
+        "### Where the spread comes from: policies' gold variance (paper B's evaluation"
+        " and Monte Carlo expectation) vs the evaluation noise of the reference runs"
+        "\n\n" + _spread_table(results),
         "### Table 1: variance of the policies' gold rewards (F-test, df (m−1, m−1))"
         "\n\n" + _table1(results, alpha),
         "### Table 2: mean gold reward (Welch t-test)\n\n" + _table2(results, alpha),

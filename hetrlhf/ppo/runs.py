@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.optimize import isotonic_regression
 from tqdm.auto import tqdm
 
 from hetrlhf import checkpoint, parallel
@@ -243,57 +244,53 @@ def start_betas(
     return float(beta), float(beta) / max(w, 1e-12)
 
 
-def interpolate_beta(
-    betas: np.ndarray, kls: np.ndarray, target: float
-) -> tuple[float, bool]:
-    """The β at which the mean KL hits ``target``, by linear interpolation of log β in
-    log KL over a grid (KL falls as β grows).
+def interpolate_beta(betas, kls, target: float, weights=None) -> tuple[float, bool]:
+    """The β at which the mean KL hits ``target`` (KL falls as β grows).
+
+    log KL is fitted as a non-increasing function of log β by isotonic regression
+    (``scipy.optimize.isotonic_regression``, weighted by the policies behind each
+    point, so that seed noise cannot make the curve rise), and log β is interpolated
+    linearly in the fitted log KL.
 
     Args:
-      betas: [g] grid of β > 0.
+      betas: [g] values of β > 0 (any order; e.g. the grids of several rounds).
       kls: [g] mean final KL at each β.
       target: target KL > 0.
+      weights: [g] number of policies behind each mean (None: equal).
 
     Returns:
-      (β, bracketed): bracketed is False when the target lies outside the grid's KL
-      range (β is then the grid end nearest to it).
+      (β, bracketed): bracketed is False when the target lies outside the fitted KL
+      range (β is then the end of the grid nearest to it).
     """
-    log_kl = np.log(np.maximum(np.asarray(kls, np.float64), 1e-12))
-    log_b = np.log(np.asarray(betas, np.float64))
-    order = np.argsort(log_kl)
+    betas = np.asarray(betas, np.float64)
+    order = np.argsort(betas)
+    log_b = np.log(betas[order])
+    log_kl = np.log(np.maximum(np.asarray(kls, np.float64)[order], 1e-12))
+    w = None if weights is None else np.asarray(weights, np.float64)[order]
+    fit = isotonic_regression(log_kl, weights=w, increasing=False).x
     t = np.log(target)
-    bracketed = bool(log_kl.min() <= t <= log_kl.max())
-    return float(np.exp(np.interp(t, log_kl[order], log_b[order]))), bracketed
+    bracketed = bool(fit.min() <= t <= fit.max())
+    return float(np.exp(np.interp(t, fit[::-1], log_b[::-1]))), bracketed
 
 
-def _calibration_round(
-    runner, key, centres, span, grid_size, reward_params, m, target, train_kwargs
-):
-    """One round: each arm's m slots cycle over a log grid of β around its centre."""
-    factors = np.exp(np.linspace(-np.log(span), np.log(span), grid_size))
-    slot = np.arange(m) % grid_size
+def _calibration_round(runner, key, centres, factors, reward_params, m, train_kwargs):
+    """One round: each arm's m slots cycle over the β grid centre·factors; returns
+    per arm the grid, its mean final KL and the number of policies per point."""
+    g = factors.size
+    slot = np.arange(m) % g
     betas = np.concatenate([centres[0] * factors[slot], centres[1] * factors[slot]])
     keys, flags = arm_keys(key, m)
     out = train_policies(runner, keys, flags, betas, reward_params, **train_kwargs)
     kl = out["evaluation"].kl
-    rows = []
-    estimates = []
-    for arm in range(2):
-        grid = centres[arm] * factors
-        mean_kl = np.array(
-            [kl[arm * m : (arm + 1) * m][slot == i].mean() for i in range(grid_size)]
+    counts = np.bincount(slot, minlength=g)
+    return [
+        (
+            centres[arm] * factors,
+            np.bincount(slot, kl[arm * m : (arm + 1) * m], minlength=g) / counts,
+            counts,
         )
-        beta, bracketed = interpolate_beta(grid, mean_kl, target)
-        rows.append(
-            {
-                "beta_grid": grid,
-                "mean_kl": mean_kl,
-                "beta": beta,
-                "bracketed": bracketed,
-            }
-        )
-        estimates.append(beta)
-    return np.array(estimates), rows
+        for arm in range(2)
+    ]
 
 
 def calibrate_betas(
@@ -317,7 +314,8 @@ def calibrate_betas(
     run's) cycling over ``grid_size`` values of β log-spaced over
     [start/span, start·span], and interpolates log β in log KL (``interpolate_beta``);
     each further round repeats with the grid centred on the estimate and its span
-    shrunk to one grid step of the previous round.
+    shrunk to one grid step of the previous round, and interpolates over the points of
+    all rounds so far.
 
     Returns:
       {"beta": [β_vanilla, β_VA], "target": target, "rounds": per round and arm the
@@ -329,8 +327,10 @@ def calibrate_betas(
             f"{num_policies}"
         )
     centres = np.asarray(start, np.float64)
+    points = [[], []]  # per arm: (grid, mean KL, counts) of every round so far
     rounds = []
     for r in range(num_rounds):
+        factors = np.exp(np.linspace(-np.log(span), np.log(span), grid_size))
         train_kwargs = {
             "directory": None
             if directory is None
@@ -339,17 +339,29 @@ def calibrate_betas(
             "resume": resume,
             "desc": f"β calibration, round {r + 1}",
         }
-        centres, rows = _calibration_round(
+        new = _calibration_round(
             runner,
             jax.random.fold_in(key, r),
             centres,
-            span,
-            grid_size,
+            factors,
             reward_params,
             num_policies,
-            target,
             train_kwargs,
         )
+        rows = []
+        for arm in range(2):
+            points[arm].append(new[arm])
+            pooled = [np.concatenate(x) for x in zip(*points[arm], strict=True)]
+            beta, bracketed = interpolate_beta(*pooled[:2], target, pooled[2])
+            centres[arm] = beta
+            rows.append(
+                {
+                    "beta_grid": new[arm][0],
+                    "mean_kl": new[arm][1],
+                    "beta": beta,
+                    "bracketed": bracketed,
+                }
+            )
         rounds.append(rows)
         span = span ** (2.0 / (grid_size - 1))
     return {"beta": centres.tolist(), "target": target, "rounds": rounds}

@@ -210,27 +210,27 @@ def per_policy_noise_source(
     )
 
 
-def build_world(key: jax.Array, config) -> World:
-    """Task, reference policy and the reward sources named in ``config.sources``."""
-    unknown = set(config.sources) - set(SOURCES)
-    if unknown or not config.sources:
+def build_world(key: jax.Array, config, names=SOURCES) -> World:
+    """Task, reference policy and the reward sources ``names`` (a subset of
+    ``SOURCES``)."""
+    names = tuple(dict.fromkeys(names))
+    if not names or set(names) - set(SOURCES):
         raise ValueError(
-            f"config.sources must be a non-empty subset of {SOURCES}, got "
-            f"{tuple(config.sources)}"
+            f"sources must be a non-empty subset of {SOURCES}, got {names}"
         )
     k_task, k_ens, k_judge, k_phi = jax.random.split(key, 4)
     task, reference_params = make_task(k_task, config)
     sources = {}
-    if {"ensemble", "per_policy_noise"} & set(config.sources):
+    if {"ensemble", "per_policy_noise"} & set(names):
         sources["ensemble"] = ensemble_source(k_ens, task, config.ensemble)
-    if {"prompted", "per_policy_noise"} & set(config.sources):
+    if {"prompted", "per_policy_noise"} & set(names):
         sources["prompted"] = prompted_source(k_judge, task, config.judge)
-    if "per_policy_noise" in config.sources:
+    if "per_policy_noise" in names:
         base = sources[config.per_policy_noise.base]
         sources["per_policy_noise"] = per_policy_noise_source(
             base, config.per_policy_noise.distribution
         )
-    sources = {name: sources[name] for name in config.sources}
+    sources = {name: sources[name] for name in names}
     ids = jnp.repeat(jnp.arange(task.num_prompts, dtype=jnp.int32), 16)
     phi_ref = task.response_features(ids, task.sample(k_phi, reference_params, ids))
     return World(task, reference_params, sources, phi_ref)
