@@ -179,14 +179,28 @@ def run_one(config, w: world.World, run: str, key) -> dict:
         "sweep": [],
     }
     for s in config.sweep.exponents if swept else ():
-        rp = params_at(s)
+        rp, b, cal_s = params_at(s), betas, None
         res = main
         if s != 1.0:
-            res = run_arms(config, runner, k_sweep, betas, rp, f"{run}-s{s:g}")
+            tag = f"{run}-s{s:g}"
+            if config.sweep.calibrate:
+                b, cal_s = choose_betas(
+                    config,
+                    w,
+                    source._replace(params=rp),
+                    control,
+                    runner,
+                    k_cal,
+                    rp,
+                    tag,
+                )
+            res = run_arms(config, runner, k_sweep, b, rp, tag)
         res = {k: v for k, v in res.items() if k != "resumed_from_segment"}
         summary = sigma_summary(source.fn, rp, w.phi_ref)
         tests = _tests(config, res, reference.gold)
-        result["sweep"].append({"exponent": s, **summary, **res, "tests": tests})
+        result["sweep"].append(
+            {"exponent": s, **summary, **res, "tests": tests, "calibration": cal_s}
+        )
     return result
 
 

@@ -170,7 +170,9 @@ def _candidate_setup(num_updates=20, **kwargs):
     return task, theta, config
 
 
-@pytest.mark.parametrize("penalty", ["mean_one", "kl_reward"])
+@pytest.mark.parametrize(
+    "penalty", ["mean_one", pytest.param("kl_reward", marks=pytest.mark.slow)]
+)
 def test_ppo_improves_vmap_matches_loop_and_equal_variances_give_vanilla(penalty):
     task, theta, config = _candidate_setup(num_updates=20, beta=0.01, penalty=penalty)
 
@@ -197,9 +199,12 @@ def test_ppo_improves_vmap_matches_loop_and_equal_variances_give_vanilla(penalty
     ref_gold = learner.evaluate(jax.random.key(0), learner.reference_params)
     gold = np.asarray(out.evaluation.expected_gold)
     assert np.all(gold > float(ref_gold.expected_gold) + 0.1)
-    # One vmapped program = the policies trained one by one.
+    # One vmapped program = the policies trained one by one (float32: batched and
+    # unbatched arithmetic differ in the last bits, which 20 updates amplify to ~2e-6
+    # relative with the KL inside the advantages; hence 1e-5, was 1e-6 with the KL in
+    # the loss only).
     single = jax.jit(train)(keys[2], flags[2], theta, betas[2])
-    np.testing.assert_allclose(gold[2], single.evaluation.expected_gold, rtol=1e-6)
+    np.testing.assert_allclose(gold[2], single.evaluation.expected_gold, rtol=1e-5)
     assert out.metrics.gold.shape == (4, 20)
 
 
@@ -353,7 +358,11 @@ class _NoTable(ppo.CandidateTask):
 
 @pytest.mark.parametrize(
     "baseline, noise",
-    [("group", "none"), ("value", "per_policy_gaussian"), ("group", "per_query")],
+    [
+        ("group", "none"),
+        pytest.param("value", "per_policy_gaussian", marks=pytest.mark.slow),
+        pytest.param("group", "per_query", marks=pytest.mark.slow),
+    ],
 )
 def test_response_table_route_equals_per_sample_route(baseline, noise):
     """Reference log-probs and rewards from the all-responses table (formed once) are

@@ -195,9 +195,11 @@ def _histograms(results, key: str, xlabel: str, with_reference: bool):
         for (arm, label), x in zip(_ARMS, samples, strict=False):
             ax.hist(x, bins=bins, alpha=0.55, label=label)
         if with_reference:
-            ax.hist(r["reference"], bins=bins, alpha=0.35, color="grey")
+            ax.hist(
+                r["reference"], bins=bins, alpha=0.35, color="grey", label="reference"
+            )
             ax.axvline(
-                np.mean(r["reference"]), color="k", ls="--", label="reference runs"
+                np.mean(r["reference"]), color="k", ls="--", label="mean of reference"
             )
         ax.set_title(name)
         ax.set_xlabel(xlabel)
@@ -220,6 +222,8 @@ def _curves(results):
             for arm, arm_label in _ARMS:
                 ax.plot(results[name][arm]["curves"][key], label=arm_label)
             ax.set_ylabel(label)
+            if key == "beta":
+                ax.set_yscale("log")
             if i == 0:
                 ax.set_title(name)
         axes[-1][j].set_xlabel("update")
