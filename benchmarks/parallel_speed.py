@@ -140,12 +140,14 @@ def bench_ppo(num_policies, num_updates, repeats) -> dict[str, float]:
     theta = jnp.asarray([1.0, -0.5, 0.8, 0.3, -1.0])
     task = ppo.CandidateTask(jax.random.normal(k_feat, (64, 8, d)), theta)
     heads = theta + 0.5 * jax.random.normal(k_ens, (10, d))
-    config = ppo.PPOConfig(num_updates=num_updates)
+    config = ppo.PPOConfig(num_updates=num_updates, reward_noise="per_policy_gaussian")
     train = ppo.make_train(config, task, ensemble.ensemble_reward)
     keys = jax.random.split(k_pol, num_policies)
     flags_ = jnp.arange(num_policies) >= num_policies // 2
-    train_v = jax.jit(jax.vmap(lambda k, f: train(k, f, heads).gold_reward))
-    train_1 = jax.jit(lambda k, f: train(k, f, heads).gold_reward)
+    train_v = jax.jit(
+        jax.vmap(lambda k, f: train(k, f, heads).evaluation.expected_gold)
+    )
+    train_1 = jax.jit(lambda k, f: train(k, f, heads).evaluation.expected_gold)
 
     def vmapped():
         return train_v(keys, flags_)
@@ -169,7 +171,7 @@ def bench_ppo(num_policies, num_updates, repeats) -> dict[str, float]:
     learner = ppo.make_learner(config, task, ensemble.ensemble_reward)
     init_1 = jax.jit(learner.init)
     update_1 = jax.jit(lambda s: learner.update(s, heads)[0])
-    evaluate_1 = jax.jit(learner.evaluate)
+    evaluate_1 = jax.jit(lambda k, p: learner.evaluate(k, p).expected_gold)
 
     def naive():
         out = []
@@ -177,7 +179,7 @@ def bench_ppo(num_policies, num_updates, repeats) -> dict[str, float]:
             state = init_1(keys[i], flags_[i])
             for _ in range(num_updates):
                 state = update_1(state)
-            out.append(evaluate_1(state.params))
+            out.append(evaluate_1(ppo.evaluation_key(keys[i]), state.params))
         return jnp.stack(out)
 
     # Sampled trajectories are chaotic: a last-bit difference between the batched and
