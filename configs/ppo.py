@@ -13,8 +13,8 @@ and the policies are trained against three reward sources — the paper's two pr
 (``ensemble``: deterministic mean of a 10-head ensemble, shared by every policy;
 ``prompted``: a fresh uniform draw from a judge's interval on every query) and our
 ``per_policy_noise`` (one fixed realisation of the theory's noise model per policy).
-What is the paper's and what is ours is said field by field below; the README's
-"Paper constants" lists paper B's constants.
+What is the paper's and what is ours is said field by field below; DESIGN.md §B3
+lists paper B's constants.
 """
 
 import ml_collections
@@ -49,8 +49,8 @@ def get_config():
     # KL control: "calibrated" (fixed β per arm, searched so that both arms' mean final
     # KL(π‖π_ref) hits kl.target: the methods compared at matched KL), "adaptive"
     # (Ziegler et al.'s controller as in TRL, one per policy) or "fixed"
-    # (kl.fixed_betas). Paper B: hand-calibrated fixed β for its ensemble (GPT-2) runs,
-    # the adaptive controller for its prompted runs.
+    # (kl.fixed_betas). Paper B: fixed β calibrated to similar KL for its ensemble
+    # (GPT-2) runs, the adaptive controller for its prompted runs.
     config.runs = (
         "ensemble:calibrated",
         "prompted:adaptive",
@@ -139,8 +139,9 @@ def get_config():
     # Share of the noise variance that is smooth in the features (1: fully smooth).
     config.per_policy_noise.correlation = 1.0
 
-    # ---- PPO (hetrlhf.ppo.PPOConfig; our constants, transferred in spirit from paper
-    # B's Tables 9–18: a bounded number of updates on small sampled batches).
+    # ---- PPO (hetrlhf.ppo.PPOConfig). Our constants: paper B's (Tables 9–18) are
+    # LLM-specific (lr ≈ 1.5e−5, batch 128, 192 steps); we keep the design, a bounded
+    # number of updates on small sampled batches.
     config.ppo = ml_collections.ConfigDict()
     # Updates in the whole run (split into num_segments checkpointed segments).
     config.ppo.num_updates = 40
@@ -178,7 +179,8 @@ def get_config():
     # controller (rollout KL); paper B's adaptive target is 0.7.
     config.kl.target = 0.7
     # Adaptive controller's horizon (paper B: 19) and initial β (vanilla,
-    # variance-aware) (paper B: 0.3, 0.1). The controller's n is the batch size.
+    # variance-aware) (paper B: 0.3 / 0.1; which arm gets which is our reading, in the
+    # order of its GPT-2 values). The controller's n is the batch size.
     config.kl.horizon = 19.0
     config.kl.adaptive_betas = (0.3, 0.1)
     # β (vanilla, variance-aware) of "fixed" (paper B's GPT-2 values, tuned for its
