@@ -101,6 +101,18 @@ def test_paired_tests_match_closed_forms():
     assert set(out["sidedness"]) >= {"f_p", "welch_p", "risk_p", "pitman_morgan_p"}
 
 
+def test_paired_tests_of_identical_arms_are_defined():
+    """Paired keys can give identical arms (e.g. a few updates, one evaluation key):
+    every statistic stays a number (no evidence: p = 1, or 1/2 one-sided at t = 0)."""
+    x = np.array([0.375, 0.125, 0.75, 0.25])  # x + 0.5 is exact
+    out = arms.compare_arms(x, x.copy(), np.array([0.0, 0.5, 1.0]), paired=True)
+    assert (out["pitman_morgan_r"], out["pitman_morgan_p"]) == (0.0, 0.5)
+    assert (out["paired_t"], out["paired_t_p"]) == (0.0, 1.0)
+    assert out["mcnemar_p"] == 1.0 and out["f_p"] == pytest.approx(0.5)
+    shifted = arms.compare_arms(x + 0.5, x, np.array([0.0, 0.5, 1.0]), paired=True)
+    assert shifted["paired_t"] == np.inf and shifted["paired_t_p"] == 0.0
+
+
 @pytest.mark.slow
 def test_f_test_size_under_the_null_by_simulation():
     """Independent normal arms of equal variance: the one-sided F-test rejects at

@@ -126,9 +126,21 @@ def _risk_tests(v: np.ndarray, va: np.ndarray, reference: np.ndarray) -> dict:
 
 def _paired_tests(v: np.ndarray, va: np.ndarray, reference: np.ndarray) -> dict:
     # Pitman–Morgan: var(X) − var(Y) = cov(X − Y, X + Y), so H0 of equal variances is
-    # zero correlation of the difference and the sum (t-test with n − 2 df).
-    pm = stats.pearsonr(v - va, v + va, alternative="greater")
-    paired = stats.ttest_rel(v, va)
+    # zero correlation of the difference and the sum (t-test with n − 2 df). A
+    # constant difference or sum has no correlation: r = 0 (t = 0, p = 1/2), as the
+    # F-test gives p = 1/2 at F = 1.
+    d, s = v - va, v + va
+    if np.ptp(d) == 0 or np.ptp(s) == 0:
+        pm_r, pm_p = 0.0, 0.5
+    else:
+        pm = stats.pearsonr(d, s, alternative="greater")
+        pm_r, pm_p = float(pm.statistic), float(pm.pvalue)
+    if np.ptp(d) == 0:  # identical (t = 0, p = 1) or constantly shifted arms
+        t_paired = 0.0 if d[0] == 0 else math.copysign(math.inf, d[0])
+        p_paired = 1.0 if d[0] == 0 else 0.0
+    else:
+        paired = stats.ttest_rel(v, va)
+        t_paired, p_paired = float(paired.statistic), float(paired.pvalue)
     threshold = reference.mean()
     below_v, below_va = v < threshold, va < threshold
     b = int(np.sum(below_v & ~below_va))
@@ -137,10 +149,10 @@ def _paired_tests(v: np.ndarray, va: np.ndarray, reference: np.ndarray) -> dict:
         stats.binomtest(b, b + c, 0.5, alternative="greater").pvalue if b + c else 1.0
     )
     return {
-        "pitman_morgan_r": float(pm.statistic),
-        "pitman_morgan_p": float(pm.pvalue),
-        "paired_t": float(paired.statistic),
-        "paired_t_p": float(paired.pvalue),
+        "pitman_morgan_r": pm_r,
+        "pitman_morgan_p": pm_p,
+        "paired_t": t_paired,
+        "paired_t_p": p_paired,
         "mcnemar_discordant": [b, c],
         "mcnemar_p": float(mcnemar),
     }
