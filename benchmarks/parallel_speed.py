@@ -7,9 +7,9 @@
 Two workloads, each timed after compilation (the first call of every jitted function is
 a warm-up and excluded), best of ``--repeats``, wall and CPU time (``process_time``):
 
-* the K-head reward ensemble (``hetrlhf.ensemble.fit_heads``): K heads in one
+* the K-head reward ensemble (``hetrlhf.alignment.ensemble.fit_heads``): K heads in one
   ``vmap`` vs a Python loop calling the jitted single-head fit K times;
-* PPO (``hetrlhf.ppo.make_train`` on a ``CandidateTask``): M policies (half vanilla,
+* PPO (``hetrlhf.alignment.ppo.make_train`` on a ``CandidateTask``): M policies (half vanilla,
   half variance-aware) in one ``jax.jit(jax.vmap(train))`` vs (a) a Python loop
   calling the jitted single-policy ``train`` (a ``lax.scan`` over updates) M times,
   and (b) the naive sequential implementation, a Python loop over policies and over
@@ -54,8 +54,8 @@ import numpy as np
 import optax
 from absl import app, flags
 
-from hetrlhf import parallel, ppo
-from hetrlhf.alignment import ensemble
+from hetrlhf import parallel
+from hetrlhf.alignment import ensemble, ppo
 
 _HEADS = flags.DEFINE_integer("num_heads", 10, "ensemble heads K")
 _N = flags.DEFINE_integer("num_comparisons", 400, "comparisons the heads are fit on")
@@ -141,12 +141,14 @@ def bench_ppo(num_policies, num_updates, repeats) -> dict[str, float]:
     theta = jnp.asarray([1.0, -0.5, 0.8, 0.3, -1.0])
     task = ppo.CandidateTask(jax.random.normal(k_feat, (64, 8, d)), theta)
     heads = theta + 0.5 * jax.random.normal(k_ens, (10, d))
-    config = ppo.PPOConfig(num_updates=num_updates)
+    config = ppo.PPOConfig(num_updates=num_updates, reward_noise="per_policy_gaussian")
     train = ppo.make_train(config, task, ensemble.ensemble_reward)
     keys = jax.random.split(k_pol, num_policies)
     flags_ = jnp.arange(num_policies) >= num_policies // 2
-    train_v = jax.jit(jax.vmap(lambda k, f: train(k, f, heads).gold_reward))
-    train_1 = jax.jit(lambda k, f: train(k, f, heads).gold_reward)
+    train_v = jax.jit(
+        jax.vmap(lambda k, f: train(k, f, heads).evaluation.expected_gold)
+    )
+    train_1 = jax.jit(lambda k, f: train(k, f, heads).evaluation.expected_gold)
 
     def vmapped():
         return train_v(keys, flags_)
@@ -170,7 +172,7 @@ def bench_ppo(num_policies, num_updates, repeats) -> dict[str, float]:
     learner = ppo.make_learner(config, task, ensemble.ensemble_reward)
     init_1 = jax.jit(learner.init)
     update_1 = jax.jit(lambda s: learner.update(s, heads)[0])
-    evaluate_1 = jax.jit(learner.evaluate)
+    evaluate_1 = jax.jit(lambda k, p: learner.evaluate(k, p).expected_gold)
 
     def naive():
         out = []
@@ -178,7 +180,7 @@ def bench_ppo(num_policies, num_updates, repeats) -> dict[str, float]:
             state = init_1(keys[i], flags_[i])
             for _ in range(num_updates):
                 state = update_1(state)
-            out.append(evaluate_1(state.params))
+            out.append(evaluate_1(ppo.evaluation_key(keys[i]), state.params))
         return jnp.stack(out)
 
     # Sampled trajectories are chaotic: a last-bit difference between the batched and

@@ -1,7 +1,7 @@
 """Config of the calibration study: is every reward-uncertainty source honest?
 
 For each source of a ``RewardEstimate`` — Fisher intervals (``hr.reward_interval``),
-the reward ensemble (``hetrlhf.ensemble``: bootstrap Bradley–Terry heads) and interval ("prompted") rewards from a simulated
+the reward ensemble (``hetrlhf.alignment.ensemble``: bootstrap Bradley–Terry heads) and interval ("prompted") rewards from a simulated
 judge — the study measures the coverage of nominal reward-difference intervals on
 held-out comparisons, the expected calibration error (ECE) of the predicted preference
 probabilities and a reliability diagram, on simulated data with known truth and on the
@@ -41,9 +41,9 @@ def get_config():
     config.levels = (0.5, 0.8, 0.9, 0.95)
     # Number of equal-width bins of the ECE and the reliability diagram.
     config.num_bins = 10
-    # Heads K of the reward ensemble (hetrlhf.ensemble), K >= 2.
+    # Heads K of the reward ensemble (hetrlhf.alignment.ensemble), K >= 2.
     config.num_heads = 10
-    # Training of the ensemble heads (hetrlhf.ensemble.fit_heads, adam), as in the
+    # Training of the ensemble heads (hetrlhf.alignment.ensemble.fit_heads, adam), as in the
     # PPO study's ensemble.
     config.ensemble = ml_collections.ConfigDict()
     # Adam steps per head.
@@ -60,7 +60,7 @@ def get_config():
 
     # Simulated data with known truth.
     config.sim = ml_collections.ConfigDict()
-    # Name of the hetrlhf.simulate design preset ("default" is our design of DESIGN.md §6).
+    # Name of the hetrlhf.data.simulate design preset ("default" is our design of DESIGN.md §6).
     config.sim.design = "default"
     # Independent replicates (train set, fits, test set), vmapped in chunks.
     config.sim.num_replicates = 64

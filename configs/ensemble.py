@@ -6,7 +6,7 @@ Run:
     python -m experiments.ensemble --config configs/ensemble.py --config.real.enabled=False
 
 A bootstrapped K-head linear reward ensemble is trained on simulated comparisons
-(``hetrlhf.simulate``, our design) and on the real preference files in
+(``hetrlhf.data.simulate``, our design) and on the real preference files in
 ``../shared/data`` (hashed n-gram features projected to a few dimensions); the study
 reports the distribution, over held-out pairs, of the per-response reward variance
 across heads and of the variance of the chosen − rejected reward difference.
@@ -52,15 +52,15 @@ def get_config():
     # Histogram bins.
     config.num_bins = 40
 
-    # Simulated data (hetrlhf.simulate).
+    # Simulated data (hetrlhf.data.simulate).
     config.sim = ml_collections.ConfigDict()
-    # Name of the simulation design (hetrlhf.simulate.PRESETS).
+    # Name of the simulation design (hetrlhf.data.simulate.PRESETS).
     config.sim.design = "default"
     # Training and held-out comparisons.
     config.sim.num_train = 400
     config.sim.num_test = 2000
 
-    # Real data (hetrlhf.data loaders + hetrlhf.features.hashed_features).
+    # Real data (hetrlhf.data loaders + hetrlhf.data.features.hashed_features).
     config.real = ml_collections.ConfigDict()
     # Include the real-data part.
     config.real.enabled = True

@@ -56,7 +56,7 @@ def get_config():
     # Hash buckets of the n-gram featurizer.
     config.hash_dim = 1024
     # SVD components kept from the n-gram / embedding block (fitted on training Δφ);
-    # the pair statistics of hetrlhf.features.STATISTIC_NAMES are appended.
+    # the pair statistics of hetrlhf.data.features.STATISTIC_NAMES are appended.
     config.num_components = 8
     # A pair statistic is used only if its Δφ is non-zero on at least this many
     # training rows (a rarer one, like "empty", can separate its rows: no finite MLE).

@@ -9,7 +9,7 @@ only that:
   (``hr.sandwich_covariance``; simulated: HC0, every comparison its own
   cluster; real: clustered by prompt). Not one of the issue's three sources: added
   because the real-data check below shows why it is needed.
-* Ensemble: ``hetrlhf.ensemble`` — K linear Bradley–Terry heads, each from its own
+* Ensemble: ``hetrlhf.alignment.ensemble`` — K linear Bradley–Terry heads, each from its own
   N(0, I) initialisation and trained by adam on its own multinomial (bootstrap)
   resample of the training rows (``fit_heads``; all heads in one vmap), read by
   ``ensemble_reward`` (head mean, sample variance with ddof 1). This is the ensemble
@@ -89,7 +89,7 @@ from hetrlhf.types import Comparisons, RewardEstimate
 ENSEMBLE_TOL = 1e-3
 
 ENSEMBLE_NOTE = (
-    "ensemble = hetrlhf.ensemble (bootstrap BT heads without rationality, σ ≡ 1 in "
+    "ensemble = hetrlhf.alignment.ensemble (bootstrap BT heads without rationality, σ ≡ 1 in "
     "its predicted probabilities)"
 )
 
@@ -100,7 +100,7 @@ ENSEMBLE_NOTE = (
 
 
 def _ensemble(key, train: Comparisons, num_real, test_dphi, *, ens):
-    """``hetrlhf.ensemble`` heads on the first ``num_real`` rows -> test Δ estimate.
+    """``hetrlhf.alignment.ensemble`` heads on the first ``num_real`` rows -> test Δ estimate.
 
     Each head starts from ``init_ensemble`` and is fit (``fit_heads``, adam) on its own
     multinomial resample of the ``num_real`` real rows (``ens.bootstrap``) or on all of

@@ -2,13 +2,13 @@
 
     python -m experiments.ensemble --config configs/ensemble.py [--config.preset=full]
 
-A bootstrapped K-head linear Bradley–Terry ensemble (``hetrlhf.ensemble``: all heads in
+A bootstrapped K-head linear Bradley–Terry ensemble (``hetrlhf.alignment.ensemble``: all heads in
 one jitted ``vmap``/``lax.scan`` program) is trained
 
-* on simulated comparisons (``hetrlhf.simulate``, our design; the ensemble ignores the
+* on simulated comparisons (``hetrlhf.data.simulate``, our design; the ensemble ignores the
   annotators' rationality, as a reward model does), and
 * on the real preference files of ``../shared/data`` (PandaLM and/or Tülu 1, ties
-  excluded, split by prompt), with hashed n-gram features (``hetrlhf.features``)
+  excluded, split by prompt), with hashed n-gram features (``hetrlhf.data.features``)
   projected by an SVD of the training Δφ to a few whitened dimensions.
 
 On held-out pairs it reports the distribution of the per-response reward variance

@@ -42,7 +42,7 @@ singular is reported with that status (and no intervals), never raised or hidden
 Features φ(s, a): hashed n-grams of the response (or MiniLM sentence embeddings with
 the [text] extra) projected by an SVD fitted on the training Δφ (uncentered, whitened)
 to ``num_components`` dimensions, plus the pair statistics of
-``hetrlhf.features.STATISTIC_NAMES`` scaled to unit RMS of their training differences
+``hetrlhf.data.features.STATISTIC_NAMES`` scaled to unit RMS of their training differences
 (a statistic whose difference is always 0 in training is dropped).
 """
 

@@ -18,16 +18,8 @@ fine for the point estimates and on accelerators (tolerances follow the dtype).
 
 import sys
 
-from hetrlhf import (
-    alignment,
-    btl,
-    checkpoint,
-    data,
-    parallel,
-    ppo,
-    reporting,
-)
-from hetrlhf.alignment import calibration, ensemble, policy, selection
+from hetrlhf import alignment, btl, checkpoint, data, parallel, reporting
+from hetrlhf.alignment import calibration, ensemble, policy, ppo, selection
 from hetrlhf.alignment.ensemble import ensemble_reward, train_ensemble
 from hetrlhf.alignment.interval_rewards import interval_rewards
 from hetrlhf.alignment.selection import (

@@ -19,6 +19,13 @@ def _reseed():
     np.random.seed(0)
 
 
+def run_study(study, config):
+    """``study.run(config)`` in the precision its config asks for (as the command does:
+    ``experiments.launch`` sets it; the tests otherwise run in float64)."""
+    with jax.enable_x64(config.precision == "float64"):
+        return study.run(config)
+
+
 @pytest.fixture(scope="session")
 def minilm_dir():
     """The MiniLM model folder of hetrlhf.data.text_encoder.find_model_dir.

@@ -60,7 +60,7 @@ def simulate(rng: np.random.Generator, n: int, design: Design):
 
 
 def numpy_loss(x, phi0, phi1, y, psi, psi0):
-    """Mean negative log-likelihood, written independently of hetrlhf.model."""
+    """Mean negative log-likelihood, written independently of hetrlhf.btl.model."""
     d = phi0.shape[1]
     eta = (psi0 + psi @ x[d:]) * ((phi1 - phi0) @ x[:d])
     return float(np.mean(np.logaddexp(0.0, eta) - y * eta))

@@ -170,7 +170,7 @@ def test_calibration_config_presets_and_validation(tmp_path):
 
 
 def test_study_ensemble_is_the_library_ensemble():
-    """The study's padded-data ensemble = hetrlhf.ensemble.train_ensemble (bootstrap)
+    """The study's padded-data ensemble = hetrlhf.alignment.ensemble.train_ensemble (bootstrap)
     on the real rows; padding rows change nothing."""
     import jax
 

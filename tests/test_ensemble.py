@@ -1,4 +1,4 @@
-"""Tests of hetrlhf.ensemble against statsmodels, scipy and hand-computed values."""
+"""Tests of hetrlhf.alignment.ensemble against statsmodels, scipy and hand-computed values."""
 
 import functools
 

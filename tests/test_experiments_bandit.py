@@ -9,6 +9,7 @@ import pytest
 import configs
 from configs import bandit as bandit_config
 from experiments import bandit
+from tests.conftest import run_study
 
 
 def _small_config(tmp_path):
@@ -24,7 +25,7 @@ def _small_config(tmp_path):
 
 def test_bandit_study_writes_sane_results(tmp_path, capsys):
     config = _small_config(tmp_path)
-    payload = bandit.run(config)
+    payload = run_study(bandit, config)
 
     out = tmp_path / "bandit"
     for name in (
@@ -79,4 +80,4 @@ def test_bandit_config_presets_and_validation(tmp_path):
     config = _small_config(tmp_path)
     config.eps = 0.1  # √ε > 1/K: π₀ + δ could leave the simplex
     with pytest.raises(ValueError, match="config.eps"):
-        bandit.run(config)
+        run_study(bandit, config)

@@ -7,6 +7,7 @@ import numpy as np
 
 from configs import ensemble as ensemble_config
 from experiments import ensemble as ensemble_study
+from tests.conftest import run_study
 
 
 def test_ensemble_study_writes_sane_results(tmp_path, capsys):
@@ -21,7 +22,7 @@ def test_ensemble_study_writes_sane_results(tmp_path, capsys):
     config.real.datasets = ("tulu1",)
     config.real.hash_dim = 128
     config.real.num_components = 4
-    payload = ensemble_study.run(config)
+    payload = run_study(ensemble_study, config)
 
     out = tmp_path / "ensemble"
     for name in ("results.json", "results.md", "variance_histograms.png"):

@@ -1,4 +1,4 @@
-"""Tests of hetrlhf.features: hashed n-grams, statistics, projection, cache, embeddings."""
+"""Tests of hetrlhf.data.features: hashed n-grams, statistics, projection, cache, embeddings."""
 
 import os
 import subprocess

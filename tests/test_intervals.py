@@ -1,4 +1,4 @@
-"""Tests of hetrlhf.intervals against scipy.stats.uniform and Monte Carlo."""
+"""Tests of hetrlhf.alignment.interval_rewards against scipy.stats.uniform and Monte Carlo."""
 
 import jax
 import jax.numpy as jnp

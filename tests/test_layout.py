@@ -1,8 +1,8 @@
 """The package's shape: no import circles, one-way flow, every module importable alone.
 
-Flow (README "Layout"): types → validation → btl → alignment → data / harness →
-own_data → cli. A module may import only from its own layer or the layers before it;
-``btl`` never imports ``alignment``.
+Flow (README "Layout"): types → validation and the harness utilities (checkpoint,
+parallel, reporting) → btl → alignment → data → own_data → cli. A module may import
+only from its own layer or the layers before it; ``btl`` never imports ``alignment``.
 """
 
 import ast
@@ -21,13 +21,12 @@ PACKAGE = ROOT / "hetrlhf"
 LAYERS = {
     "types": 0,
     "validation": 1,
+    "checkpoint": 1,
+    "parallel": 1,
+    "reporting": 1,
     "btl": 2,
     "alignment": 3,
-    "ppo": 3,
     "data": 4,
-    "checkpoint": 4,
-    "parallel": 4,
-    "reporting": 4,
     "own_data": 5,
     "weighted": 5,  # until own_data moves onto the core weights
     "cli": 6,

@@ -1,4 +1,4 @@
-"""Tests of hetrlhf.policy against closed forms built from explicit matrices, Monte
+"""Tests of hetrlhf.alignment.policy against closed forms built from explicit matrices, Monte
 Carlo with known truth, and scipy.optimize."""
 
 import functools

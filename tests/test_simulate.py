@@ -1,4 +1,4 @@
-"""Tests of hetrlhf.simulate against independent references (numpy, scipy, statsmodels)."""
+"""Tests of hetrlhf.data.simulate against independent references (numpy, scipy, statsmodels)."""
 
 import math
 

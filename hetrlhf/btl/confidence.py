@@ -310,7 +310,7 @@ def bartlett_factors(
         LR*_bj = 2n(min_{x: x_j = x̂_j} L*_n(x) − min_x L*_n(x)),   c_j = mean_b LR*_bj.
 
     The restricted fits start from the unrestricted refit with x_j set to x̂_j (masked
-    Newton, ``hetrlhf.newton``); draws whose refit or restricted fit did not converge
+    Newton, ``hetrlhf.btl.newton``); draws whose refit or restricted fit did not converge
     are excluded per coordinate. Vmapped over draws and coordinates.
 
     Args:

@@ -63,7 +63,7 @@ def fisher_information(params: Params, data: Comparisons, *, kind: str = "observ
     Args:
       params: (θ, γ) with θ [d], γ [k].
       data: one dataset with n comparisons (or n Plackett–Luce ``Rankings``, whose
-        loss and expected information come from ``hetrlhf.plackett_luce``).
+        loss and expected information come from ``hetrlhf.btl.plackett_luce``).
       kind: "observed" — ∇²L_n(θ, γ) by autodiff (``jax.hessian``), the observed
         information divided by n; or "expected" — (1/n) Σ p_i(1−p_i) g_i g_iᵀ with
         g_i = [σ_i·Δφ_i ; (θᵀΔφ_i)·ψ_i] and p_i the model probability at ``params``.

@@ -132,7 +132,9 @@ def validate_design(design: Design) -> Design:
       ValueError: a field out of range, naming the field.
     """
     if not isinstance(design, Design):
-        raise TypeError(f"design must be a hetrlhf.simulate.Design, got {type(design)}")
+        raise TypeError(
+            f"design must be a hetrlhf.data.simulate.Design, got {type(design)}"
+        )
     if design.d < 1:
         raise ValueError("design.theta must have at least one entry (d >= 1)")
     values = (*design.theta, *design.gamma)
