@@ -7,9 +7,9 @@ no ties; written once as CSV (model_a, model_b, winner).
 (a) Fit + sandwich intervals, from the CSV file to the intervals, each side in a fresh
     Python process (so its first call pays its own compilation) and then repeated in
     that process (warm, the median of ``--repeats``):
-    * hetrlhf: ``hr.load_preferences`` (read, validate, aggregate to unique rows with
-      counts) → ``hetrlhf.weighted.fit`` → ``weighted.sandwich_covariance`` (HC0) →
-      z-intervals, each jitted;
+    * hetrlhf: ``hr.load_preferences`` (read, validate, aggregate to unique rows
+      weighted by their counts) → ``hr.fit`` → ``hr.sandwich_covariance`` (HC0) →
+      z-intervals, under one ``jax.jit``;
     * lmarena/arena-rank (if installed; ``pip install`` a checkout of
       github.com/lmarena/arena-rank): ``pandas.read_csv`` → ``PairDataset.from_pandas``
       (its own deduplication to unique (pair, outcome) rows) → ``BradleyTerry.fit``
@@ -21,13 +21,14 @@ no ties; written once as CSV (model_a, model_b, winner).
     H⁻¹ G H⁻¹ built by its own ``compute_hessian_and_covariance`` (its 1e−5·n ridge
     on H is the only difference).
 (b) Bootstrap, 1,000 resamples of the votes (``--draws``): hetrlhf's vmapped refits of
-    count vectors over the unique rows (``weighted.bootstrap_counts`` + ``jax.vmap``
-    of ``weighted.fit``, in chunks of 50) against a Python loop of refits with
+    weight vectors over the unique rows (``hr.confidence.resample_weights`` + a
+    ``jax.vmap`` of ``hr.fit``, in chunks of 50) against a Python loop of refits with
     ``scipy.optimize.minimize(method="L-BFGS-B")`` — how FastChat's Elo notebook
-    bootstraps — on the SAME count vectors (weighted unique rows, a faster baseline than
-    FastChat's refits of raw rows), gradient tolerance 1e−10. Both start every refit
-    from the full-data estimate. Same intervals: the percentile intervals of the two
-    sets of refits are compared.
+    bootstraps — on the SAME weight vectors (weighted unique rows, a faster baseline
+    than FastChat's refits of raw rows), gradient tolerance 1e−10. The scipy refits
+    start from the full-data estimate (their best case); ``hr.fit`` starts cold, from
+    its homogeneous fit, as always. Same intervals: the percentile intervals of the
+    two sets of refits are compared.
 
 Ratios are printed against the baseline measured in the same run. Timings vary with
 the machine's load: run it on an idle machine.
@@ -106,18 +107,21 @@ def _hetrlhf_worker(path: str, repeats: int) -> dict:
     import scipy.stats
 
     import hetrlhf as hr
-    from hetrlhf import weighted
 
     jnp.zeros(1).block_until_ready()  # backend start-up, outside the timings
-    fit = jax.jit(weighted.fit_with_covariances, static_argnames="num_clusters")
+
+    @jax.jit
+    def fit(data):
+        res = hr.fit(data)
+        return res, hr.sandwich_covariance(res.params, data)
+
     z = scipy.stats.norm.ppf(0.975)
 
     def run():
         t0 = time.perf_counter()
         prefs = hr.load_preferences(path)
         t1 = time.perf_counter()
-        out = fit(prefs.data, jnp.asarray(prefs.count))
-        res, cov = out.result, out.sandwich
+        res, cov = fit(prefs.data)
         se = jnp.sqrt(jnp.diagonal(cov))
         lower, upper = res.params.theta - z * se, res.params.theta + z * se
         jax.block_until_ready((lower, upper))
@@ -223,25 +227,25 @@ def _bootstrap(path: str, draws: int, loop_draws: int, seed: int) -> dict:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
     import scipy.optimize
 
     import hetrlhf as hr
-    from hetrlhf import weighted
     from hetrlhf.types import ravel_params
 
     prefs = hr.load_preferences(path)
-    data, count = prefs.data, jnp.asarray(prefs.count)
-    full = jax.jit(weighted.fit)(data, count)  # the estimate the refits start from
-    counts = weighted.bootstrap_counts(jax.random.key(seed), count, draws)
-    refits = jax.jit(jax.vmap(weighted.fit, in_axes=(None, 0, None)))
+    data = prefs.data
+    full = hr.fit(data)  # the estimate the scipy refits start from
+    counts = hr.confidence.resample_weights(jax.random.key(seed), data, draws)
+    refits = jax.jit(
+        jax.vmap(lambda d, w: hr.fit(d._replace(weight=w)), in_axes=(None, 0))
+    )
     chunk = 50
     t0 = time.perf_counter()
-    compiled = refits.lower(data, counts[:chunk], full.params).compile()
+    compiled = refits.lower(data, counts[:chunk]).compile()
     t1 = time.perf_counter()
     ours, ok = [], []
     for start in range(0, draws, chunk):
-        res = compiled(data, counts[start : start + chunk], full.params)
+        res = compiled(data, counts[start : start + chunk])
         ours.append(np.asarray(ravel_params(res.params)))
         ok.append(np.asarray(res.converged))
     t2 = time.perf_counter()

@@ -27,9 +27,12 @@ design that cannot be fitted — a constant or collinear covariate, an annotator
 comparison, items in disconnected groups, an item that won (or lost) every comparison —
 is refused with a message naming the cause.
 
-Rows are returned aggregated: the unique (Δφ, ψ, y, cluster) rows with counts (a pair
-written b-vs-a is turned into a-vs-b with the label flipped, which leaves its likelihood
-unchanged), the exact input of ``hetrlhf.weighted``.
+Rows are returned aggregated: the unique (Δφ, ψ, y, cluster) rows weighted by their
+counts (``Comparisons.weight``; a pair written b-vs-a is turned into a-vs-b with the
+label flipped, which leaves its likelihood unchanged), so ``hr.fit``, the intervals and
+the sandwich of the unique rows are exactly those of the rows as written, at the cost of
+U unique rows instead of n. ``holdout_split`` splits them for a held-out evaluation
+(with text features, the projection refitted on the training comparisons only).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ import scipy.sparse.csgraph
 from hetrlhf.data import features as F
 from hetrlhf.data import loaders as D
 from hetrlhf.types import Comparisons
-from hetrlhf.validation import comparisons, default_float_dtype
+from hetrlhf.validation import column_rank, comparisons, default_float_dtype
 
 __all__ = [
     "WINNERS",
@@ -58,7 +61,9 @@ __all__ = [
     "PreferenceFileError",
     "PreferenceSummary",
     "Preferences",
+    "TextFeatures",
     "holdout_counts",
+    "holdout_split",
     "load_preferences",
     "read_table",
 ]
@@ -231,12 +236,28 @@ class PreferenceSummary(NamedTuple):
     annotators: dict[str, int]
 
 
-class Preferences(NamedTuple):
-    """Validated comparisons from a file, as unique rows with counts.
+class TextFeatures(NamedTuple):
+    """Text mode: the features of the texts before their projection to φ.
 
     Attributes:
-      data: ``Comparisons`` of the U unique rows (validated by ``hr.comparisons``).
-      count: [U] number of input rows behind each unique row.
+      raw: [m, D] features of the m distinct (prompt, response) texts (sentence
+        embeddings or hashed n-grams).
+      sides: [n, 2] the rows of ``raw`` of the two responses of each comparison used,
+        as written (the projection is fitted on the distinct pairs among them).
+      num_components: the most whitened components kept.
+    """
+
+    raw: np.ndarray
+    sides: np.ndarray
+    num_components: int
+
+
+class Preferences(NamedTuple):
+    """Validated comparisons from a file, as unique rows weighted by their counts.
+
+    Attributes:
+      data: ``Comparisons`` of the U unique rows (validated by ``hr.comparisons``),
+        ``data.weight`` [U] the number of comparisons behind each unique row.
       cluster: [U] cluster ids in [0, num_clusters), or None (independent rows).
       num_clusters: C (0 without clusters).
       cluster_by: the clustering column, or None.
@@ -250,13 +271,13 @@ class Preferences(NamedTuple):
       rationality_reference: the level with σ = 1 (annotator mode), else None.
       items: all K items (items mode; the reference included, reward 0), else None.
       reference: the reference item (items mode), else None.
-      pair: [U, 2] item indices (into ``items``) of the two sides of each unique row
-        (items mode), else None.
+      pair: [U, 2] the two sides of each unique row: indices into ``items`` (items
+        mode) or into ``text.raw`` (text mode), else None.
+      text: ``TextFeatures`` (text mode), else None.
       summary: ``PreferenceSummary``.
     """
 
     data: Comparisons
-    count: np.ndarray
     cluster: np.ndarray | None
     num_clusters: int
     cluster_by: str | None
@@ -271,7 +292,13 @@ class Preferences(NamedTuple):
     items: tuple[str, ...] | None
     reference: str | None
     pair: np.ndarray | None
+    text: TextFeatures | None
     summary: PreferenceSummary
+
+    @property
+    def count(self) -> np.ndarray:
+        """[U] comparisons behind each unique row (``data.weight`` as numpy)."""
+        return np.asarray(self.data.weight)
 
 
 # ------------------------------------------------------------------ field parsers --
@@ -678,7 +705,7 @@ def load_preferences(
             r["cluster"] = r["prompt"]
 
     y = np.array([r["y"] for r in kept], dtype=np.int64)
-    items = item_ref = pair_codes = None
+    items = item_ref = pair_codes = text = None
     if mode == "items":
         items, item_ref, code0, code1 = _encode_items(
             kept, y, reference, source, unused
@@ -689,9 +716,11 @@ def load_preferences(
         feature_names = tuple(v for v in items if v != item_ref)
         featurizer = "one-hot items"
     elif mode == "text":
-        phi_table, code0, code1, featurizer, feature_names = _encode_texts(
-            kept, num_components, cache_dir
-        )
+        text, featurizer = _encode_texts(kept, num_components, cache_dir)
+        code0, code1 = text.sides.T
+        phi_table, dim = _project_texts(text, np.ones(len(kept), bool))
+        featurizer = f"{featurizer}, {dim} whitened components"
+        feature_names = tuple(f"text component {j + 1}" for j in range(dim))
     else:
         stacked = [r["a"] for r in kept] + [r["b"] for r in kept]
         phi_table, codes = np.unique(np.array(stacked), axis=0, return_inverse=True)
@@ -753,10 +782,11 @@ def load_preferences(
         data = Comparisons(
             *(jnp.asarray(a, dtype) for a in arrays),
             psi0=jnp.ones(len(count), dtype),
+            weight=jnp.asarray(count, dtype),
         )
     else:
-        data = comparisons(*arrays[:3], psi=arrays[3], dtype=dtype)
-    if mode == "items":
+        data = comparisons(*arrays[:3], psi=arrays[3], weight=count, dtype=dtype)
+    if mode in ("items", "text"):
         pair_codes = unique[:, :2]
     annotators = (
         dict(sorted(Counter(r["annotator"] for r in kept).items()))
@@ -774,7 +804,6 @@ def load_preferences(
     )
     return Preferences(
         data=data,
-        count=count.astype(np.float64),
         cluster=None if row_cluster is None else unique[:, 4],
         num_clusters=num_clusters,
         cluster_by=cluster_by,
@@ -789,6 +818,7 @@ def load_preferences(
         items=items,
         reference=item_ref,
         pair=pair_codes,
+        text=text,
         summary=summary,
     )
 
@@ -873,7 +903,8 @@ def _text_features(pairs, cache_dir):
         return F.hashed_features(pairs), "hashed n-grams"
 
 
-def _encode_texts(kept, num_components, cache_dir):
+def _encode_texts(kept, num_components, cache_dir) -> tuple[TextFeatures, str]:
+    """(``TextFeatures`` of the distinct (prompt, response) texts, featurizer name)."""
     position: dict[tuple[str, str], int] = {}
     code0 = np.array(
         [position.setdefault((r["prompt"], r["a"]), len(position)) for r in kept]
@@ -882,17 +913,26 @@ def _encode_texts(kept, num_components, cache_dir):
         [position.setdefault((r["prompt"], r["b"]), len(position)) for r in kept]
     )
     raw, featurizer = _text_features(list(position), cache_dir)
-    pairs = np.unique(np.stack([code0, code1], axis=1), axis=0)
-    dphi = raw[pairs[:, 1]] - raw[pairs[:, 0]]
-    s = np.linalg.svd(dphi, compute_uv=False)
-    rank = int(np.sum(s > s[0] * max(dphi.shape) * np.finfo(np.float64).eps * 10))
+    return TextFeatures(
+        raw, np.stack([code0, code1], axis=1), num_components
+    ), featurizer
+
+
+def _project_texts(text: TextFeatures, rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """(φ [m, d] of every text, d): the projection fitted on the comparisons ``rows``.
+
+    The leading ``num_components`` (at most the rank) whitened components of the
+    uncentred Δφ over the distinct written pairs of the comparisons ``rows`` [n] bool
+    (``features.fit_projection``), applied to every text.
+    """
+    pairs = np.unique(text.sides[rows], axis=0)
+    dphi = text.raw[pairs[:, 1]] - text.raw[pairs[:, 0]]
+    rank = column_rank(dphi)
     if rank == 0:
         raise ValueError("text features: the two responses of every pair are identical")
-    dim = min(num_components, rank)
+    dim = min(text.num_components, rank)
     projection = F.fit_projection(dphi, dim, center=False, whiten=True)
-    phi_table = F.apply_projection(projection, raw)
-    names = tuple(f"text component {j + 1}" for j in range(dim))
-    return phi_table, code0, code1, f"{featurizer}, {dim} whitened components", names
+    return F.apply_projection(projection, text.raw), dim
 
 
 def _encode_rationality(kept, kind, covariate_columns, numeric, reference, pool_rare):
@@ -949,8 +989,7 @@ def _check_collinear(psi: np.ndarray, names: Sequence[str]) -> None:
     basis = np.ones((psi.shape[0], 1))
     for j, name in enumerate(names):
         candidate = np.column_stack([basis, psi[:, j]])
-        s = np.linalg.svd(candidate, compute_uv=False)
-        if s[-1] <= s[0] * max(candidate.shape) * np.finfo(np.float64).eps * 10:
+        if column_rank(candidate) < candidate.shape[1]:
             earlier = list(names[:j])
             raise ValueError(
                 f"rationality covariate column {name!r} is collinear with "
@@ -958,6 +997,23 @@ def _check_collinear(psi: np.ndarray, names: Sequence[str]) -> None:
                 "γ is not identified; drop one of them"
             )
         basis = candidate
+
+
+def _held_out_rows(prefs: Preferences, fraction: float, seed: int) -> np.ndarray:
+    """[n] bool: the comparisons held out (whole clusters when clustered)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"holdout fraction must be in (0, 1), got {fraction}")
+    unit = (
+        prefs.row_cluster
+        if prefs.row_cluster is not None
+        else np.arange(len(prefs.row_index))
+    )
+    num_units = int(unit.max()) + 1
+    if num_units < 2:
+        raise ValueError("a holdout split needs at least two clusters or comparisons")
+    num_test = min(max(round(fraction * num_units), 1), num_units - 1)
+    test_units = np.random.default_rng(seed).permutation(num_units)[:num_test]
+    return np.isin(unit, test_units)
 
 
 def holdout_counts(
@@ -977,19 +1033,51 @@ def holdout_counts(
     Returns:
       (train [U], test [U]) counts; they add up to ``prefs.count``.
     """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"holdout fraction must be in (0, 1), got {fraction}")
-    unit = (
-        prefs.row_cluster
-        if prefs.row_cluster is not None
-        else np.arange(len(prefs.row_index))
-    )
-    num_units = int(unit.max()) + 1
-    if num_units < 2:
-        raise ValueError("a holdout split needs at least two clusters or comparisons")
-    num_test = min(max(round(fraction * num_units), 1), num_units - 1)
-    test_units = np.random.default_rng(seed).permutation(num_units)[:num_test]
-    is_test = np.isin(unit, test_units)
+    is_test = _held_out_rows(prefs, fraction, seed)
     size = len(prefs.count)
     test = np.bincount(prefs.row_index[is_test], minlength=size).astype(np.float64)
     return prefs.count - test, test
+
+
+def holdout_split(
+    prefs: Preferences, fraction: float, seed: int
+) -> tuple[Comparisons, Comparisons]:
+    """(train, test): the split of ``holdout_counts`` as weighted ``Comparisons``.
+
+    Both are the U unique rows of ``prefs.data`` with the training and the held-out
+    counts as weights (a row absent from one side has weight 0 there). With text
+    features the projection of the texts' features is refitted on the training
+    comparisons only, so nothing of the held-out comparisons enters the fit; both sides
+    then use that projection (``d`` can be smaller than the full data's when the
+    training pairs span fewer directions).
+
+    Args:
+      prefs: the data.
+      fraction: in (0, 1), the share held out.
+      seed: the split's seed.
+
+    Returns:
+      (train, test) ``Comparisons`` with weights.
+
+    Raises:
+      ValueError: a bad fraction, fewer than two units, or (text mode) training
+        features without full rank.
+    """
+    train, test = holdout_counts(prefs, fraction, seed)
+    data = prefs.data
+    if prefs.text is not None:
+        is_test = _held_out_rows(prefs, fraction, seed)
+        table, _ = _project_texts(prefs.text, ~is_test)
+        data = comparisons(
+            table[prefs.pair[:, 0]],
+            table[prefs.pair[:, 1]],
+            data.y,
+            psi=data.psi,
+            weight=train,
+            dtype=data.y.dtype,
+        )
+    dtype = data.y.dtype
+    return (
+        data._replace(weight=jnp.asarray(train, dtype)),
+        data._replace(weight=jnp.asarray(test, dtype)),
+    )
