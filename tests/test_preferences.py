@@ -246,6 +246,26 @@ def test_csv_line_numbers_count_multiline_cells(tmp_path):
     assert record.where == "line 5" and record.field == "winner"
 
 
+def test_csv_fast_path_reads_as_the_csv_module(tmp_path):
+    """Files without quotes are split at newlines and commas; the same file with one
+    quoted cell goes through csv.reader: same records, lines and bad records."""
+    body = "m0,m1,a\n\nm1,m0,b,extra\nm0,m1\nm1,m2,b\n\nm2,m0,a\nm0,m2,b\n"
+    plain = tmp_path / "plain.csv"
+    plain.write_text("model_a,model_b,winner\n" + body)
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text('model_a,model_b,"winner"\n' + body)
+    tables = [P.read_table(str(p)) for p in (plain, quoted)]
+    (cols, where, bad), (cols2, where2, bad2) = tables
+    assert where == where2 == ["line 2", "line 6", "line 8", "line 9"]
+    assert [(b.where, b.message) for b in bad] == [
+        ("line 4", "more cells than columns"),
+        ("line 5", "fewer cells than columns"),
+    ]
+    assert [(b.where, b.message) for b in bad2] == [(b.where, b.message) for b in bad]
+    for name in ("model_a", "model_b", "winner"):
+        assert cols[name].tolist() == cols2[name].tolist()
+
+
 def test_label_errors(tmp_path):
     rows = [["m0", "m1", "b", 1], ["m0", "m1", "a", 1], ["m0", "m1", "a", 2]]
     path = _write_csv(
