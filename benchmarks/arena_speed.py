@@ -6,10 +6,14 @@ no ties; written once as CSV (model_a, model_b, winner).
 
 (a) Fit + sandwich intervals, from the CSV file to the intervals, each side in a fresh
     Python process (so its first call pays its own compilation) and then repeated in
-    that process (warm, the median of ``--repeats``):
-    * hetrlhf: ``hr.load_preferences`` (read, validate, aggregate to unique rows with
-      counts) → ``hetrlhf.weighted.fit`` → ``weighted.sandwich_covariance`` (HC0) →
-      z-intervals, each jitted;
+    that process (warm, the median of ``--repeats``), each side twice: without JAX's
+    persistent compilation cache, and with it (``hetrlhf.cli.enable_compilation_cache``
+    in a fresh folder: one process fills it, a second fresh process is timed):
+    * hetrlhf: ``hr.load_preferences`` (read, validate, aggregate to unique rows
+      weighted by their counts) → ``own_data.analysis.fit_and_covariances`` (what
+      ``hetrlhf fit`` runs: ``hr.fit``, ``hr.covariance`` and
+      ``hr.sandwich_covariance`` (HC0) in one compiled program, rows padded with
+      weight 0 to a bucket size) → z-intervals;
     * lmarena/arena-rank (if installed; ``pip install`` a checkout of
       github.com/lmarena/arena-rank): ``pandas.read_csv`` → ``PairDataset.from_pandas``
       (its own deduplication to unique (pair, outcome) rows) → ``BradleyTerry.fit``
@@ -21,16 +25,20 @@ no ties; written once as CSV (model_a, model_b, winner).
     H⁻¹ G H⁻¹ built by its own ``compute_hessian_and_covariance`` (its 1e−5·n ridge
     on H is the only difference).
 (b) Bootstrap, 1,000 resamples of the votes (``--draws``): hetrlhf's vmapped refits of
-    count vectors over the unique rows (``weighted.bootstrap_counts`` + ``jax.vmap``
-    of ``weighted.fit``, in chunks of 50) against a Python loop of refits with
+    weight vectors over the unique rows (``hr.confidence.resample_weights`` + a
+    ``jax.vmap`` of ``hr.fit``, in chunks of 50) against a Python loop of refits with
     ``scipy.optimize.minimize(method="L-BFGS-B")`` — how FastChat's Elo notebook
-    bootstraps — on the SAME count vectors (weighted unique rows, a faster baseline than
-    FastChat's refits of raw rows), gradient tolerance 1e−10. Both start every refit
-    from the full-data estimate. Same intervals: the percentile intervals of the two
-    sets of refits are compared.
+    bootstraps — on the SAME weight vectors (weighted unique rows, a faster baseline
+    than FastChat's refits of raw rows), gradient tolerance 1e−10. The scipy refits
+    start from the full-data estimate (their best case); ``hr.fit`` starts cold, from
+    its homogeneous fit, as always. Same intervals: the percentile intervals of the
+    two sets of refits are compared.
 
 Ratios are printed against the baseline measured in the same run. Timings vary with
-the machine's load: run it on an idle machine.
+the machine's load: run it on an idle machine. Every worker runs with
+``OPENBLAS_NUM_THREADS=1`` (both sides): on a busy 2-core machine OpenBLAS threads,
+spinning against XLA's, made one 99 × 99 LAPACK call (``eigvalsh``) take 80–160 ms
+instead of 1 ms.
 
 Run:
   python benchmarks/arena_speed.py                  # 100 items, 50,000 rows, B = 1000
@@ -45,6 +53,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -74,6 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--worker", choices=("hetrlhf", "arena_rank"), help=argparse.SUPPRESS
     )
     parser.add_argument("--csv", help=argparse.SUPPRESS)
+    parser.add_argument("--cache", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -98,7 +108,15 @@ def make_arena(path: str, num_items: int, num_rows: int, seed: int) -> None:
 # ------------------------------------------------------------------ (a) workers ----
 
 
-def _hetrlhf_worker(path: str, repeats: int) -> dict:
+def _use_cache(folder: str | None) -> None:
+    """JAX's persistent compilation cache in ``folder`` (None: off), as the command."""
+    if folder is not None:
+        from hetrlhf.cli import enable_compilation_cache
+
+        enable_compilation_cache(folder)
+
+
+def _hetrlhf_worker(path: str, repeats: int, cache: str | None) -> dict:
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -106,17 +124,17 @@ def _hetrlhf_worker(path: str, repeats: int) -> dict:
     import scipy.stats
 
     import hetrlhf as hr
-    from hetrlhf import weighted
+    from hetrlhf.own_data.analysis import fit_and_covariances
 
+    _use_cache(cache)
     jnp.zeros(1).block_until_ready()  # backend start-up, outside the timings
-    fit = jax.jit(weighted.fit_with_covariances, static_argnames="num_clusters")
     z = scipy.stats.norm.ppf(0.975)
 
     def run():
         t0 = time.perf_counter()
         prefs = hr.load_preferences(path)
         t1 = time.perf_counter()
-        out = fit(prefs.data, jnp.asarray(prefs.count))
+        out = fit_and_covariances(prefs.data)
         res, cov = out.result, out.sandwich
         se = jnp.sqrt(jnp.diagonal(cov))
         lower, upper = res.params.theta - z * se, res.params.theta + z * se
@@ -147,13 +165,14 @@ def _hetrlhf_worker(path: str, repeats: int) -> dict:
     }
 
 
-def _arena_rank_worker(path: str, repeats: int, reference: str) -> dict:
+def _arena_rank_worker(path: str, repeats: int, reference: str, cache) -> dict:
     import jax
     import jax.numpy as jnp
     import pandas as pd
     from arena_rank.models.bradley_terry import BradleyTerry
     from arena_rank.utils.data_utils import PairDataset
 
+    _use_cache(cache)
     jnp.zeros(1).block_until_ready()
     outcome = {"a": "model_a", "b": "model_b"}
 
@@ -203,10 +222,10 @@ def _arena_rank_worker(path: str, repeats: int, reference: str) -> dict:
     }
 
 
-def _spawn(worker: str, path: str, repeats: int, extra=()) -> dict | None:
+def _spawn(worker: str, path: str, repeats: int, cache=None) -> dict | None:
     cmd = [sys.executable, __file__, "--worker", worker, "--csv", path]
-    cmd += ["--repeats", str(repeats), *extra]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    cmd += ["--repeats", str(repeats)] + ([] if cache is None else ["--cache", cache])
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "OPENBLAS_NUM_THREADS": "1"}
     proc = subprocess.run(
         cmd, check=False, capture_output=True, text=True, cwd=ROOT, env=env
     )
@@ -223,25 +242,25 @@ def _bootstrap(path: str, draws: int, loop_draws: int, seed: int) -> dict:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
     import scipy.optimize
 
     import hetrlhf as hr
-    from hetrlhf import weighted
     from hetrlhf.types import ravel_params
 
     prefs = hr.load_preferences(path)
-    data, count = prefs.data, jnp.asarray(prefs.count)
-    full = jax.jit(weighted.fit)(data, count)  # the estimate the refits start from
-    counts = weighted.bootstrap_counts(jax.random.key(seed), count, draws)
-    refits = jax.jit(jax.vmap(weighted.fit, in_axes=(None, 0, None)))
+    data = prefs.data
+    full = hr.fit(data)  # the estimate the scipy refits start from
+    counts = hr.confidence.resample_weights(jax.random.key(seed), data, draws)
+    refits = jax.jit(
+        jax.vmap(lambda d, w: hr.fit(d._replace(weight=w)), in_axes=(None, 0))
+    )
     chunk = 50
     t0 = time.perf_counter()
-    compiled = refits.lower(data, counts[:chunk], full.params).compile()
+    compiled = refits.lower(data, counts[:chunk]).compile()
     t1 = time.perf_counter()
     ours, ok = [], []
     for start in range(0, draws, chunk):
-        res = compiled(data, counts[start : start + chunk], full.params)
+        res = compiled(data, counts[start : start + chunk])
         ours.append(np.asarray(ravel_params(res.params)))
         ok.append(np.asarray(res.converged))
     t2 = time.perf_counter()
@@ -299,11 +318,12 @@ def _bootstrap(path: str, draws: int, loop_draws: int, seed: int) -> dict:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.worker == "hetrlhf":
-        print(json.dumps(_hetrlhf_worker(args.csv, args.repeats)))
+        print(json.dumps(_hetrlhf_worker(args.csv, args.repeats, args.cache)))
         return {}
     if args.worker == "arena_rank":
         reference = os.environ["ARENA_REFERENCE"]
-        print(json.dumps(_arena_rank_worker(args.csv, args.repeats, reference)))
+        out = _arena_rank_worker(args.csv, args.repeats, reference, args.cache)
+        print(json.dumps(out))
         return {}
     path = os.path.join(args.out, f"arena_{args.items}x{args.rows}.csv")
     if not os.path.exists(path):
@@ -323,15 +343,30 @@ def main(argv=None) -> dict:
     return result
 
 
+def _both_ways(worker: str, path: str, repeats: int) -> dict | None:
+    """{"": no persistent cache, "cached": a fresh process reading a filled cache}."""
+    plain = _spawn(worker, path, repeats)
+    if plain is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix=f"{worker}_jax_cache_") as folder:
+        _spawn(worker, path, 0, folder)  # fills the cache
+        cached = _spawn(worker, path, repeats, folder)
+    return {"": plain, "cached": cached}
+
+
+def _total(r: dict, when: str) -> float:
+    return r[when]["load"] + r[when]["compute"]
+
+
 def _part_a(path: str, args) -> dict:
-    ours = _spawn("hetrlhf", path, args.repeats)
+    ours = _both_ways("hetrlhf", path, args.repeats)
     if ours is None:
         raise RuntimeError("the hetrlhf worker failed (see stderr)")
     try:
         import arena_rank  # noqa: F401
 
-        os.environ["ARENA_REFERENCE"] = ours["reference"]
-        theirs = _spawn("arena_rank", path, args.repeats)
+        os.environ["ARENA_REFERENCE"] = ours[""]["reference"]
+        theirs = _both_ways("arena_rank", path, args.repeats)
     except ImportError:
         theirs = None
         print("arena-rank is not installed: (a) runs hetrlhf only")
@@ -339,28 +374,39 @@ def _part_a(path: str, args) -> dict:
     print("\n(a) fit + sandwich intervals (seconds; load = read + encode the CSV)")
     print("| | first call: load | compute | total | warm: load | compute | total |")
     print("|---|---|---|---|---|---|---|")
-    for name, r in (("hetrlhf", ours), ("arena-rank", theirs)):
-        if r is None:
-            continue
-        f, w = r["first"], r["warm"]
-        print(
-            f"| {name} | {f['load']:.2f} | {f['compute']:.2f} | "
-            f"{f['load'] + f['compute']:.2f} | {w['load']:.2f} | {w['compute']:.2f} | "
-            f"{w['load'] + w['compute']:.2f} |"
-        )
+    for name, runs in (("hetrlhf", ours), ("arena-rank", theirs)):
+        for mode, r in (runs or {}).items():
+            if r is None:
+                continue
+            f, w = r["first"], r["warm"]
+            label = name + (", persistent cache filled earlier" if mode else "")
+            print(
+                f"| {label} | {f['load']:.2f} | {f['compute']:.2f} | "
+                f"{_total(r, 'first'):.2f} | {w['load']:.2f} | {w['compute']:.2f} | "
+                f"{_total(r, 'warm'):.2f} |"
+            )
     if theirs is not None:
-        order = [theirs["items"].index(v) for v in ours["items"]]
-        a = np.array(ours["rating"])
-        b = np.array(theirs["rating"])[order]
+        a_run, b_run = ours[""], theirs[""]
+        order = [b_run["items"].index(v) for v in a_run["items"]]
+        a = np.array(a_run["rating"])
+        b = np.array(b_run["rating"])[order]
         diff = np.max(np.abs((a - a.mean()) - (b - b.mean())))
-        se_a = np.array(ours["contrast_se"])
-        se_b = np.array(theirs["contrast_se"])[order]
+        se_a = np.array(a_run["contrast_se"])
+        se_b = np.array(b_run["contrast_se"])[order]
         keep = se_a > 0
         se_diff = np.max(np.abs(se_a[keep] / se_b[keep] - 1))
+        pairs = {
+            "no cache": ("", ""),
+            "both cached": ("cached", "cached"),
+            "hetrlhf fit's default (cached) vs arena-rank's (none)": ("cached", ""),
+        }
         ratios = {
-            when: (theirs[when]["load"] + theirs[when]["compute"])
-            / (ours[when]["load"] + ours[when]["compute"])
-            for when in ("first", "warm")
+            label: {
+                when: _total(theirs[mode_b], when) / _total(ours[mode_a], when)
+                for when in ("first", "warm")
+            }
+            for label, (mode_a, mode_b) in pairs.items()
+            if ours[mode_a] is not None and theirs[mode_b] is not None
         }
         result["comparison"] = {
             "max_rating_diff": float(diff),
@@ -370,12 +416,13 @@ def _part_a(path: str, args) -> dict:
         print(
             f"ratings: max |diff| after centring {diff:.2e}; contrast standard errors: "
             f"max relative diff {se_diff:.2e}; unique rows: hetrlhf "
-            f"{ours['unique_rows']}, arena-rank {theirs['unique_rows']}"
+            f"{a_run['unique_rows']}, arena-rank {b_run['unique_rows']}"
         )
-        print(
-            f"speed-up of hetrlhf: first call {ratios['first']:.1f}x, warm "
-            f"{ratios['warm']:.1f}x"
-        )
+        for label, r in ratios.items():
+            print(
+                f"speed-up of hetrlhf ({label}): first call {r['first']:.1f}x, warm "
+                f"{r['warm']:.1f}x"
+            )
     return result
 
 

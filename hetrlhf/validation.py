@@ -21,7 +21,9 @@ __all__ = [
     "as_float_array",
     "check_alpha",
     "check_conditioning",
+    "check_draws",
     "check_estimate",
+    "column_rank",
     "comparisons",
     "condition_number",
     "covariates",
@@ -41,6 +43,12 @@ def check_alpha(alpha) -> None:
     """Raises ``ValueError`` unless 0 < alpha < 1 (skipped for traced values)."""
     if not is_traced(alpha) and not 0.0 < float(alpha) < 1.0:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+
+
+def check_draws(name: str, value) -> None:
+    """Raises ``ValueError`` unless a number of bootstrap draws is a Python int >= 2."""
+    if not isinstance(value, int) or value < 2:
+        raise ValueError(f"{name} must be an int >= 2, got {value!r}")
 
 
 def check_estimate(est, name: str = "est") -> None:
@@ -127,8 +135,9 @@ def as_float_array(name: str, value, ndim: int | None = None) -> np.ndarray:
     return arr
 
 
-def _column_rank(x: np.ndarray) -> int:
-    # Rank of the column space relative to the largest singular value.
+def column_rank(x: np.ndarray) -> int:
+    """Numerical rank of the columns of [m, c] x: singular values above
+    s_max·max(m, c)·10ε count (the tolerance of every identifiability check)."""
     if x.size == 0:
         return 0
     s = np.linalg.svd(x, compute_uv=False)
@@ -168,8 +177,8 @@ def covariates(psi, psi0, n: int) -> tuple[np.ndarray, np.ndarray]:
             "psi0 is identically 0: the scale of θ is not identified (ψ0 pins it)"
         )
     k = psi.shape[1]
-    if k and _column_rank(np.column_stack([psi0, psi])) < k + 1:
-        rank_psi = _column_rank(psi)
+    if k and column_rank(np.column_stack([psi0, psi])) < k + 1:
+        rank_psi = column_rank(psi)
         if rank_psi < k:
             raise ValueError(
                 f"psi has rank {rank_psi} < k = {k}: its columns are collinear, so γ is "
@@ -249,7 +258,7 @@ def comparisons(
         if not np.any(weight > 0):
             raise ValueError("weight is 0 on every row: there is nothing to fit")
         dphi = dphi[weight > 0]
-    rank = _column_rank(dphi)
+    rank = column_rank(dphi)
     if rank < d:
         raise ValueError(
             f"phi1 - phi0 has rank {rank} < d = {d}: some feature combination cancels in "
@@ -323,7 +332,7 @@ def rankings(phi, order, psi=None, psi0=None, *, dtype=None) -> Rankings:
         )
     psi, psi0 = covariates(psi, psi0, n)
     diffs = (phi[:, 1:, :] - phi[:, :1, :]).reshape(-1, d)
-    rank = _column_rank(diffs)
+    rank = column_rank(diffs)
     if rank < d:
         raise ValueError(
             f"within-ranking feature differences have rank {rank} < d = {d}: some feature "

@@ -4,8 +4,10 @@ import csv
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
+from jax._src import compilation_cache
 
 from hetrlhf import cli
 
@@ -28,10 +30,21 @@ def votes(tmp_path):
     return str(path)
 
 
-def test_fit_writes_the_report(votes, tmp_path, capsys):
+@pytest.fixture
+def jax_cache(tmp_path):
+    """A compilation-cache folder, switched off again after the test."""
+    yield tmp_path / "jax_cache"
+    jax.config.update("jax_compilation_cache_dir", None)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    compilation_cache.reset_cache()
+
+
+def test_fit_writes_the_report(votes, tmp_path, capsys, jax_cache):
     out = tmp_path / "report"
-    status = cli.main(["fit", votes, "--out", str(out), "--holdout", "0.25"])
+    argv = ["fit", votes, "--out", str(out), "--holdout", "0.25"]
+    status = cli.main([*argv, "--compilation-cache", str(jax_cache)])
     assert status == 0
+    assert any(jax_cache.iterdir())  # the compiled fit program was kept
     printed = capsys.readouterr().out
     assert "LR test of 'all annotators equally rational'" in printed
     assert "Leaderboard" in printed
@@ -51,7 +64,9 @@ def test_bad_input_exits_2_naming_line_and_field(tmp_path, capsys):
     path = tmp_path / "bad.csv"
     path.write_text("model_a,model_b,winner\nx,y,a\nx,y,b\ny,x,perhaps\n")
     out = tmp_path / "never"
-    status = cli.main(["fit", str(path), "--out", str(out), "--quiet"])
+    status = cli.main(
+        ["fit", str(path), "--out", str(out), "--quiet", "--compilation-cache", "none"]
+    )
     assert status == 2
     err = capsys.readouterr().err
     assert f"{path}, line 4, field 'winner'" in err
@@ -72,6 +87,8 @@ def test_skip_bad_counts_in_the_report(votes, tmp_path):
             "--skip-bad",
             "--quiet",
             "--rationality",
+            "none",
+            "--compilation-cache",
             "none",
         ]
     )

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 import hetrlhf as hr
-from hetrlhf import weighted
 from hetrlhf.data import preferences as P
 
 
@@ -87,9 +86,12 @@ def test_aggregated_rows_have_the_raw_likelihood(arena_csv):
     )
     assert prefs.rationality_names == tuple(f"annotator={v}" for v in levels)
     params = hr.Params(jnp.array([0.3, -0.7, 0.2]), jnp.array([0.5, -0.4]))
-    expected = float(jnp.sum(hr.model.log_likelihood(params, raw)))
-    got = float(weighted.log_likelihood(params, prefs.data, jnp.asarray(prefs.count)))
-    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    # The loss of the weighted unique rows, Σ w ℓ / Σ w, is the raw rows' mean.
+    np.testing.assert_allclose(
+        hr.model.loss(params, prefs.data), hr.model.loss(params, raw), rtol=1e-12
+    )
+    np.testing.assert_array_equal(prefs.data.weight, prefs.count)
+    assert prefs.count.sum() == raw.num_comparisons
 
 
 def test_label_column_and_winner_aliases(tmp_path):
@@ -161,6 +163,59 @@ def test_holdout_counts_split_whole_clusters(arena_csv):
     assert np.all((train == 0) | (test == 0))
 
 
+def _text_rows(seed, n=80, prompts=16):
+    rng = np.random.default_rng(seed)
+    words = ["good", "bad", "clear", "vague", "short", "long", "kind", "rude", "fine"]
+    rows = []
+    for i in range(n):
+        a, b = (" ".join(rng.choice(words, 5)) for _ in range(2))
+        rows.append(
+            [f"question {i % prompts}", a, b, "a" if rng.uniform() < 0.5 else "b"]
+        )
+    return ["prompt", "response_a", "response_b", "winner"], rows
+
+
+def test_holdout_split_fits_the_text_projection_on_training_comparisons_only(tmp_path):
+    header, rows = _text_rows(seed=4)
+    prefs = P.load_preferences(
+        _write_csv(tmp_path / "t.csv", header, rows), features="text", num_components=3
+    )
+    assert np.all(prefs.count == 1)  # every comparison its own pair and unique row
+    train, test = P.holdout_split(prefs, 0.25, seed=0)
+    np.testing.assert_array_equal(
+        np.asarray(train.weight) + np.asarray(test.weight), prefs.count
+    )
+    used = np.asarray(train.weight) > 0
+    # Whitened on the training pairs: their Δφ have identity second moment (the
+    # full-data projection's would not on this subset).
+    dphi = np.asarray(train.dphi)[used]
+    np.testing.assert_allclose(dphi.T @ dphi / len(dphi), np.eye(3), atol=1e-10)
+    full = np.asarray(prefs.data.dphi)[used]
+    assert not np.allclose(full.T @ full / len(full), np.eye(3), atol=1e-3)
+    # Nothing of the held-out texts enters: rewriting them leaves the training rows'
+    # features as they were.
+    names = np.unique([r[0] for r in rows])
+    held = set(names[np.unique(prefs.cluster[np.asarray(test.weight) > 0])])
+    assert 0 < len(held) < len(names)
+    rewritten = [
+        [r[0], r[1] + " zebra", r[2] + " yak", r[3]] if r[0] in held else r
+        for r in rows
+    ]
+    other = P.load_preferences(
+        _write_csv(tmp_path / "u.csv", header, rewritten),
+        features="text",
+        num_components=3,
+    )
+    train2, _ = P.holdout_split(other, 0.25, seed=0)
+    np.testing.assert_array_equal(np.asarray(train2.weight), np.asarray(train.weight))
+    np.testing.assert_allclose(
+        np.asarray(train2.dphi)[used], dphi, rtol=1e-10, atol=1e-12
+    )
+    assert not np.allclose(
+        other.data.dphi, prefs.data.dphi
+    )  # the full fit does see them
+
+
 # ------------------------------------------------------------------ bad records ----
 
 
@@ -189,6 +244,26 @@ def test_csv_line_numbers_count_multiline_cells(tmp_path):
         P.load_preferences(path, features="text")
     (record,) = info.value.records
     assert record.where == "line 5" and record.field == "winner"
+
+
+def test_csv_fast_path_reads_as_the_csv_module(tmp_path):
+    """Files without quotes are split at newlines and commas; the same file with one
+    quoted cell goes through csv.reader: same records, lines and bad records."""
+    body = "m0,m1,a\n\nm1,m0,b,extra\nm0,m1\nm1,m2,b\n\nm2,m0,a\nm0,m2,b\n"
+    plain = tmp_path / "plain.csv"
+    plain.write_text("model_a,model_b,winner\n" + body)
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text('model_a,model_b,"winner"\n' + body)
+    tables = [P.read_table(str(p)) for p in (plain, quoted)]
+    (cols, where, bad), (cols2, where2, bad2) = tables
+    assert where == where2 == ["line 2", "line 6", "line 8", "line 9"]
+    assert [(b.where, b.message) for b in bad] == [
+        ("line 4", "more cells than columns"),
+        ("line 5", "fewer cells than columns"),
+    ]
+    assert [(b.where, b.message) for b in bad2] == [(b.where, b.message) for b in bad]
+    for name in ("model_a", "model_b", "winner"):
+        assert cols[name].tolist() == cols2[name].tolist()
 
 
 def test_label_errors(tmp_path):

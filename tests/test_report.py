@@ -13,7 +13,6 @@ import statsmodels.api as sm
 from statsmodels.stats.multitest import multipletests
 
 import hetrlhf as hr
-from hetrlhf import weighted
 from hetrlhf.own_data import analysis
 from tests.reference import statsmodels_fit
 
@@ -158,10 +157,13 @@ def test_vmapped_cluster_bootstrap_equals_refits_and_its_percentiles(items_file)
     rep = hr.report(
         prefs, intervals="bootstrap", num_bootstrap=50, seed=4, progress=False
     )
-    count = jnp.asarray(prefs.count)
     counts = np.asarray(
-        weighted.bootstrap_counts(
-            jax.random.key(4), count, 50, jnp.asarray(prefs.cluster), num_clusters=60
+        hr.confidence.resample_weights(
+            jax.random.key(4),
+            prefs.data,
+            50,
+            jnp.asarray(prefs.cluster),
+            num_clusters=60,
         )
     )
     # A cluster bootstrap repeats whole prompts: counts are count × (times drawn).
@@ -283,25 +285,30 @@ def test_profile_end_points_are_where_the_lr_statistic_crosses_chi2(items_file):
             np.testing.assert_allclose(2 * (full - llf), critical, rtol=1e-5)
 
 
-def test_weighted_rows_equal_the_library_on_raw_rows(tmp_path):
-    """Fit, Wald and clustered sandwich of hetrlhf.weighted = hr.* on the raw rows."""
+def test_padded_weighted_fits_equal_the_library_on_raw_rows(tmp_path):
+    """The report's fits (unique rows weighted by counts, padded with rows of weight 0,
+    clusters padded likewise) = hr.* on the comparisons written out row by row."""
     header, rows = _simulate(700, seed=6, sigma_of=lambda s: 0.5 + 0.5 * s)
     path = _write(tmp_path / "w.csv", header, rows)
     prefs = hr.load_preferences(path, rationality="speed", cluster="prompt")
+    assert hr.estimate.padded_size(len(prefs.count)) > len(prefs.count)  # padded
     reps = np.asarray(prefs.count, dtype=int)
-    raw = hr.comparisons(*(np.repeat(np.asarray(a), reps, axis=0) for a in prefs.data))
+    fields = prefs.data[:5]  # phi0, phi1, y, psi, psi0 (not the weight)
+    raw = hr.comparisons(*(np.repeat(np.asarray(a), reps, axis=0) for a in fields))
     cluster = np.repeat(prefs.cluster, reps)
-    count = jnp.asarray(prefs.count)
-    out = jax.jit(weighted.fit_with_covariances, static_argnames="num_clusters")(
-        prefs.data, count, jnp.asarray(prefs.cluster), num_clusters=prefs.num_clusters
-    )
+    rep = hr.report(prefs, intervals="sandwich", progress=False)
+    het = rep.heterogeneous
     ref = hr.fit(raw)
-    np.testing.assert_allclose(out.result.params.theta, ref.params.theta, rtol=1e-9)
-    np.testing.assert_allclose(out.result.params.gamma, ref.params.gamma, rtol=1e-9)
+    np.testing.assert_allclose(het.params.theta, ref.params.theta, rtol=1e-9)
+    np.testing.assert_allclose(het.params.gamma, ref.params.gamma, rtol=1e-9)
     np.testing.assert_allclose(
-        out.covariance, hr.covariance(ref.params, raw), rtol=1e-7, atol=1e-12
+        het.log_likelihood, -float(ref.loss) * raw.num_comparisons, rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        het.covariance, hr.covariance(ref.params, raw), rtol=1e-7, atol=1e-12
     )
     sandwich = hr.sandwich_covariance(
         ref.params, raw, jnp.asarray(cluster), num_clusters=prefs.num_clusters
     )
-    np.testing.assert_allclose(out.sandwich, sandwich, rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(het.sandwich, sandwich, rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(rep.covariance, sandwich, rtol=1e-7, atol=1e-12)

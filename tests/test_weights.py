@@ -144,3 +144,128 @@ def test_bad_weights_are_named():
             method="bootstrap",
             key=jax.random.key(0),
         )
+
+
+def test_padding_rows_of_weight_zero_leave_fit_and_intervals_unchanged():
+    unique, _, inverse, rows = _unique_and_expanded(seed=5)
+    sizes = [hr.estimate.padded_size(n) for n in (1, 64, 65, 100, 129, 9177)]
+    assert sizes == [64, 64, 80, 112, 160, 10240]
+    size = hr.estimate.padded_size(unique.num_comparisons)
+    assert size > unique.num_comparisons
+    padded = hr.estimate.pad_rows(unique, size)
+    assert padded.num_comparisons == size
+    np.testing.assert_array_equal(padded.weight[unique.num_comparisons :], 0.0)
+    fu, fp = hr.fit(unique), hr.fit(padded)
+    np.testing.assert_allclose(
+        ravel_params(fp.params), ravel_params(fu.params), rtol=1e-9, atol=1e-12
+    )
+    for method in ("wald", "sandwich"):
+        cu = hr.confidence_intervals(fu.params, unique, method=method)
+        cp = hr.confidence_intervals(fp.params, padded, method=method)
+        np.testing.assert_allclose(
+            ravel_params(cp.se), ravel_params(cu.se), rtol=1e-8, err_msg=method
+        )
+    # Clusters: the padding rows may join any cluster (their weight is 0).
+    cluster = np.zeros(unique.num_comparisons, int)
+    cluster[inverse] = rows[:, 0].astype(int)
+    grown = np.r_[cluster, np.zeros(size - len(cluster), int)]
+    np.testing.assert_allclose(
+        hr.sandwich_covariance(fp.params, padded, grown, num_clusters=5),
+        hr.sandwich_covariance(fu.params, unique, cluster, num_clusters=5),
+        rtol=1e-8,
+    )
+    # Unweighted data get weight 1 on their rows.
+    plain = unique._replace(weight=None)
+    np.testing.assert_array_equal(
+        hr.estimate.pad_rows(plain, size).weight[: unique.num_comparisons], 1.0
+    )
+    with pytest.raises(ValueError, match="size must be >="):
+        hr.estimate.pad_rows(unique, 3)
+
+
+def test_resampled_weights_are_case_and_cluster_bootstraps():
+    unique, _, inverse, rows = _unique_and_expanded(seed=6)
+    key = jax.random.key(1)
+    w = np.asarray(unique.weight)
+    case = np.asarray(hr.confidence.resample_weights(key, unique, 2000))
+    # Multinomial(N, w/N): totals N, integer counts, mean w, variance N·p(1 − p).
+    n = w.sum()
+    np.testing.assert_array_equal(case.sum(axis=1), n)
+    np.testing.assert_array_equal(case, np.round(case))
+    p = w / n
+    se = np.sqrt(n * p * (1 - p) / 2000)
+    assert np.all(np.abs(case.mean(axis=0) - w) < 5 * se)
+    np.testing.assert_allclose(case.var(axis=0), n * p * (1 - p), rtol=0.25)
+    # Cluster bootstrap: each cluster's rows are repeated the same number of times.
+    cluster = np.zeros(unique.num_comparisons, int)
+    cluster[inverse] = rows[:, 0].astype(int)
+    boot = np.asarray(
+        hr.confidence.resample_weights(key, unique, 200, cluster, num_clusters=5)
+    )
+    times = boot / w
+    for c in range(5):
+        assert np.all(times[:, cluster == c] == times[:, cluster == c][:, :1])
+    per_cluster = np.stack([times[:, cluster == c][:, 0] for c in range(5)], axis=1)
+    np.testing.assert_array_equal(per_cluster.sum(axis=1), 5)
+    with pytest.raises(ValueError, match="integer counts"):
+        hr.confidence.resample_weights(
+            key, unique._replace(weight=unique.weight / 3), 2
+        )
+    with pytest.raises(ValueError, match="num_clusters is required"):
+        hr.confidence.resample_weights(key, unique, 2, cluster)
+
+
+def test_case_bootstrap_intervals_equal_statsmodels_refits():
+    """resample="cases": percentile intervals of the weighted refits = the same
+    quantiles of statsmodels GLM refits (freq_weights) of the same weight vectors."""
+    unique, _, inverse, rows = _unique_and_expanded(seed=7, k=0)
+    res = hr.fit(unique)
+    cluster = np.zeros(unique.num_comparisons, int)
+    cluster[inverse] = rows[:, 0].astype(int)
+    x, y = np.asarray(unique.dphi), np.asarray(unique.y)
+    upper = {}
+    for clusters in (None, cluster):
+        extra = {} if clusters is None else {"cluster": clusters, "num_clusters": 5}
+        out = hr.confidence.bootstrap_intervals(
+            jax.random.key(3),
+            res.params,
+            unique,
+            num_bootstrap=40,
+            resample="cases",
+            **extra,
+        )
+        weights = np.asarray(
+            hr.confidence.resample_weights(jax.random.key(3), unique, 40, **extra)
+        )
+        draws = np.array(
+            [
+                sm.GLM(y, x, family=sm.families.Binomial(), freq_weights=w)
+                .fit(tol=1e-12)
+                .params
+                for w in weights
+            ]
+        )
+        assert int(out.num_failed) == 0
+        np.testing.assert_allclose(ravel_params(out.draws), draws, rtol=1e-6, atol=1e-9)
+        ci = out.intervals
+        np.testing.assert_allclose(
+            ci.lower.theta, np.quantile(draws, 0.025, axis=0), atol=1e-8
+        )
+        np.testing.assert_allclose(
+            ci.upper.theta, np.quantile(draws, 0.975, axis=0), atol=1e-8
+        )
+        upper[clusters is None] = ci.upper.theta
+    # The dispatcher passes the scheme through.
+    via = hr.confidence_intervals(
+        res.params,
+        unique,
+        method="bootstrap",
+        key=jax.random.key(3),
+        num_bootstrap=40,
+        resample="cases",
+    )
+    np.testing.assert_array_equal(via.upper.theta, upper[True])
+    with pytest.raises(ValueError, match="resample must be one of"):
+        hr.confidence.bootstrap_intervals(
+            jax.random.key(0), res.params, unique, resample="jackknife"
+        )

@@ -20,7 +20,11 @@ family interface of ``hetrlhf.btl.model``:
   held fixed, each refitted with the same estimator (``hr.fit``),
   vmapped over draws. Percentile, basic and studentized (bootstrap-t) intervals
   (Efron & Tibshirani 1993, ch. 12–13; Davison & Hinkley 1997, §5.2). Refits that did
-  not converge are excluded from the quantiles and counted.
+  not converge are excluded from the quantiles and counted. With ``resample="cases"``
+  the nonparametric case bootstrap instead (or the cluster bootstrap, whole clusters
+  drawn): a resample of the rows is a vector of frequency weights
+  (``resample_weights``), so the B refits are one ``vmap`` of ``hr.fit`` over weight
+  vectors.
 * ``sandwich_covariance`` — the robust covariance H⁻¹JH⁻¹/n (Huber 1967; White 1982),
   H the observed information per observation, J = (1/n) Σ s_i s_iᵀ the outer product
   of the per-observation scores: valid under a misspecified rationality (it estimates
@@ -45,6 +49,7 @@ from hetrlhf.types import FitResult, Intervals, Params, ravel_params, unravel_pa
 from hetrlhf.validation import (
     check_alpha,
     check_conditioning,
+    check_draws,
     condition_number,
     is_traced,
 )
@@ -61,21 +66,18 @@ __all__ = [
     "intervals_from_draws",
     "profile_bounds",
     "profile_intervals",
+    "resample_weights",
     "sandwich_covariance",
     "sandwich_intervals",
 ]
 
 METHODS = ("wald", "profile", "bootstrap", "sandwich")
+# How the bootstrap draws a new dataset (``bootstrap_intervals(resample=...)``).
+RESAMPLE = ("parametric", "cases")
 
 # Status codes of a profile end point.
 FOUND, UNBOUNDED, FAILED = 0, 1, 2
 _RUNNING = -1
-
-
-def _check_draws(name: str, value) -> None:
-    """A number of bootstrap draws must be a Python int >= 2."""
-    if not isinstance(value, int) or value < 2:
-        raise ValueError(f"{name} must be an int >= 2, got {value!r}")
 
 
 def _wald_half_width(hess, n, z):
@@ -379,7 +381,7 @@ def profile_intervals(
             raise ValueError(
                 "bartlett_draws > 0 needs a PRNG key: key=jax.random.key(0)"
             )
-        _check_draws("bartlett_draws", bartlett_draws)
+        check_draws("bartlett_draws", bartlett_draws)
         bart = bartlett_factors(key, params, data, num_bootstrap=bartlett_draws)
         scale = bart.factors
         if not is_traced(scale) and not bool(jnp.all(jnp.isfinite(scale))):
@@ -425,12 +427,12 @@ def _warn_profile(res: ProfileResult) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# Parametric bootstrap.
+# Bootstrap: parametric (responses redrawn) or nonparametric (rows or clusters resampled).
 # --------------------------------------------------------------------------------------
 
 
 class BootstrapResult(NamedTuple):
-    """Parametric bootstrap intervals and the draws behind them.
+    """Bootstrap intervals and the draws behind them.
 
     Attributes:
       intervals: ``Intervals``; ``se`` is the bootstrap standard deviation of the
@@ -448,34 +450,138 @@ class BootstrapResult(NamedTuple):
     num_failed: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=("num_bootstrap", "fit_options"))
-def bootstrap_draws(
-    key: jax.Array, params: Params, data, *, num_bootstrap: int = 200, fit_options=()
-) -> tuple[FitResult, jax.Array]:
-    """B refits on responses simulated from the model at ``params`` (pure, jitted).
+def _check_resample(data, resample: str, cluster, num_clusters) -> None:
+    """Eager checks of a bootstrap's resampling scheme (skipped for traced values)."""
+    if resample not in RESAMPLE:
+        raise ValueError(f"resample must be one of {RESAMPLE}, got {resample!r}")
+    if resample == "parametric":
+        if cluster is not None:
+            raise ValueError(
+                "cluster is for resample='cases' (the cluster bootstrap); the "
+                "parametric bootstrap redraws every response independently"
+            )
+        return
+    if model.family(data).name != "comparisons":
+        raise TypeError(
+            "resample='cases' resamples the weights of pairwise Comparisons; got "
+            f"{type(data).__name__}"
+        )
+    if cluster is not None and num_clusters is None:
+        raise ValueError("num_clusters is required when cluster is given")
+    weight = data.weight
+    whole_rows = cluster is None and weight is not None and not is_traced(weight)
+    if whole_rows and not bool(jnp.all(weight == jnp.round(weight))):
+        raise ValueError(
+            "the case bootstrap draws whole comparisons, so data.weight must hold "
+            "integer counts (frequency weights); resample clusters instead "
+            "(cluster=...) or expand the rows"
+        )
+
+
+def resample_weights(
+    key: jax.Array,
+    data,
+    num_bootstrap: int,
+    cluster: jax.Array | None = None,
+    *,
+    num_clusters: int | None = None,
+) -> jax.Array:
+    """Weights of B nonparametric bootstrap resamples of the rows of ``data``, [B, n].
+
+    A resample of rows is a vector of frequency weights over the same rows
+    (``Comparisons.weight``), so B resamples are refitted by one ``vmap`` of
+    ``hr.fit(data._replace(weight=w))`` over the returned rows (jit/vmap at the call
+    site; ``bootstrap_draws(resample="cases")`` does exactly that):
+
+    * case bootstrap (Efron 1979): the N = Σ_i w_i comparisons (N = n unweighted)
+      drawn with replacement, i.e. w* ~ Multinomial(N, w/N);
+    * cluster bootstrap (Davison & Hinkley 1997, §3.8; for comparisons that are
+      dependent within a prompt or an annotator): the C clusters drawn with
+      replacement, each drawn cluster bringing all its rows, w*_i = w_i·m_{c(i)} with
+      m ~ Multinomial(C, 1/C).
+
+    A row of weight 0 (padding, a held-out row) stays at 0.
 
     Args:
       key: PRNG key.
-      params: the fitted (θ̂, γ̂) used to simulate.
-      data: ``Comparisons`` (labels redrawn) or ``Rankings`` (orders redrawn); the
-        features and covariates are kept.
+      data: ``Comparisons`` (their ``weight``, or 1 per row); for the case bootstrap
+        the weights must be integer counts.
+      num_bootstrap: B (static).
+      cluster: optional [n] int cluster ids in [0, num_clusters); rows of one
+        weighted row's comparisons share its cluster.
+      num_clusters: C (static; required with ``cluster``).
+
+    Returns:
+      [B, n] weights in the dtype of ``data.y``.
+
+    Raises (eagerly):
+      TypeError: ``data`` is not ``Comparisons``.
+      ValueError: ``cluster`` without ``num_clusters``; non-integer weights for the
+        case bootstrap.
+    """
+    _check_resample(data, "cases", cluster, num_clusters)
+    dtype = data.y.dtype
+    n = data.y.shape[-1]
+    weight = jnp.ones((n,), dtype) if data.weight is None else data.weight
+    if cluster is None:
+        total = jnp.sum(weight)
+        return jax.random.multinomial(
+            key, total, weight / total, shape=(num_bootstrap, n), dtype=dtype
+        )
+    uniform = jnp.full((num_clusters,), 1.0 / num_clusters, dtype)
+    times = jax.random.multinomial(
+        key, num_clusters, uniform, shape=(num_bootstrap, num_clusters), dtype=dtype
+    )
+    return times[:, cluster] * weight
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("num_bootstrap", "fit_options", "resample", "num_clusters"),
+)
+def bootstrap_draws(
+    key: jax.Array,
+    params: Params,
+    data,
+    *,
+    num_bootstrap: int = 200,
+    fit_options=(),
+    resample: str = "parametric",
+    cluster: jax.Array | None = None,
+    num_clusters: int | None = None,
+) -> tuple[FitResult, jax.Array]:
+    """B refits of bootstrap resamples (pure, jitted), vmapped over the resamples.
+
+    Args:
+      key: PRNG key.
+      params: the fitted (θ̂, γ̂); "parametric" simulates from it.
+      data: ``Comparisons`` or ``Rankings`` ("parametric"), ``Comparisons`` ("cases").
       num_bootstrap: B (static).
       fit_options: tuple of (name, value) pairs passed to the fit (static, hashable).
+      resample: "parametric" — responses redrawn from the model at ``params`` (labels
+        of comparisons, orders of rankings), features and covariates kept; "cases" —
+        rows (or whole clusters) resampled as weight vectors (``resample_weights``).
+      cluster, num_clusters: the clusters of the cluster bootstrap ("cases").
 
     Returns:
       (``FitResult`` with leading axis [B], se [B, p]: Wald standard errors of each refit).
     """
     family = model.family(data)
-    n = family.num_obs(data)
     options = dict(fit_options)
 
-    def refit(k):
-        boot = family.resample(k, params, data)
+    def refit(boot):
         res = estimate.fit(boot, **options)
         hess = model.derivatives(ravel_params(res.params), boot)[2]
-        return res, _wald_half_width(hess, n, 1.0)
+        return res, _wald_half_width(hess, family.num_obs(boot), 1.0)
 
-    return jax.vmap(refit)(jax.random.split(key, num_bootstrap))
+    _check_resample(data, resample, cluster, num_clusters)
+    if resample == "parametric":
+        keys = jax.random.split(key, num_bootstrap)
+        return jax.vmap(lambda k: refit(family.resample(k, params, data)))(keys)
+    weights = resample_weights(
+        key, data, num_bootstrap, cluster, num_clusters=num_clusters
+    )
+    return jax.vmap(lambda w: refit(data._replace(weight=w)))(weights)
 
 
 def bootstrap_intervals(
@@ -486,9 +592,12 @@ def bootstrap_intervals(
     *,
     num_bootstrap: int = 200,
     interval: str = "percentile",
+    resample: str = "parametric",
+    cluster: jax.Array | None = None,
+    num_clusters: int | None = None,
     **fit_options,
 ) -> BootstrapResult:
-    """Parametric bootstrap intervals (traceable; warns eagerly about failed refits).
+    """Bootstrap intervals (traceable; warns eagerly about failed refits).
 
     With θ̂* the converged refits, q_a their a-quantiles, se the Wald standard error
     at θ̂ and t* = (θ̂* − θ̂)/se* (se* of each refit):
@@ -504,6 +613,11 @@ def bootstrap_intervals(
       alpha: 1 − confidence level.
       num_bootstrap: B (static).
       interval: "percentile", "basic" or "studentized".
+      resample: "parametric" (default; responses redrawn from the fitted model) or
+        "cases" (rows resampled, or whole clusters with ``cluster``; pairwise
+        ``Comparisons``, weighted or not): see ``bootstrap_draws``.
+      cluster: optional [n] int cluster ids ("cases": the cluster bootstrap).
+      num_clusters: number of clusters (static; required with ``cluster``).
       **fit_options: options of the refit (e.g. ``max_steps``).
 
     Returns:
@@ -515,19 +629,23 @@ def bootstrap_intervals(
         )
     check_alpha(alpha)
     if not is_traced(key):
-        _check_draws("num_bootstrap", num_bootstrap)
+        check_draws("num_bootstrap", num_bootstrap)
+    _check_resample(data, resample, cluster, num_clusters)
     fits, draw_se = bootstrap_draws(
         key,
         params,
         data,
         num_bootstrap=num_bootstrap,
         fit_options=tuple(sorted(fit_options.items())),
+        resample=resample,
+        cluster=cluster,
+        num_clusters=num_clusters,
     )
     out = intervals_from_draws(params, data, fits, draw_se, alpha, interval=interval)
     if not is_traced(out.num_failed, params, data) and int(out.num_failed):
         warnings.warn(
-            f"parametric bootstrap: {int(out.num_failed)} of {num_bootstrap} refits did "
-            "not converge (or had no finite standard error) and were excluded",
+            f"{resample} bootstrap: {int(out.num_failed)} of {num_bootstrap} refits "
+            "did not converge (or had no finite standard error) and were excluded",
             ConvergenceWarning,
             stacklevel=2,
         )
@@ -699,7 +817,8 @@ def confidence_intervals(
     * "bootstrap": parametric bootstrap from the fitted model, B refits vmapped
       (``key`` required; options ``num_bootstrap=200``,
       ``interval="percentile"|"basic"|"studentized"``, fit options); ``se`` is the
-      bootstrap standard deviation.
+      bootstrap standard deviation. ``resample="cases"`` resamples the rows instead
+      (``cluster=``, ``num_clusters=``: whole clusters), also for weighted data.
     * "sandwich": θ̂_j ± z·se_j with the robust covariance H⁻¹JH⁻¹/n (statsmodels'
       HC0), valid under a misspecified rationality.
 
@@ -714,7 +833,8 @@ def confidence_intervals(
         default ``default_max_condition(dtype)``.
       **options: "profile": ``bartlett_draws`` (B of the bootstrap Bartlett
         correction, default 0: none) and see ``profile_bounds``; "bootstrap":
-        ``num_bootstrap``, ``interval`` and fit options.
+        ``num_bootstrap``, ``interval``, ``resample``, ``cluster``, ``num_clusters``
+        and fit options.
 
     Returns:
       ``Intervals(estimate, se, lower, upper, condition_number)``; the first four are

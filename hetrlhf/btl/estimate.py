@@ -38,6 +38,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from hetrlhf.btl import model, newton
 from hetrlhf.btl.model import is_separated
@@ -54,6 +55,8 @@ __all__ = [
     "fit_rankings",
     "mirror_basin",
     "newton_fit",
+    "pad_rows",
+    "padded_size",
     "run_alternating",
     "trace_alternating",
 ]
@@ -471,3 +474,64 @@ def _warn_if_not_converged(result: FitResult, data: Comparisons) -> None:
 def fit_rankings(data, init: Params | None = None, **options) -> FitResult:
     """``fit`` for K-wise ``Rankings`` (kept for the name; ``hr.fit`` takes both)."""
     return fit(data, init, **options)
+
+
+# --------------------------------------------------------------------------------------
+# The padded fit: rows of weight 0, so that data of many sizes share one program.
+# --------------------------------------------------------------------------------------
+
+
+def padded_size(n: int, *, smallest: int = 64) -> int:
+    """The bucket of n rows: the next of 2^j·{1, 5/4, 3/2, 7/4} at or above n.
+
+    Four sizes per octave: padding adds at most 25% rows (at most ``smallest`` − n
+    below ``smallest``), and the files, splits and resamples of similar size share
+    one compiled program (and one entry of JAX's persistent compilation cache).
+    """
+    if n <= smallest:
+        return smallest
+    octave = 1 << ((n - 1).bit_length() - 1)  # 2^j <= n - 1 < 2^(j+1)
+    return next(size for q in (5, 6, 7, 8) if (size := octave * q // 4) >= n)
+
+
+def pad_rows(data: Comparisons, size: int) -> Comparisons:
+    """``data`` with rows of weight 0 appended up to ``size`` rows: the same fit.
+
+    A row of weight 0 adds nothing to the loss Σ w_i ℓ_i / Σ w_i, its derivatives, the
+    information, the sandwich (with or without clusters), the separation check or a
+    bootstrap resample (``confidence.resample_weights``), so every estimate and
+    interval is that of ``data`` (to rounding), while data of different sizes padded
+    to one size (``padded_size``) share one compiled program. Padding rows have
+    Δφ = 0, ψ = 0, ψ0 = 1, y = 0; unweighted data get weight 1 on their own rows.
+    Eager (numpy; no compilation per input shape).
+
+    Args:
+      data: ``Comparisons`` with n rows.
+      size: rows of the result (≥ n).
+
+    Returns:
+      ``Comparisons`` with ``size`` rows and a ``weight``.
+
+    Raises:
+      TypeError: ``data`` is not ``Comparisons``.
+      ValueError: size < n.
+    """
+    if not isinstance(data, Comparisons):
+        raise TypeError(f"data must be hetrlhf.Comparisons, got {type(data).__name__}")
+    n = data.num_comparisons
+    if size < n:
+        raise ValueError(f"size must be >= the {n} rows of data, got {size}")
+    weight = np.ones(n, data.y.dtype) if data.weight is None else data.weight
+    fill = {"psi0": 1.0}
+
+    def grow(name, x):
+        x = np.asarray(x)
+        extra = np.full((size - n, *x.shape[1:]), fill.get(name, 0.0), x.dtype)
+        return jnp.asarray(np.concatenate([x, extra]))
+
+    return Comparisons(
+        **{
+            name: grow(name, value)
+            for name, value in data._replace(weight=weight)._asdict().items()
+        }
+    )

@@ -27,14 +27,18 @@ design that cannot be fitted — a constant or collinear covariate, an annotator
 comparison, items in disconnected groups, an item that won (or lost) every comparison —
 is refused with a message naming the cause.
 
-Rows are returned aggregated: the unique (Δφ, ψ, y, cluster) rows with counts (a pair
-written b-vs-a is turned into a-vs-b with the label flipped, which leaves its likelihood
-unchanged), the exact input of ``hetrlhf.weighted``.
+Rows are returned aggregated: the unique (Δφ, ψ, y, cluster) rows weighted by their
+counts (``Comparisons.weight``; a pair written b-vs-a is turned into a-vs-b with the
+label flipped, which leaves its likelihood unchanged), so ``hr.fit``, the intervals and
+the sandwich of the unique rows are exactly those of the rows as written, at the cost of
+U unique rows instead of n. ``holdout_split`` splits them for a held-out evaluation
+(with text features, the projection refitted on the training comparisons only).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -50,7 +54,7 @@ import scipy.sparse.csgraph
 from hetrlhf.data import features as F
 from hetrlhf.data import loaders as D
 from hetrlhf.types import Comparisons
-from hetrlhf.validation import comparisons, default_float_dtype
+from hetrlhf.validation import column_rank, comparisons, default_float_dtype
 
 __all__ = [
     "WINNERS",
@@ -58,7 +62,9 @@ __all__ = [
     "PreferenceFileError",
     "PreferenceSummary",
     "Preferences",
+    "TextFeatures",
     "holdout_counts",
+    "holdout_split",
     "load_preferences",
     "read_table",
 ]
@@ -144,28 +150,16 @@ def read_table(
     where: list = []
     bad: list[BadRecord] = []
     if ext == ".csv":
-        rows: list = []
         with open(source, newline="", encoding="utf-8") as f:
-            reader = csv.reader(f)
-            header = next(reader, None) or []
-            width = len(header)
-            line = reader.line_num + 1
-            for cells in reader:
-                if cells and len(cells) != width:
-                    problem = "more" if len(cells) > width else "fewer"
-                    bad.append(
-                        BadRecord(
-                            source, f"line {line}", "-", f"{problem} cells than columns"
-                        )
-                    )
-                elif cells:  # (a blank line has no cells)
-                    rows.append(cells)
-                    where.append(line)
-                line = reader.line_num + 1
-        where = [f"line {w}" for w in where]
+            header, cells, lines, wrong = _csv_columns(f.read())
+        for line, problem in wrong:
+            bad.append(
+                BadRecord(source, f"line {line}", "-", f"{problem} cells than columns")
+            )
+        where = [f"line {w}" for w in lines]
         columns = {}
-        for name, values in zip(header, zip(*rows) if rows else [()] * width):
-            column = np.empty(len(rows), dtype=object)
+        for name, values in zip(header, cells, strict=True):
+            column = np.empty(len(lines), dtype=object)
             column[:] = values
             column[column == ""] = None
             columns[name] = column
@@ -209,6 +203,55 @@ def read_table(
     return columns, where, bad
 
 
+def _csv_columns(text: str):
+    """Cells of CSV text by column, over the records with as many cells as the header.
+
+    Returns:
+      (header, cells: one list per column, each record's first line number, the
+      records with a wrong number of cells as (line, "more" | "fewer")). Blank lines
+      are no records.
+
+    Text without quotes or carriage returns has one record per line and no escapes, so
+    splitting at newlines and commas gives what ``csv.reader`` gives; when every line
+    has the header's number of cells, the cells of all lines are split at once (no
+    list per record: several times quicker on 50,000 votes). Anything else goes
+    through ``csv.reader``, which also handles cells spanning several lines.
+    """
+    if text and '"' not in text and "\r" not in text and not text.startswith("\n"):
+        lines = text.split("\n")
+        header = lines[0].split(",")
+        width = len(header)
+        numbers = [i + 1 for i in range(1, len(lines)) if lines[i]]
+        commas = [lines[n - 1].count(",") for n in numbers]
+        if all(c == width - 1 for c in commas):
+            flat = (
+                ",".join([lines[n - 1] for n in numbers]).split(",") if numbers else []
+            )
+            return header, [flat[j::width] for j in range(width)], numbers, []
+        rows = [lines[n - 1].split(",") for n in numbers]
+    else:
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = next(reader, None) or []
+        width = len(header)
+        rows, numbers = [], []
+        line = reader.line_num + 1
+        for cells in reader:
+            if cells:  # (a blank line has no cells)
+                rows.append(cells)
+                numbers.append(line)
+            line = reader.line_num + 1
+    good = [len(r) == width for r in rows]
+    wrong = [
+        (n, "more" if len(r) > width else "fewer")
+        for r, n, ok in zip(rows, numbers, good, strict=True)
+        if not ok
+    ]
+    rows = [r for r, ok in zip(rows, good, strict=True) if ok]
+    numbers = [n for n, ok in zip(numbers, good, strict=True) if ok]
+    cells = [list(c) for c in zip(*rows)] if rows else [[] for _ in header]
+    return header, cells, numbers, wrong
+
+
 class PreferenceSummary(NamedTuple):
     """What was read, kept and excluded.
 
@@ -231,12 +274,28 @@ class PreferenceSummary(NamedTuple):
     annotators: dict[str, int]
 
 
-class Preferences(NamedTuple):
-    """Validated comparisons from a file, as unique rows with counts.
+class TextFeatures(NamedTuple):
+    """Text mode: the features of the texts before their projection to φ.
 
     Attributes:
-      data: ``Comparisons`` of the U unique rows (validated by ``hr.comparisons``).
-      count: [U] number of input rows behind each unique row.
+      raw: [m, D] features of the m distinct (prompt, response) texts (sentence
+        embeddings or hashed n-grams).
+      sides: [n, 2] the rows of ``raw`` of the two responses of each comparison used,
+        as written (the projection is fitted on the distinct pairs among them).
+      num_components: the most whitened components kept.
+    """
+
+    raw: np.ndarray
+    sides: np.ndarray
+    num_components: int
+
+
+class Preferences(NamedTuple):
+    """Validated comparisons from a file, as unique rows weighted by their counts.
+
+    Attributes:
+      data: ``Comparisons`` of the U unique rows (validated by ``hr.comparisons``),
+        ``data.weight`` [U] the number of comparisons behind each unique row.
       cluster: [U] cluster ids in [0, num_clusters), or None (independent rows).
       num_clusters: C (0 without clusters).
       cluster_by: the clustering column, or None.
@@ -250,13 +309,13 @@ class Preferences(NamedTuple):
       rationality_reference: the level with σ = 1 (annotator mode), else None.
       items: all K items (items mode; the reference included, reward 0), else None.
       reference: the reference item (items mode), else None.
-      pair: [U, 2] item indices (into ``items``) of the two sides of each unique row
-        (items mode), else None.
+      pair: [U, 2] the two sides of each unique row: indices into ``items`` (items
+        mode) or into ``text.raw`` (text mode), else None.
+      text: ``TextFeatures`` (text mode), else None.
       summary: ``PreferenceSummary``.
     """
 
     data: Comparisons
-    count: np.ndarray
     cluster: np.ndarray | None
     num_clusters: int
     cluster_by: str | None
@@ -271,7 +330,13 @@ class Preferences(NamedTuple):
     items: tuple[str, ...] | None
     reference: str | None
     pair: np.ndarray | None
+    text: TextFeatures | None
     summary: PreferenceSummary
+
+    @property
+    def count(self) -> np.ndarray:
+        """[U] comparisons behind each unique row (``data.weight`` as numpy)."""
+        return np.asarray(self.data.weight)
 
 
 # ------------------------------------------------------------------ field parsers --
@@ -549,30 +614,40 @@ def _vector_parse(table, spec: _Spec, size: int) -> tuple[np.ndarray, dict]:
 
 
 def _parse_records(table, where, bad, spec: _Spec, source: str):
-    """(records kept in file order, number of ties, item names of unused records)."""
+    """(kept: field -> values of the records kept, in file order; number of ties;
+    item names of unused records).
+
+    Clean records are read column by column (``_vector_parse``); only the others
+    are parsed one by one (``_parse_row``).
+    """
     size = len(where)
     clean, fast = _vector_parse(table, spec, size)
-    fields = list(fast)
-    kept: list[dict[str, Any]] = []
+    parsed: dict[int, dict[str, Any]] = {}
     unused: set = set()  # item names seen in ties and unusable records
-    num_ties = 0
     item_columns = [table[c] for c in _ITEM_COLUMNS if c in table]
-    for i in range(size):
-        if clean[i]:
-            record = {f: fast[f][i] for f in fields}
-        else:
-            try:
-                record = _parse_row({k: v[i] for k, v in table.items()}, spec)
-            except _FieldError as exc:
-                bad.append(BadRecord(source, where[i], exc.field, str(exc)))
-                unused.update(column[i] for column in item_columns)
-                continue
-        if record["y"] is None:
-            num_ties += 1
+    for i in np.flatnonzero(~clean).tolist():
+        try:
+            parsed[i] = _parse_row({k: v[i] for k, v in table.items()}, spec)
+        except _FieldError as exc:
+            bad.append(BadRecord(source, where[i], exc.field, str(exc)))
             unused.update(column[i] for column in item_columns)
-            continue
-        kept.append(record)
-    return kept, num_ties, unused
+    y = fast["y"]
+    outcome = [
+        (y[i] if c else parsed[i]["y"] if i in parsed else -1)
+        for i, c in enumerate(clean.tolist())
+    ]
+    ties = [i for i, v in enumerate(outcome) if v is None]
+    for i in ties:
+        unused.update(column[i] for column in item_columns)
+    rows = [i for i, v in enumerate(outcome) if v is not None and v != -1]
+    if parsed:
+        kept = {
+            f: [fast[f][i] if i not in parsed else parsed[i][f] for i in rows]
+            for f in fast
+        }
+    else:
+        kept = {f: [values[i] for i in rows] for f, values in fast.items()}
+    return kept, len(ties), unused
 
 
 def load_preferences(
@@ -668,17 +743,17 @@ def load_preferences(
     kept, num_ties, unused = _parse_records(table, where, bad, spec, source)
     if bad and not skip_bad:
         raise PreferenceFileError(bad)
-    if not kept:
+    if not kept["y"]:
         raise ValueError(
             f"{source}: no comparison left ({len(where) + len(bad)} records, {num_ties} "
             f"ties, {len(bad)} unusable)"
         )
     if cluster_by == "prompt":
-        for r in kept:
-            r["cluster"] = r["prompt"]
+        kept["cluster"] = kept["prompt"]
+    num_kept = len(kept["y"])
 
-    y = np.array([r["y"] for r in kept], dtype=np.int64)
-    items = item_ref = pair_codes = None
+    y = np.array(kept["y"], dtype=np.int64)
+    items = item_ref = pair_codes = text = None
     if mode == "items":
         items, item_ref, code0, code1 = _encode_items(
             kept, y, reference, source, unused
@@ -689,14 +764,16 @@ def load_preferences(
         feature_names = tuple(v for v in items if v != item_ref)
         featurizer = "one-hot items"
     elif mode == "text":
-        phi_table, code0, code1, featurizer, feature_names = _encode_texts(
-            kept, num_components, cache_dir
-        )
+        text, featurizer = _encode_texts(kept, num_components, cache_dir)
+        code0, code1 = text.sides.T
+        phi_table, dim = _project_texts(text, np.ones(num_kept, bool))
+        featurizer = f"{featurizer}, {dim} whitened components"
+        feature_names = tuple(f"text component {j + 1}" for j in range(dim))
     else:
-        stacked = [r["a"] for r in kept] + [r["b"] for r in kept]
+        stacked = kept["a"] + kept["b"]
         phi_table, codes = np.unique(np.array(stacked), axis=0, return_inverse=True)
         codes = codes.reshape(-1)
-        code0, code1 = codes[: len(kept)], codes[len(kept) :]
+        code0, code1 = codes[:num_kept], codes[num_kept:]
         featurizer = "columns"
         feature_names = feature_columns
 
@@ -707,10 +784,10 @@ def load_preferences(
         psi_table, psi_code = np.unique(psi, axis=0, return_inverse=True)
         psi_code = psi_code.reshape(-1)
     else:
-        psi_table, psi_code = np.zeros((1, 0)), np.zeros(len(kept), dtype=np.int64)
+        psi_table, psi_code = np.zeros((1, 0)), np.zeros(num_kept, dtype=np.int64)
     if cluster_by is not None:
         cluster_names, row_cluster = np.unique(
-            np.array([str(r["cluster"]) for r in kept]), return_inverse=True
+            np.array([str(c) for c in kept["cluster"]]), return_inverse=True
         )
         row_cluster = row_cluster.reshape(-1)
         num_clusters = len(cluster_names)
@@ -753,13 +830,14 @@ def load_preferences(
         data = Comparisons(
             *(jnp.asarray(a, dtype) for a in arrays),
             psi0=jnp.ones(len(count), dtype),
+            weight=jnp.asarray(count, dtype),
         )
     else:
-        data = comparisons(*arrays[:3], psi=arrays[3], dtype=dtype)
-    if mode == "items":
+        data = comparisons(*arrays[:3], psi=arrays[3], weight=count, dtype=dtype)
+    if mode in ("items", "text"):
         pair_codes = unique[:, :2]
     annotators = (
-        dict(sorted(Counter(r["annotator"] for r in kept).items()))
+        dict(sorted(Counter(kept["annotator"]).items()))
         if "annotator" in columns
         else {}
     )
@@ -769,12 +847,11 @@ def load_preferences(
         num_ties=num_ties,
         num_skipped=len(bad),
         skipped=tuple(bad),
-        num_comparisons=len(kept),
+        num_comparisons=num_kept,
         annotators=annotators,
     )
     return Preferences(
         data=data,
-        count=count.astype(np.float64),
         cluster=None if row_cluster is None else unique[:, 4],
         num_clusters=num_clusters,
         cluster_by=cluster_by,
@@ -789,6 +866,7 @@ def load_preferences(
         items=items,
         reference=item_ref,
         pair=pair_codes,
+        text=text,
         summary=summary,
     )
 
@@ -805,7 +883,7 @@ def _mostly_numeric(values: Sequence[Any]) -> bool:
 
 def _encode_items(kept, y, reference, source, unused):
     """Item names, the reference, and each comparison's two item codes."""
-    names = sorted({r["a"] for r in kept} | {r["b"] for r in kept})
+    names = sorted(set(kept["a"]) | set(kept["b"]))
     seen = {str(v).strip() for v in unused if not _missing(v)} - {""}
     never = sorted(seen - set(names))
     if never:
@@ -818,13 +896,13 @@ def _encode_items(kept, y, reference, source, unused):
     elif reference not in names:
         raise ValueError(f"reference {reference!r} is not an item; items: {names[:20]}")
     code = {v: i for i, v in enumerate(names)}
-    code0 = np.array([code[r["a"]] for r in kept])
-    code1 = np.array([code[r["b"]] for r in kept])
+    code0 = np.array([code[v] for v in kept["a"]])
+    code1 = np.array([code[v] for v in kept["b"]])
     num = len(names)
     if num < 2:
         raise ValueError(f"{source}: at least two items are needed, got {names}")
     graph = scipy.sparse.coo_matrix(
-        (np.ones(len(kept)), (code0, code1)), shape=(num, num)
+        (np.ones(len(code0)), (code0, code1)), shape=(num, num)
     )
     parts, label = scipy.sparse.csgraph.connected_components(graph, directed=False)
     if parts > 1:
@@ -840,7 +918,7 @@ def _encode_items(kept, y, reference, source, unused):
     winner = np.where(y == 1, code1, code0)
     loser = np.where(y == 1, code0, code1)
     wins = scipy.sparse.coo_matrix(
-        (np.ones(len(kept)), (winner, loser)), shape=(num, num)
+        (np.ones(len(code0)), (winner, loser)), shape=(num, num)
     )
     parts, label = scipy.sparse.csgraph.connected_components(
         wins, directed=True, connection="strong"
@@ -873,35 +951,46 @@ def _text_features(pairs, cache_dir):
         return F.hashed_features(pairs), "hashed n-grams"
 
 
-def _encode_texts(kept, num_components, cache_dir):
+def _encode_texts(kept, num_components, cache_dir) -> tuple[TextFeatures, str]:
+    """(``TextFeatures`` of the distinct (prompt, response) texts, featurizer name)."""
     position: dict[tuple[str, str], int] = {}
+    prompts = kept["prompt"]
     code0 = np.array(
-        [position.setdefault((r["prompt"], r["a"]), len(position)) for r in kept]
+        [position.setdefault(k, len(position)) for k in zip(prompts, kept["a"])]
     )
     code1 = np.array(
-        [position.setdefault((r["prompt"], r["b"]), len(position)) for r in kept]
+        [position.setdefault(k, len(position)) for k in zip(prompts, kept["b"])]
     )
     raw, featurizer = _text_features(list(position), cache_dir)
-    pairs = np.unique(np.stack([code0, code1], axis=1), axis=0)
-    dphi = raw[pairs[:, 1]] - raw[pairs[:, 0]]
-    s = np.linalg.svd(dphi, compute_uv=False)
-    rank = int(np.sum(s > s[0] * max(dphi.shape) * np.finfo(np.float64).eps * 10))
+    return TextFeatures(
+        raw, np.stack([code0, code1], axis=1), num_components
+    ), featurizer
+
+
+def _project_texts(text: TextFeatures, rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """(φ [m, d] of every text, d): the projection fitted on the comparisons ``rows``.
+
+    The leading ``num_components`` (at most the rank) whitened components of the
+    uncentred Δφ over the distinct written pairs of the comparisons ``rows`` [n] bool
+    (``features.fit_projection``), applied to every text.
+    """
+    pairs = np.unique(text.sides[rows], axis=0)
+    dphi = text.raw[pairs[:, 1]] - text.raw[pairs[:, 0]]
+    rank = column_rank(dphi)
     if rank == 0:
         raise ValueError("text features: the two responses of every pair are identical")
-    dim = min(num_components, rank)
+    dim = min(text.num_components, rank)
     projection = F.fit_projection(dphi, dim, center=False, whiten=True)
-    phi_table = F.apply_projection(projection, raw)
-    names = tuple(f"text component {j + 1}" for j in range(dim))
-    return phi_table, code0, code1, f"{featurizer}, {dim} whitened components", names
+    return F.apply_projection(projection, text.raw), dim
 
 
 def _encode_rationality(kept, kind, covariate_columns, numeric, reference, pool_rare):
     """(ψ [n, k], names, reference annotator) with every cause of trouble named."""
-    n = len(kept)
+    n = len(kept["y"])
     if kind == "none":
         return np.zeros((n, 0)), (), None
     if kind == "annotator":
-        values = [r["annotator"] for r in kept]
+        values = kept["annotator"]
         counts = Counter(values)
         rare = sorted(v for v, c in counts.items() if c < max(pool_rare, 2))
         if rare and not pool_rare:
@@ -919,7 +1008,7 @@ def _encode_rationality(kept, kind, covariate_columns, numeric, reference, pool_
         return D.one_hot(values, levels), names, levels.reference
     blocks, names = [], []
     for c in covariate_columns:
-        values = [r[c] for r in kept]
+        values = kept[c]
         if numeric[c]:
             column = np.array(values, dtype=np.float64)
             sd = column.std()
@@ -949,8 +1038,7 @@ def _check_collinear(psi: np.ndarray, names: Sequence[str]) -> None:
     basis = np.ones((psi.shape[0], 1))
     for j, name in enumerate(names):
         candidate = np.column_stack([basis, psi[:, j]])
-        s = np.linalg.svd(candidate, compute_uv=False)
-        if s[-1] <= s[0] * max(candidate.shape) * np.finfo(np.float64).eps * 10:
+        if column_rank(candidate) < candidate.shape[1]:
             earlier = list(names[:j])
             raise ValueError(
                 f"rationality covariate column {name!r} is collinear with "
@@ -958,6 +1046,23 @@ def _check_collinear(psi: np.ndarray, names: Sequence[str]) -> None:
                 "γ is not identified; drop one of them"
             )
         basis = candidate
+
+
+def _held_out_rows(prefs: Preferences, fraction: float, seed: int) -> np.ndarray:
+    """[n] bool: the comparisons held out (whole clusters when clustered)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"holdout fraction must be in (0, 1), got {fraction}")
+    unit = (
+        prefs.row_cluster
+        if prefs.row_cluster is not None
+        else np.arange(len(prefs.row_index))
+    )
+    num_units = int(unit.max()) + 1
+    if num_units < 2:
+        raise ValueError("a holdout split needs at least two clusters or comparisons")
+    num_test = min(max(round(fraction * num_units), 1), num_units - 1)
+    test_units = np.random.default_rng(seed).permutation(num_units)[:num_test]
+    return np.isin(unit, test_units)
 
 
 def holdout_counts(
@@ -977,19 +1082,51 @@ def holdout_counts(
     Returns:
       (train [U], test [U]) counts; they add up to ``prefs.count``.
     """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"holdout fraction must be in (0, 1), got {fraction}")
-    unit = (
-        prefs.row_cluster
-        if prefs.row_cluster is not None
-        else np.arange(len(prefs.row_index))
-    )
-    num_units = int(unit.max()) + 1
-    if num_units < 2:
-        raise ValueError("a holdout split needs at least two clusters or comparisons")
-    num_test = min(max(round(fraction * num_units), 1), num_units - 1)
-    test_units = np.random.default_rng(seed).permutation(num_units)[:num_test]
-    is_test = np.isin(unit, test_units)
+    is_test = _held_out_rows(prefs, fraction, seed)
     size = len(prefs.count)
     test = np.bincount(prefs.row_index[is_test], minlength=size).astype(np.float64)
     return prefs.count - test, test
+
+
+def holdout_split(
+    prefs: Preferences, fraction: float, seed: int
+) -> tuple[Comparisons, Comparisons]:
+    """(train, test): the split of ``holdout_counts`` as weighted ``Comparisons``.
+
+    Both are the U unique rows of ``prefs.data`` with the training and the held-out
+    counts as weights (a row absent from one side has weight 0 there). With text
+    features the projection of the texts' features is refitted on the training
+    comparisons only, so nothing of the held-out comparisons enters the fit; both sides
+    then use that projection (``d`` can be smaller than the full data's when the
+    training pairs span fewer directions).
+
+    Args:
+      prefs: the data.
+      fraction: in (0, 1), the share held out.
+      seed: the split's seed.
+
+    Returns:
+      (train, test) ``Comparisons`` with weights.
+
+    Raises:
+      ValueError: a bad fraction, fewer than two units, or (text mode) training
+        features without full rank.
+    """
+    train, test = holdout_counts(prefs, fraction, seed)
+    data = prefs.data
+    if prefs.text is not None:
+        is_test = _held_out_rows(prefs, fraction, seed)
+        table, _ = _project_texts(prefs.text, ~is_test)
+        data = comparisons(
+            table[prefs.pair[:, 0]],
+            table[prefs.pair[:, 1]],
+            data.y,
+            psi=data.psi,
+            weight=train,
+            dtype=data.y.dtype,
+        )
+    dtype = data.y.dtype
+    return (
+        data._replace(weight=jnp.asarray(train, dtype)),
+        data._replace(weight=jnp.asarray(test, dtype)),
+    )

@@ -3,15 +3,18 @@
 From ``Preferences`` (``hetrlhf.data.preferences``) to one ``PreferenceReport``:
 
 1. the homogeneous fit (every annotator equally rational, σ ≡ 1) and the heterogeneous
-   fit (σ = 1 + γᵀψ), both exact maximum likelihood on the unique rows with counts
-   (``hetrlhf.weighted``), each checked: a fit that did not converge, separable data
-   or a singular information is an error naming the cause, never a result;
+   fit (σ = 1 + γᵀψ), both ``hr.fit`` of the unique rows weighted by their counts
+   (exact maximum likelihood of the rows as written), each diagnosed: a fit that did
+   not converge, separable data or a singular information is an error naming the
+   cause, never a result;
 2. the likelihood-ratio test of "all annotators equally rational" (γ = 0):
    2(ℓ_het − ℓ_hom) ~ χ²_k;
-3. intervals of (θ, γ) by ``intervals``: "wald" (I⁻¹), "sandwich" (H⁻¹BH⁻¹, clustered
-   when the data are: CR0), "profile" (``hr.confidence_intervals(method="profile")`` on
-   the raw rows) or "bootstrap" (B resamples of rows — of whole clusters when
-   clustered — as count vectors, refitted in one ``vmap``; percentile intervals);
+3. intervals of (θ, γ) by ``intervals``: "wald" (``hr.covariance``: I⁻¹), "sandwich"
+   (``hr.sandwich_covariance``: H⁻¹BH⁻¹, clustered when the data are: CR0), "profile"
+   (``hr.confidence_intervals(method="profile")``) or "bootstrap" (B resamples of
+   rows — of whole clusters when clustered — as weight vectors,
+   ``confidence.resample_weights``, refitted by a ``vmap`` of ``hr.fit``; percentile
+   intervals);
 4. the rationality table (σ per annotator, or γ per covariate) with flags when σ's
    interval contains 0 (indistinguishable from random) or lies below it (adversarial);
 5. items mode: the leaderboard (rewards relative to the reference item, intervals,
@@ -20,7 +23,14 @@ From ``Preferences`` (``hetrlhf.data.preferences``) to one ``PreferenceReport``:
    rates;
 6. with ``holdout``: both models refitted on the training comparisons and scored on the
    held-out ones (mean log-likelihood, accuracy) and the reliability of the
-   heterogeneous model's predicted win probabilities.
+   heterogeneous model's predicted win probabilities (``preferences.holdout_split``:
+   text features projected as fitted on the training comparisons only).
+
+Every fit of one report — homogeneous, heterogeneous, held-out, bootstrap chunks — runs
+on the unique rows padded with rows of weight 0 to a bucket size
+(``estimate.pad_rows``/``padded_size``), so files and splits of similar size share one
+compiled program; with JAX's persistent compilation cache (``hetrlhf fit`` enables it,
+see ``hetrlhf.cli``) a second run of the command compiles nothing.
 
 Provenance: the model and the Wald intervals are Liu, Lu & Sun's (2025); the LR test,
 the rank groups, the sandwich/bootstrap/profile options and this report are ours.
@@ -39,23 +49,34 @@ import numpy as np
 import scipy.stats
 from tqdm.auto import tqdm
 
-from hetrlhf import weighted
-from hetrlhf.btl import model
-from hetrlhf.btl.confidence import confidence_intervals
+from hetrlhf.btl import estimate, inference, model
+from hetrlhf.btl.confidence import (
+    confidence_intervals,
+    resample_weights,
+    sandwich_covariance,
+)
+from hetrlhf.btl.estimate import pad_rows, padded_size
 from hetrlhf.btl.multitest import rank_with_groups
-from hetrlhf.data.preferences import Preferences, holdout_counts, load_preferences
-from hetrlhf.types import Comparisons, Params, RewardEstimate, ravel_params
-from hetrlhf.validation import default_max_condition
+from hetrlhf.data.preferences import Preferences, holdout_split, load_preferences
+from hetrlhf.types import Comparisons, FitResult, Params, RewardEstimate, ravel_params
+from hetrlhf.validation import (
+    check_alpha,
+    check_draws,
+    condition_number,
+    default_max_condition,
+)
 
 __all__ = [
     "INTERVALS",
     "FitFailure",
+    "FitOutput",
     "FitSummary",
     "HeldOut",
     "LRTest",
     "LeaderboardRow",
     "PreferenceReport",
     "RationalityRow",
+    "fit_and_covariances",
     "report",
 ]
 
@@ -187,43 +208,85 @@ class PreferenceReport(NamedTuple):
 # ------------------------------------------------------------------ fitting --------
 
 
-@functools.cache
-def _program(kind: str):
-    """One jitted program per kind; cached so repeated reports compile once."""
-    if kind == "fit":
-        return jax.jit(weighted.fit_with_covariances, static_argnames="num_clusters")
-    if kind == "refits":
-        return jax.jit(jax.vmap(weighted.fit, in_axes=(None, 0, None)))
-    raise ValueError(kind)
+class FitOutput(NamedTuple):
+    """``fit_and_covariances``: one fit, its diagnosis and both covariances.
 
-
-def _bucket(size: int, smallest: int = 64) -> int:
-    """The next power of two ≥ size (at least ``smallest``)."""
-    return max(smallest, 1 << (max(size, 1) - 1).bit_length())
-
-
-def _pad(data: Comparisons, count, cluster=None):
-    """Rows with count 0 (Δφ = 0, ψ = 0, ψ0 = 1, y = 0) up to a power of two.
-
-    A row with count 0 adds nothing to the likelihood, its derivatives, the sandwich
-    or the separation check, so the estimates are unchanged; files and splits of
-    similar size then share one compiled program (per d, k) instead of compiling
-    their own.
+    Attributes:
+      result: ``FitResult`` of ``hr.fit``.
+      condition_number: [] of the Hessian at the estimate (inf: not positive
+        definite).
+      separated: [] bool, the fitted logits classify every weighted row correctly.
+      covariance: [p, p] Wald covariance (``hr.covariance``).
+      sandwich: [p, p] sandwich covariance (``hr.sandwich_covariance``; CR0 when
+        clustered, else HC0).
     """
-    extra = _bucket(len(count)) - len(count)
 
-    def grow(x, fill):
-        x = jnp.asarray(x)
-        return jnp.concatenate([x, jnp.full((extra, *x.shape[1:]), fill, x.dtype)])
+    result: FitResult
+    condition_number: jax.Array
+    separated: jax.Array
+    covariance: jax.Array
+    sandwich: jax.Array
 
-    data = Comparisons(
-        grow(data.phi0, 0.0),
-        grow(data.phi1, 0.0),
-        grow(data.y, 0.0),
-        grow(data.psi, 0.0),
-        grow(data.psi0, 1.0),
+
+def _fit_and_covariances(data: Comparisons, cluster, num_clusters) -> FitOutput:
+    res = estimate.fit(data)
+    hess = model.derivatives(ravel_params(res.params), data)[2]
+    return FitOutput(
+        res,
+        condition_number(hess),
+        model.is_separated(res.params, data),
+        inference.covariance(res.params, data),
+        sandwich_covariance(res.params, data, cluster, num_clusters=num_clusters),
     )
-    return data, grow(count, 0.0), None if cluster is None else grow(cluster, 0)
+
+
+# One program for the fit and both covariances. It runs once per report, so without a
+# persistent cache its compile time is most of a first call: LLVM's optimisation level
+# 0 about halves it (100-model arena, 10,240 padded rows, 2-core CPU, best of 4: compile
+# 0.7 s instead of 1.3 s) for a slower run (0.18 s instead of 0.11 s). Bootstrap refits,
+# which run 1000 times, keep the default level.
+_FAST_COMPILE = {"xla_backend_optimization_level": 0}
+_fit_program = jax.jit(
+    _fit_and_covariances,
+    static_argnames="num_clusters",
+    compiler_options=_FAST_COMPILE,
+)
+
+
+def fit_and_covariances(
+    data: Comparisons, cluster=None, *, num_clusters: int | None = None
+) -> FitOutput:
+    """``hr.fit``, its diagnosis, ``hr.covariance`` and ``hr.sandwich_covariance``.
+
+    One compiled program per padded shape: ``data`` (and ``cluster``) are padded with
+    rows of weight 0 to ``padded_size`` rows (and the clusters to ``padded_size`` of
+    their number), which leaves every number as it is (``estimate.pad_rows``). Eager.
+
+    Args:
+      data: ``Comparisons`` (weighted or not), n rows.
+      cluster: optional [n] int cluster ids in [0, num_clusters) for the sandwich.
+      num_clusters: the number of clusters (required with ``cluster``).
+
+    Returns:
+      ``FitOutput``.
+    """
+    padded, padded_cluster = _padded(data, cluster)
+    if cluster is not None:
+        if num_clusters is None:
+            raise ValueError("num_clusters is required when cluster is given")
+        padded_cluster = jnp.asarray(padded_cluster)
+        num_clusters = padded_size(num_clusters)
+    return _fit_program(padded, padded_cluster, num_clusters=num_clusters)
+
+
+def _padded(data: Comparisons, cluster=None):
+    """(data, cluster) padded with rows of weight 0 to ``padded_size`` rows."""
+    size = padded_size(data.num_comparisons)
+    if cluster is not None:
+        cluster = np.concatenate(
+            [cluster, np.zeros(size - len(cluster), np.asarray(cluster).dtype)]
+        )
+    return pad_rows(data, size), cluster
 
 
 def _homogeneous(data: Comparisons) -> Comparisons:
@@ -236,9 +299,10 @@ def _homogeneous(data: Comparisons) -> Comparisons:
 _MAX_LOGIT = 30.0
 
 
-def _check_separation(params, data, count, names, what: str) -> None:
+def _check_separation(params, data, names, what: str) -> None:
     """Refuses a fit whose σ of some level, or some comparison, has no finite MLE."""
-    used = np.asarray(count) > 0
+    count = np.asarray(data.weight)
+    used = count > 0
     sign = 2.0 * np.asarray(data.y) - 1.0
     r = np.asarray(model.reward(params.theta, data.dphi))
     psi = np.asarray(data.psi)
@@ -251,7 +315,7 @@ def _check_separation(params, data, count, names, what: str) -> None:
             side = "agree with" if np.all(agree > 0) else "contradict"
             raise FitFailure(
                 f"{what}: the σ of {name!r} has no finite estimate: all "
-                f"{int(np.asarray(count)[rows].sum())} of its comparisons {side} the "
+                f"{int(count[rows].sum())} of its comparisons {side} the "
                 "fitted rewards (separable data within its rows); pool it with the "
                 "reference (--pool-rare) or add comparisons"
             )
@@ -259,37 +323,34 @@ def _check_separation(params, data, count, names, what: str) -> None:
     extreme = used & (np.abs(eta) > _MAX_LOGIT)
     if extreme.any():
         raise FitFailure(
-            f"{what}: quasi-separation: {int(np.asarray(count)[extreme].sum())} "
+            f"{what}: quasi-separation: {int(count[extreme].sum())} "
             "comparison(s) are predicted with probability 1 (|η| > 30): the estimates "
             "ran off towards infinity; add comparisons or use fewer features"
         )
 
 
 def _fit_checked(
-    data: Comparisons, count, what: str, names=(), prefs: Preferences | None = None
+    data: Comparisons, what: str, names=(), prefs: Preferences | None = None
 ) -> FitSummary:
-    """Fits and refuses, with the cause, anything that is not a usable MLE."""
-    count = jnp.asarray(count, data.y.dtype)
-    cluster = None
-    if prefs is not None and prefs.cluster is not None:
-        cluster = jnp.asarray(prefs.cluster)
-    padded, padded_count, padded_cluster = _pad(data, count, cluster)
-    out = _program("fit")(
-        padded,
-        padded_count,
-        padded_cluster,
-        num_clusters=None if cluster is None else _bucket(prefs.num_clusters, 1),
+    """Fits weighted ``data`` and refuses, with the cause, anything not a usable MLE.
+
+    Clustered sandwich when ``prefs`` has clusters (their ids index ``data``'s rows).
+    """
+    clustered = prefs is not None and prefs.cluster is not None
+    res, cond, separated, cov, sandwich = fit_and_covariances(
+        data,
+        prefs.cluster if clustered else None,
+        num_clusters=prefs.num_clusters if clustered else None,
     )
-    res, diag = out.result, out.diagnostics
     max_cond = default_max_condition(data.y.dtype)
-    cond = float(diag.condition_number)
-    if bool(diag.separated):
+    cond = float(cond)
+    if bool(separated):
         raise FitFailure(
             f"{what}: separable data: every comparison is predicted correctly by the "
             "fitted rewards, so the likelihood keeps rising as they grow and no finite "
             "estimate exists (add comparisons, or use fewer features)"
         )
-    if not bool(diag.positive_definite) or not cond <= max_cond:
+    if not cond <= max_cond:
         raise FitFailure(
             f"{what}: non-identifiable design: the information matrix is singular or "
             f"badly conditioned (condition number {cond:.3g} > {max_cond:.3g}); causes: "
@@ -299,50 +360,47 @@ def _fit_checked(
     if not bool(res.converged):
         raise FitFailure(
             f"{what}: the fit did not converge (gradient norm "
-            f"{float(diag.grad_norm):.3g} after {int(res.num_steps)} Newton steps, "
+            f"{float(res.grad_norm):.3g} after {int(res.num_steps)} Newton steps, "
             "or a worse point than the homogeneous fit)"
         )
-    _check_separation(res.params, data, count, names, what)
+    _check_separation(res.params, data, names, what)
     return FitSummary(
         params=res.params,
-        log_likelihood=-float(res.loss) * float(jnp.sum(count)),
+        log_likelihood=-float(res.loss) * float(jnp.sum(data.weight)),
         num_steps=int(res.num_steps),
-        grad_norm=float(diag.grad_norm),
+        grad_norm=float(res.grad_norm),
         condition_number=cond,
-        covariance=np.asarray(out.covariance),
-        sandwich=np.asarray(out.sandwich),
+        covariance=np.asarray(cov),
+        sandwich=np.asarray(sandwich),
     )
-
-
-def _expand(prefs: Preferences) -> Comparisons:
-    """The raw comparisons (each unique row repeated ``count`` times)."""
-    reps = np.asarray(prefs.count, dtype=np.int64)
-    return jax.tree.map(lambda a: jnp.repeat(a, reps, axis=0), prefs.data)
 
 
 # ------------------------------------------------------------------ intervals ------
 
 
-def _bootstrap(prefs, fit, num_bootstrap, seed, progress, chunk=50):
-    """Percentile intervals and covariance from B vmapped refits of resampled counts."""
+@jax.jit
+def _refits(data: Comparisons, weights: jax.Array):
+    """``hr.fit`` of ``data`` under each of B weight vectors [B, n] (one program)."""
+    return jax.vmap(lambda w: estimate.fit(data._replace(weight=w)))(weights)
+
+
+def _bootstrap(prefs, num_bootstrap, seed, progress, chunk=50):
+    """Percentile draws from B vmapped refits of resampled weights (rows or clusters)."""
     data = prefs.data
-    count = jnp.asarray(prefs.count, data.y.dtype)
-    cluster = None if prefs.cluster is None else jnp.asarray(prefs.cluster)
-    counts = weighted.bootstrap_counts(
+    weights = resample_weights(
         jax.random.key(seed),
-        count,
+        data,
         num_bootstrap,
-        cluster,
+        None if prefs.cluster is None else jnp.asarray(prefs.cluster),
         num_clusters=prefs.num_clusters or None,
     )
-    padded, _, _ = _pad(data, count)
-    width = len(padded.y) - len(count)
-    # Zero counts for the padding rows; the last chunk is filled up with repeats of
-    # the first draws (their refits are dropped), so one program serves every chunk.
-    counts = jnp.pad(counts, ((0, -num_bootstrap % chunk), (0, width)), mode="wrap")
-    counts = counts.at[:, len(count) :].set(0.0)
+    padded, _ = _padded(data)
+    # Weight 0 on the padding rows; the last chunk is filled up with repeats of the
+    # first draws (their refits are dropped), so one program serves every chunk.
+    width = padded.num_comparisons - data.num_comparisons
+    weights = jnp.pad(weights, ((0, -num_bootstrap % chunk), (0, width)), mode="wrap")
+    weights = weights.at[:, data.num_comparisons :].set(0.0)
     draws, ok = [], []
-    refits = _program("refits")
     for start in tqdm(
         range(0, num_bootstrap, chunk),
         desc="bootstrap",
@@ -350,8 +408,7 @@ def _bootstrap(prefs, fit, num_bootstrap, seed, progress, chunk=50):
         disable=not progress,
         leave=False,
     ):
-        # Each refit starts from the full-data estimate (fewer Newton steps).
-        res = refits(padded, counts[start : start + chunk], fit.params)
+        res = _refits(padded, weights[start : start + chunk])
         draws.append(np.asarray(ravel_params(res.params)))
         ok.append(np.asarray(res.converged))
     draws = np.concatenate(draws)[:num_bootstrap]
@@ -375,12 +432,12 @@ def _intervals(prefs, fit, method, alpha, num_bootstrap, seed, progress):
     elif method == "sandwich":
         cov = fit.sandwich
     elif method == "profile":
-        ci = confidence_intervals(fit.params, _expand(prefs), alpha, method="profile")
+        ci = confidence_intervals(fit.params, prefs.data, alpha, method="profile")
         lower = np.asarray(ravel_params(ci.lower))
         upper = np.asarray(ravel_params(ci.upper))
         return lower, upper, wald, None
     elif method == "bootstrap":
-        draws, failed = _bootstrap(prefs, fit, num_bootstrap, seed, progress)
+        draws, failed = _bootstrap(prefs, num_bootstrap, seed, progress)
         lower = np.quantile(draws, alpha / 2.0, axis=0)
         upper = np.quantile(draws, 1.0 - alpha / 2.0, axis=0)
         return lower, upper, np.cov(draws, rowvar=False).reshape(len(x), len(x)), failed
@@ -497,20 +554,22 @@ def _leaderboard(prefs, fit, lower, upper, cov, alpha):
 # ------------------------------------------------------------------ held out -------
 
 
-def _scores(params, data, count) -> tuple[float, float]:
-    """Mean log-likelihood and accuracy of ``params`` on the counted rows."""
+def _scores(params, data) -> tuple[float, float]:
+    """Mean log-likelihood and accuracy of ``params`` on weighted ``data``."""
     ll = np.asarray(model.log_likelihood(params, data))
     eta = np.asarray(model.logits(params, data))
     y = np.asarray(data.y)
+    count = np.asarray(data.weight)
     total = count.sum()
     correct = (eta > 0) == (y == 1)
     return float(count @ ll / total), float(count @ correct / total)
 
 
-def _reliability(params, data, count, bins: int = 10):
-    """Predicted P(y = 1) in equal-width bins vs the observed share (count-weighted)."""
+def _reliability(params, data, bins: int = 10):
+    """Predicted P(y = 1) in equal-width bins vs the observed share (weighted)."""
     p = np.asarray(jax.nn.sigmoid(model.logits(params, data)))
     y = np.asarray(data.y)
+    count = np.asarray(data.weight)
     # Both orientations of a comparison: the diagram is symmetric about (½, ½).
     p_all, y_all, c_all = np.r_[p, 1 - p], np.r_[y, 1 - y], np.r_[count, count]
     which = np.minimum((p_all * bins).astype(int), bins - 1)
@@ -522,21 +581,23 @@ def _reliability(params, data, count, bins: int = 10):
 
 
 def _held_out(prefs, fraction, seed):
-    train, test = holdout_counts(prefs, fraction, seed)
-    data = prefs.data
-    fits = {"homogeneous": _fit_checked(_homogeneous(data), train, "held-out split")}
-    if data.psi.shape[-1]:
+    train, test = holdout_split(prefs, fraction, seed)
+    # (prefs: the clusters of the full fits, so the same compiled programs serve.)
+    what = "held-out split"
+    fits = {"homogeneous": _fit_checked(_homogeneous(train), what, (), prefs)}
+    if train.psi.shape[-1]:
         fits["heterogeneous"] = _fit_checked(
-            data, train, "held-out split", prefs.rationality_names
+            train, what, prefs.rationality_names, prefs
         )
     ll, acc = {}, {}
     for name, fit in fits.items():
-        cmp = data if name == "heterogeneous" else _homogeneous(data)
-        ll[name], acc[name] = _scores(fit.params, cmp, test)
+        cmp = test if name == "heterogeneous" else _homogeneous(test)
+        ll[name], acc[name] = _scores(fit.params, cmp)
     best = fits.get("heterogeneous", fits["homogeneous"])
-    best_data = data if "heterogeneous" in fits else _homogeneous(data)
-    held = HeldOut(fraction, int(train.sum()), int(test.sum()), ll, acc)
-    return held, _reliability(best.params, best_data, test)
+    best_data = test if "heterogeneous" in fits else _homogeneous(test)
+    num_train, num_test = (int(np.sum(d.weight)) for d in (train, test))
+    held = HeldOut(fraction, num_train, num_test, ll, acc)
+    return held, _reliability(best.params, best_data)
 
 
 # ------------------------------------------------------------------ entry point ----
@@ -580,10 +641,8 @@ def report(
     """
     if intervals not in INTERVALS:
         raise ValueError(f"intervals must be one of {INTERVALS}, got {intervals!r}")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-    if not isinstance(num_bootstrap, int) or num_bootstrap < 2:
-        raise ValueError(f"num_bootstrap must be an int >= 2, got {num_bootstrap!r}")
+    check_alpha(alpha)
+    check_draws("num_bootstrap", num_bootstrap)
     say = functools.partial(_say, progress)
     if not isinstance(source, Preferences):
         say(f"reading {source}")
@@ -596,13 +655,12 @@ def report(
     k = data.psi.shape[-1]
     say(
         f"fitting {prefs.summary.num_comparisons} comparisons ({len(prefs.count)} "
-        "unique rows; the first fit of a shape compiles for a few seconds)"
+        "unique rows; the first fit of a shape compiles for a few seconds, unless "
+        "JAX's persistent compilation cache has it)"
     )
-    hom = _fit_checked(_homogeneous(data), prefs.count, "homogeneous fit", (), prefs)
+    hom = _fit_checked(_homogeneous(data), "homogeneous fit", (), prefs)
     het = (
-        _fit_checked(
-            data, prefs.count, "heterogeneous fit", prefs.rationality_names, prefs
-        )
+        _fit_checked(data, "heterogeneous fit", prefs.rationality_names, prefs)
         if k
         else hom
     )
@@ -626,8 +684,7 @@ def report(
         held, reliability = _held_out(prefs, holdout, seed)
         sample = "held-out"
     else:
-        count = np.asarray(prefs.count)
-        reliability, sample = _reliability(het.params, data, count), "in-sample"
+        reliability, sample = _reliability(het.params, data), "in-sample"
     return PreferenceReport(
         preferences=prefs,
         intervals=intervals,
