@@ -28,7 +28,6 @@ LAYERS = {
     "alignment": 3,
     "data": 4,
     "own_data": 5,
-    "weighted": 5,  # until own_data moves onto the core weights
     "cli": 6,
     "__init__": 7,
 }
