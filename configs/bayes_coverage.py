@@ -47,8 +47,14 @@ def get_config():
     config.chunk_size = 16
     # 1 − nominal level of both kinds of interval.
     config.alpha = 0.05
-    # Checkpoint finished chunks under results_dir/ckpt_n<n> and resume from them.
+    # Save each finished chunk under <results_dir>/checkpoints/n<n> and resume from it.
     config.checkpoint = False
+    # Discard existing checkpoints instead of resuming.
+    config.overwrite = False
+    # Split the replicate axis over all devices (jax.sharding.Mesh).
+    config.shard = True
+    # Show tqdm progress bars.
+    config.progress = True
 
     config.nuts = ml_collections.ConfigDict()
     # Prior standard deviation s of every θ_j and γ_l (N(0, s²), our weak prior).

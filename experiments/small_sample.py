@@ -274,14 +274,14 @@ def run(config) -> dict:
     }
     level = 1 - config.alpha
     half = mc.normal_half_width(level, config.num_replicates)
+    panels = {
+        f"n = {n}": dict(zip(config.methods, stats[str(n)]["coverage"])) for n in sizes
+    }
     figure = reporting.coverage_by_coordinate(
         names,
-        {
-            f"n = {n}": dict(zip(config.methods, stats[str(n)]["coverage"]))
-            for n in sizes
-        },
+        panels,
         level,
-        (level - half, level + half),
+        dict.fromkeys(panels, (level - half, level + half)),
         bottom=level - 0.1,
     )
     experiments.write(

@@ -173,7 +173,7 @@ def coverage_by_coordinate(
     names: Sequence[str],
     panels: Mapping[str, Mapping[str, Sequence[float]]],
     level: float,
-    band: tuple[float, float],
+    bands: Mapping[str, tuple[float, float]],
     *,
     bottom: float | None = None,
 ):
@@ -183,8 +183,8 @@ def coverage_by_coordinate(
       names: [p] coordinate labels (the x axis).
       panels: panel title -> method -> [p] coverage.
       level: the nominal coverage.
-      band: (lo, hi) acceptance band around ``level``.
-      bottom: lower y limit (default: the band's lower end − 0.1, at most 0.75).
+      bands: panel title -> (lo, hi) acceptance band around ``level``.
+      bottom: lower y limit (default: the lowest band end − 0.1, at most 0.75).
 
     Returns:
       A matplotlib Figure.
@@ -196,13 +196,15 @@ def coverage_by_coordinate(
     )
     x = np.arange(len(names))
     for ax, (title, methods) in zip(axes[0], panels.items()):
-        nominal_band(ax, level, *band)
+        nominal_band(ax, level, *bands[title])
         width = 0.8 / len(methods)
         for m, (label, cov) in enumerate(methods.items()):
             ax.plot(x + (m - (len(methods) - 1) / 2) * width, cov, "o", label=label)
         ax.set_xticks(x, names)
-        ax.set_ylim(min(0.75, band[0] - 0.1) if bottom is None else bottom, 1.0)
         ax.set_title(title)
+    if bottom is None:
+        bottom = min(0.75, min(lo for lo, _ in bands.values()) - 0.1)
+    axes[0, 0].set_ylim(bottom, 1.0)
     axes[0, 0].set_ylabel("coverage")
     axes[0, -1].legend(fontsize=7, loc="lower left")
     fig.tight_layout()

@@ -28,7 +28,13 @@ def test_bayes_coverage_study_writes_sane_results(tmp_path, capsys):
     for name in ("results.json", "results.md", "coverage.png"):
         assert os.path.getsize(out / name) > 0, name
     with open(out / "results.json") as f:
-        assert set(json.load(f)) == {"config", "names", "results"}
+        assert set(json.load(f)) == {
+            "config",
+            "devices",
+            "names",
+            "precision",
+            "results",
+        }
     assert "| 150 | γ1 |" in capsys.readouterr().out
     s = payload["results"]["150"]
     assert s["num_used"] == 4 and s["max_r_hat"] < 1.2

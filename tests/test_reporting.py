@@ -84,9 +84,14 @@ def test_coverage_by_coordinate_figure():
         "n = 200": {"Wald": [0.9, 0.95], "profile": [0.93, 0.96]},
         "n = 600": {"Wald": [0.94, 0.95], "profile": [0.95, 0.95]},
     }
-    fig = reporting.coverage_by_coordinate(["θ1", "γ1"], panels, 0.95, (0.92, 0.98))
+    bands = {"n = 200": (0.92, 0.98), "n = 600": (0.93, 0.97)}
+    fig = reporting.coverage_by_coordinate(["θ1", "γ1"], panels, 0.95, bands)
     assert [a.get_title() for a in fig.axes] == list(panels)
     points = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "profile"]
     np.testing.assert_array_equal(points[0].get_ydata(), [0.93, 0.96])
     assert fig.axes[0].get_ylim()[0] == pytest.approx(0.75)
+    (band,) = fig.axes[1].patches
+    assert (band.get_y(), band.get_y() + band.get_height()) == pytest.approx(
+        bands["n = 600"]
+    )
     plt.close(fig)
