@@ -57,6 +57,17 @@ def get_config():
     config.num_test_pairs = 500
     # 1 − nominal level of the intervals and of the pBoN lower bound.
     config.alpha = 0.05
+    # Replicates per jitted, vmapped chunk (one checkpoint per chunk).
+    config.chunk_size = 16
+    # Save each finished chunk under <results_dir>/checkpoints/kappa<κ>_n<n> and resume
+    # from it.
+    config.checkpoint = True
+    # Discard existing checkpoints instead of resuming.
+    config.overwrite = False
+    # Split the replicate axis over all devices (jax.sharding.Mesh).
+    config.shard = True
+    # Show tqdm progress bars.
+    config.progress = True
 
     config.net = ml_collections.ConfigDict()
     # Hidden widths of the tanh feature network h; m = hidden[-1] last-layer weights.
