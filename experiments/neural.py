@@ -148,17 +148,19 @@ def replicate(key, kappa, *, design, n, net, train_cfg, num_pairs, bon, alpha):
 
 
 def summarize(out) -> dict:
-    """Means ± Monte Carlo errors over the replicates of one (κ, n)."""
+    """Means ± Monte Carlo errors over the replicates of one (κ, n), in float64."""
+
+    def mean_se(x):
+        return mc.mean_se(x, np.float64)
+
     return {
         "intervals": {
-            m: {k: mc.mean_se(v) for k, v in out["intervals"][m].items()}
-            for m in _MODELS
+            m: {k: mean_se(v) for k, v in out["intervals"][m].items()} for m in _MODELS
         },
         "selection": {
-            m: {k: mc.mean_se(v) for k, v in out["selection"][m].items()}
-            for m in _MODELS
+            m: {k: mean_se(v) for k, v in out["selection"][m].items()} for m in _MODELS
         },
-        "oracle": mc.mean_se(out["oracle"]),
+        "oracle": mean_se(out["oracle"]),
         "frac_loss_decreased": float(np.mean(out["loss_last"] < out["loss_first"])),
         "frac_linear_converged": float(np.mean(out["linear_converged"])),
         "max_laplace_condition": float(np.max(out["laplace_condition"])),

@@ -76,16 +76,18 @@ def proportion(hits) -> tuple[np.ndarray, np.ndarray]:
     return rate, np.sqrt(rate * (1 - rate) / num)
 
 
-def mean_se(x) -> tuple[np.ndarray, np.ndarray]:
+def mean_se(x, dtype=None) -> tuple[np.ndarray, np.ndarray]:
     """The mean over replicates and its Monte Carlo standard error sd/√R (ddof = 1).
 
     Args:
-      x: [R, ...] values of R replicates (cast to float64).
+      x: [R, ...] values of R replicates.
+      dtype: dtype to compute in (default: x's own; e.g. float64 for float32 values
+        such as ``jnp.mean`` of booleans, which is float32 even under x64).
 
     Returns:
       (mean [...], se [...]); se is NaN when R < 2.
     """
-    x = np.asarray(x, np.float64)
+    x = np.asarray(x) if dtype is None else np.asarray(x, dtype)
     if x.ndim == 0 or x.shape[0] == 0:
         raise ValueError(f"x must have a non-empty replicate axis, got shape {x.shape}")
     num = x.shape[0]

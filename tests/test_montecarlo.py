@@ -36,6 +36,15 @@ def test_mean_se_is_scipy_sem():
     mean, se = mc.mean_se(x)
     np.testing.assert_allclose(mean, [statistics.fmean(c) for c in x.T], rtol=1e-13)
     np.testing.assert_allclose(se, scipy.stats.sem(x, axis=0, ddof=1), rtol=1e-13)
+    # float32 values are averaged in float32 unless a dtype is given.
+    x32 = x.astype(np.float32)
+    assert mc.mean_se(x32)[0].dtype == np.float32
+    np.testing.assert_allclose(mc.mean_se(x32)[0], x32.mean(0), rtol=1e-6)
+    mean64, se64 = mc.mean_se(x32, np.float64)
+    np.testing.assert_allclose(mean64, [statistics.fmean(c) for c in x32.T], rtol=1e-13)
+    np.testing.assert_allclose(
+        se64, scipy.stats.sem(x32.astype(np.float64), axis=0), rtol=1e-13
+    )
     m1, s1 = mc.mean_se(np.array([2.5]))
     assert m1 == 2.5 and np.isnan(s1)  # one replicate: no standard error
     with pytest.raises(ValueError, match="replicate axis"):
