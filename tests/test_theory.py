@@ -1,6 +1,7 @@
 """Tests of hetrlhf.theory against closed forms, scipy and independent computations."""
 
 import math
+import statistics
 
 import jax
 import jax.numpy as jnp
@@ -188,4 +189,32 @@ def test_contraction_factors_closed_form():
         theory.contraction_factors(hessians, 2, 0.4, 0.3, "gauss_seidel"),
         expected,
         rtol=1e-12,
+    )
+
+
+def test_theorem6_comparison_against_numpy():
+    """Bound from the θ block of I⁻¹ (numpy), summaries by the statistics module."""
+    rng = np.random.default_rng(7)
+    d, k, n, alpha = 3, 2, 250, 0.1
+    info = _random_information(rng, d + k)
+    phi_star = rng.normal(size=(2, d))
+    subopt = np.abs(rng.normal(0.05, 0.05, size=(40, 2)))
+    out = theory.theorem6_comparison(subopt, phi_star, info, n, alpha)
+    theta_cov = np.linalg.inv(info)[:d, :d]
+    q = scipy.stats.norm.ppf(1 - alpha / 2)
+    for j, v in enumerate(phi_star):
+        bound = 3 * q * math.sqrt(v @ theta_cov @ v / n)
+        assert out["theorem6_bound"][j] == pytest.approx(bound, rel=1e-10)
+        col = subopt[:, j]
+        assert out["suboptimality"][j] == pytest.approx(statistics.fmean(col))
+        assert out["suboptimality_se"][j] == pytest.approx(
+            statistics.stdev(col) / math.sqrt(40)
+        )
+        assert out["share_above_bound"][j] == np.mean(col > bound)
+        assert out["suboptimality_q95"][j] == pytest.approx(
+            np.sort(col)[37] * 0.95 + np.sort(col)[38] * 0.05
+        )
+    assert out["n"] == n
+    np.testing.assert_allclose(
+        out["profiled_information"], np.linalg.inv(theta_cov), rtol=1e-10
     )

@@ -10,15 +10,17 @@ normalisation) the docstring says so.
 * Theorems 3–4 (asymptotically normal rewards and reward differences, the z-test of
   H0: r(s, a) = r(s, a′)): ``normal_power`` is the test's asymptotic power.
 * Theorem 6 (pessimistic best-of-N): ``profiled_information`` Ĩ and
-  ``theorem6_bound`` 3·q_{1−α/2}·‖Ĩ^{−1/2} E_s φ(s, a*(s))‖₂/√n.
+  ``theorem6_bound`` 3·q_{1−α/2}·‖Ĩ^{−1/2} E_s φ(s, a*(s))‖₂/√n;
+  ``theorem6_comparison`` puts simulated suboptimalities beside it.
 
 The Monte Carlo checks of these theorems (``ks_normal`` for Theorem 2's z-scores,
 ``binomial_band`` for a rejection rate or coverage) live in ``hetrlhf.montecarlo``;
 the names here are aliases kept for one release.
 
 ``profiled_information``, ``theorem6_bound`` and ``normal_power`` are pure JAX
-(jit/vmap-compatible); ``iteration_matrix``, ``spectral_radius`` and
-``contraction_factors`` work on host numpy arrays (study summaries).
+(jit/vmap-compatible); ``iteration_matrix``, ``spectral_radius``,
+``contraction_factors`` and ``theorem6_comparison`` work on host numpy arrays (study
+summaries).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.stats import norm
 
-from hetrlhf.montecarlo import binomial_band, ks_normal
+from hetrlhf.montecarlo import binomial_band, ks_normal, mean_se
 from hetrlhf.validation import check_alpha, is_traced
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "profiled_information",
     "spectral_radius",
     "theorem6_bound",
+    "theorem6_comparison",
 ]
 
 
@@ -117,6 +120,52 @@ def theorem6_bound(
     v = phi_star_mean.astype(tilde.dtype)
     quad = v @ jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(tilde), v)
     return 3.0 * norm.ppf(1.0 - alpha / 2.0) * jnp.sqrt(quad / n)
+
+
+def theorem6_comparison(
+    suboptimality: np.ndarray,
+    phi_star_mean: np.ndarray,
+    info: np.ndarray,
+    n: int,
+    alpha: float = 0.05,
+) -> dict:
+    """Theorem 6's bound beside the simulated suboptimality of pBoN, per pool size.
+
+    Args:
+      suboptimality: [S, G] SubOpt of S seeds at G pool sizes (each the mean over
+        prompts of r*(s, a*(s)) − r*(s, â(s)), â pBoN's choice).
+      phi_star_mean: [G, d] E_s φ(s, a*(s)) per pool size.
+      info: [p, p] population Fisher information I(θ*, γ*) (θ first).
+      n: training comparisons.
+      alpha: pBoN's level.
+
+    Returns:
+      "n"; [G] arrays "suboptimality" (mean over seeds), "suboptimality_se" (its
+      Monte Carlo error), "suboptimality_q95" (95% quantile over seeds),
+      "share_above_bound" (seeds above the bound), "theorem6_bound"; and
+      "phi_star_mean" [G, d], "population_information" [p, p],
+      "profiled_information" [d, d].
+    """
+    subopt = np.asarray(suboptimality)
+    phi_star = np.asarray(phi_star_mean)
+    info = jnp.asarray(info)
+    bound = np.array(
+        [float(theorem6_bound(info, jnp.asarray(v), n, alpha)) for v in phi_star]
+    )
+    mean, se = mean_se(subopt)
+    return {
+        "n": int(n),
+        "suboptimality": mean,
+        "suboptimality_se": se,
+        "suboptimality_q95": np.quantile(subopt, 0.95, axis=0),
+        "share_above_bound": (subopt > bound).mean(0),
+        "theorem6_bound": bound,
+        "phi_star_mean": phi_star,
+        "population_information": np.asarray(info),
+        "profiled_information": np.asarray(
+            profiled_information(info, phi_star.shape[-1])
+        ),
+    }
 
 
 def normal_power(effect, alpha=0.05, *, alternative: str = "two-sided"):
