@@ -65,9 +65,15 @@ def get_config():
     config.num_seeds = 64
     # Seeds per jitted vmapped call (memory: chunk · prompts · max(N) · d floats).
     config.chunk_size = 64
-    # Orbax checkpoint root ("" = none); each regime's seed chunks are saved in
-    # <checkpoint_dir>/<regime> and a rerun of the same config resumes from them.
-    config.checkpoint_dir = ""
+    # Save each run's finished seed chunks under <results_dir>/checkpoints/<run> (a
+    # regime's name, or theorem6_n<n>) and resume from them.
+    config.checkpoint = False
+    # Discard existing checkpoints instead of resuming.
+    config.overwrite = False
+    # Split the seed axis over all devices (jax.sharding.Mesh).
+    config.shard = True
+    # Show tqdm progress bars.
+    config.progress = True
     # 1 − level of the lower confidence bound used by pBoN: r̂ − z_{1−α/2}·se.
     config.alpha = 0.05
     # Share of the worst prompts averaged for the lower-tail (CVaR) gold reward.
