@@ -21,17 +21,9 @@ Averages are over the seeds whose fit converged with a well-conditioned informat
 (the others are counted); the Monte Carlo error is sd/√seeds over seeds, paired for
 differences. The simulation constants are our design (DESIGN.md §6), not the paper's.
 
-Theorem 6 (DESIGN.md §A5): for every run (each regime, and the ``theorem6`` sweep over
-the training size n), the simulated suboptimality of pBoN, SubOpt = E_s[r*(s, a*(s)) −
-r*(s, â(s))] (the "regret pBoN" row: oracle minus pBoN gold reward, averaged over
-prompts, then over seeds), is printed beside the bound
-3·q_{1−α/2}·‖Ĩ^{−1/2} E_s φ(s, a*(s))‖₂/√n of ``hetrlhf.theory.theorem6_bound``, with
-Ĩ the profiled θ-information of the population Fisher information I(θ*, γ*) of the
-run's design (``simulate.population_information``, one large simulated sample) and
-E_s φ(s, a*(s)) the mean feature vector of the best candidate (averaged over the
-run's prompts and seeds), for every N. We read q_{1−α/2} as the normal quantile
-z_{1−α/2}. Also reported: the 95% quantile of the per-seed SubOpt and the share of
-seeds whose SubOpt exceeds the bound.
+Theorem 6 (DESIGN.md §A5): every run's simulated pBoN suboptimality is printed beside
+the theorem's bound; ``experiments/bon_theorem6.py`` says how, and the ``theorem6``
+sweep adds runs at more training sizes n of one design.
 """
 
 from __future__ import annotations
@@ -48,9 +40,9 @@ import configs
 import experiments
 import hetrlhf as hr
 from configs import bon as bon_config
+from experiments import bon_theorem6 as theorem6
 from hetrlhf import montecarlo as mc
 from hetrlhf import reporting
-from hetrlhf.btl import theory
 from hetrlhf.data import simulate
 from hetrlhf.validation import condition_number, default_max_condition
 
@@ -179,16 +171,6 @@ def summarize(outcome: Outcome, max_condition: float) -> dict:
     return summary
 
 
-def theorem6_check(outcome: Outcome, ok: np.ndarray, info, n: int, alpha: float):
-    """Theorem 6's bound beside the simulated pBoN suboptimality of the usable seeds
-    ``ok`` of one run (``theory.theorem6_comparison``); {} without a usable seed."""
-    if not ok.any():
-        return {}
-    subopt = (outcome.gold["oracle"] - outcome.gold["pbon"])[ok]  # [S, G]
-    phi_star = outcome.oracle_phi[ok].mean(0)  # [G, d]
-    return theory.theorem6_comparison(subopt, phi_star, info, n, alpha)
-
-
 _ROWS = {
     "BoN": "bon",
     "pBoN": "pbon",
@@ -228,20 +210,6 @@ def _regime_text(name: str, reg: dict, grid) -> str:
 
 def _table(payload: dict, config) -> str:
     grid = list(config.num_candidates)
-    t6 = payload["theorem6"]
-    records = [t6["per_n"][n] for n in sorted(t6["per_n"], key=int)]
-    theorem6 = reporting.records_table(
-        records,
-        {"n": "n", "run": "run"}
-        | {
-            f"N = {g}": lambda e, j=j: (
-                f"{e['suboptimality'][j]:.3f} ± {e['suboptimality_se'][j]:.3f} (q95 "
-                f"{e['suboptimality_q95'][j]:.3f}) ≤ {e['theorem6_bound'][j]:.3f}? "
-                f"{e['share_above_bound'][j]:.0%} above"
-            )
-            for j, g in enumerate(grid)
-        },
-    )
     regimes = "\n\n".join(
         _regime_text(name, reg, grid) for name, reg in payload["regimes"].items()
     )
@@ -250,14 +218,7 @@ def _table(payload: dict, config) -> str:
         f"\n\nα = {config.alpha} (pBoN picks argmax r̂ − z_{{1−α/2}}·se); "
         f"{config.num_prompts} prompts per seed; mean ± Monte Carlo error over seeds; "
         f"worst-tail = mean over the worst {config.tail:.0%} of prompts.\n\n"
-        f"{regimes}\n\n"
-        "## Theorem 6: simulated pBoN suboptimality vs the bound — design "
-        f"`{t6['design']}`, α = {config.alpha}\n\n"
-        "Each cell: SubOpt = E_s[r*(a*) − r*(â_pBoN)] (mean over seeds ± MC error; "
-        "q95: 95% quantile over seeds) ≤ 3·z_{1−α/2}·‖Ĩ^{−1/2} E_s φ(s, a*)‖₂/√n "
-        "(Ĩ from the population information at the truth), and the share of seeds "
-        "whose SubOpt exceeds the bound. Runs: the regimes of this design and the "
-        f"sweep's sizes (their own random stream).\n\n{theorem6}"
+        f"{regimes}\n\n{theorem6.table(payload['theorem6'], grid, config.alpha)}"
     )
 
 
@@ -288,40 +249,11 @@ def _figure(payload: dict, grid):
     return fig
 
 
-def _theorem6_figure(t6: dict, grid):
-    """SubOpt of pBoN (± 2 MC errors) and Theorem 6's bound vs n, log-log, per N."""
-    sizes = sorted(int(n) for n in t6["per_n"])
-    rows = [t6["per_n"][str(n)] for n in sizes]
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for j, size in enumerate(grid):
-        sub, se, bound = (
-            np.array([r[key][j] for r in rows])
-            for key in ("suboptimality", "suboptimality_se", "theorem6_bound")
-        )
-        (line,) = ax.plot(sizes, bound, "--", lw=1)
-        ax.errorbar(
-            sizes,
-            sub,
-            2 * se,
-            fmt="o-",
-            color=line.get_color(),
-            capsize=3,
-            label=f"N = {size}",
-        )
-    ax.set(xscale="log", yscale="log", xlabel="training comparisons n")
-    ax.set_ylabel("pBoN suboptimality (solid) and Theorem 6 bound (dashed)")
-    ax.set_title(f"design {t6['design']}, α = {t6['alpha']}", fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 def _check_config(config) -> None:
     grid = tuple(config.num_candidates)
     if not grid or any(int(g) < 1 for g in grid):
         raise ValueError(f"config.num_candidates must be positive ints, got {grid}")
-    if not 0.0 < config.alpha < 1.0:
-        raise ValueError(f"config.alpha must lie in (0, 1), got {config.alpha}")
+    configs.check_alpha(config)
     if not 0.0 < config.tail <= 1.0:
         raise ValueError(f"config.tail must lie in (0, 1], got {config.tail}")
     configs.check_int_fields(config, ("num_prompts", "num_seeds", "chunk_size"))
@@ -335,21 +267,9 @@ def _check_config(config) -> None:
                 f"config.regimes.{name}.feature_df must be > 2 (finite variance) or 0, "
                 f"got {regime.feature_df}"
             )
-    size = config.theorem6.fisher_sample_size
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(
-            f"config.theorem6.fisher_sample_size must be an int >= 1, got {size!r}"
-        )
-    sweep = tuple(config.theorem6.sample_sizes)
-    if any(isinstance(n, bool) or not isinstance(n, int) or n < 2 for n in sweep):
-        raise ValueError(f"config.theorem6.sample_sizes must be ints >= 2, got {sweep}")
     t6_design = simulate.get_design(config.theorem6.design)
     taken = {int(r.n) for r in config.regimes.values() if regime_design(r) == t6_design}
-    if len(set(sweep)) != len(sweep) or taken & set(sweep):
-        raise ValueError(
-            f"config.theorem6.sample_sizes {sweep} must be distinct and differ from the "
-            f"n of the regimes of design {config.theorem6.design!r} ({sorted(taken)})"
-        )
+    theorem6.check_config(config, taken)
 
 
 def run(config) -> dict:
@@ -378,7 +298,7 @@ def run(config) -> dict:
         ok = usable(outcome, max_condition)
         return {
             "summary": summarize(outcome, max_condition),
-            "theorem6": theorem6_check(outcome, ok, infos[design], n, config.alpha),
+            "theorem6": theorem6.check(outcome, ok, infos[design], n, config.alpha),
             "per_seed": outcome._asdict(),
         }
 
@@ -414,7 +334,7 @@ def run(config) -> dict:
     }
     figures = {
         "gold_vs_n": _figure(payload, grid),
-        "theorem6": _theorem6_figure(payload["theorem6"], grid),
+        "theorem6": theorem6.figure(payload["theorem6"], grid),
     }
     experiments.write(config, payload, _table(payload, config), figures)
     return payload
