@@ -35,6 +35,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 
+import configs
 import experiments
 import hetrlhf as hr
 from configs import bayes_coverage as study_config
@@ -121,14 +122,9 @@ def summarize(out, truth, names, level):
 
 
 def _check_config(config):
-    if not 0.0 < config.alpha < 1.0:
-        raise ValueError(f"config.alpha must lie in (0, 1), got {config.alpha}")
-    if config.num_replicates < 1 or config.chunk_size < 1:
-        raise ValueError("config.num_replicates and config.chunk_size must be >= 1")
-    if not config.nuts.prior_scale > 0:
-        raise ValueError(
-            f"config.nuts.prior_scale must be > 0, got {config.nuts.prior_scale}"
-        )
+    configs.check_alpha(config)
+    configs.check_int_fields(config, ("num_replicates", "chunk_size"))
+    configs.check_positive(config, ("nuts.prior_scale",))
     if config.nuts.num_samples < 4 or config.nuts.num_chains < 1:
         raise ValueError("config.nuts.num_samples must be >= 4 and num_chains >= 1")
 

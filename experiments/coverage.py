@@ -220,13 +220,8 @@ def check_config(config) -> None:
     configs.check_sample_sizes(config)
     configs.check_int_fields(config, ("num_replicates", "chunk_size"))
     configs.check_int_fields(config, ("vmap_size",), minimum=0)
-    if not 0.0 < config.alpha < 1.0:
-        raise ValueError(f"config.alpha must lie in (0, 1), got {config.alpha}")
-    if config.information not in ("observed", "expected"):
-        raise ValueError(
-            "config.information must be 'observed' or 'expected', got "
-            f"{config.information!r}"
-        )
+    configs.check_alpha(config)
+    configs.check_choice(config, "information", ("observed", "expected"))
     if config.fit_method != "newton":
         raise ValueError(
             "config.fit_method must be 'newton' (the alternating method needs a start "

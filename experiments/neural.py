@@ -37,6 +37,7 @@ from jax.scipy.stats import norm
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+import configs
 import experiments
 import hetrlhf as hr
 from configs import neural as study_config
@@ -170,8 +171,7 @@ def summarize(out) -> dict:
 def _check_config(config, design):
     if design.d < 3:
         raise ValueError(f"the design needs d >= 3 features for r*, got d = {design.d}")
-    if not 0.0 < config.alpha < 1.0:
-        raise ValueError(f"config.alpha must lie in (0, 1), got {config.alpha}")
+    configs.check_alpha(config)
     if config.num_replicates < 2:
         raise ValueError("config.num_replicates must be >= 2")
     if config.train.prior_precision < 0:

@@ -147,8 +147,7 @@ def check_config(config) -> None:
         config, ("num_replicates", "chunk_size", "fisher_sample_size")
     )
     configs.check_int_fields(config, ("vmap_size",), minimum=0)
-    if not 0.0 < config.alpha < 1.0:
-        raise ValueError(f"config.alpha must lie in (0, 1), got {config.alpha}")
+    configs.check_alpha(config)
     gaps = tuple(config.gaps)
     if not gaps or not all(np.isfinite(g) and g >= 0 for g in gaps):
         raise ValueError(f"config.gaps must be finite and >= 0, got {gaps}")
