@@ -119,20 +119,13 @@ def summarize(out: Replicate, truth: np.ndarray) -> tuple[dict, np.ndarray]:
     }, z
 
 
-def _per_n_columns(stats, sizes, columns) -> dict:
-    """{"n=<n> <label>": stats[n][key]} for every n and (label, key) of ``columns``."""
-    return {
-        f"n={n} {label}": stats[str(n)][key] for n in sizes for label, key in columns
-    }
-
-
 def _tables(names, sizes, stats, config) -> str:
     level, r = 1 - config.alpha, config.num_replicates
+    per_n = {f"n={n}": stats[str(n)] for n in sizes}
     coverage = reporting.column_table(
         names,
-        _per_n_columns(
-            stats,
-            sizes,
+        reporting.columns_by_group(
+            per_n,
             [("coverage", "coverage"), ("length", "mean_length"), ("MC se", "mc_se")],
         ),
     )
@@ -155,18 +148,16 @@ def _tables(names, sizes, stats, config) -> str:
         names,
         {
             "truth": stats["truth"],
-            **_per_n_columns(
-                stats,
-                sizes,
+            **reporting.columns_by_group(
+                per_n,
                 [("bias", "bias"), ("sd", "empirical_sd"), ("mean se", "mean_se")],
             ),
         },
     )
     normality = reporting.column_table(
         names,
-        _per_n_columns(
-            stats,
-            sizes,
+        reporting.columns_by_group(
+            per_n,
             [
                 ("mean z", "z_mean"),
                 ("sd z", "z_sd"),

@@ -8,7 +8,8 @@ same everywhere:
     results/<study>/*.png          plots
 
 Tables: ``markdown_table`` (header + rows), ``column_table`` (one row per coordinate,
-one column per named [p] array), ``records_table`` (one row per dict, columns picked by
+one column per named [p] array; ``columns_by_group`` names them "n=200 coverage", ...),
+``records_table`` (one row per dict, columns picked by
 key or function); ``param_names`` labels the coordinates θ1…θd, γ1…γk. Figures of
 Monte Carlo rates: ``nominal_band`` (the nominal level and its acceptance band on an
 axis), ``coverage_vs_n`` (coverage ± MC error against the sample size) and
@@ -28,6 +29,7 @@ import numpy as np
 
 __all__ = [
     "column_table",
+    "columns_by_group",
     "coverage_by_coordinate",
     "coverage_vs_n",
     "markdown_table",
@@ -100,6 +102,22 @@ def column_table(
         for j, name in enumerate(names)
     ]
     return markdown_table([first, *columns], rows, digits=digits)
+
+
+def columns_by_group(
+    groups: Mapping[str, Mapping[str, Any]], columns: Sequence[tuple[str, str]]
+) -> dict[str, Any]:
+    """Columns of a wide table: ``"<group> <label>" -> groups[group][key]``.
+
+    E.g. groups "n=200", "n=400" of per-n summaries and columns [("coverage",
+    "coverage"), ("MC se", "mc_se")] give "n=200 coverage", "n=200 MC se", "n=400
+    coverage", ... in that order (for ``column_table``).
+    """
+    return {
+        f"{group} {label}": values[key]
+        for group, values in groups.items()
+        for label, key in columns
+    }
 
 
 def records_table(

@@ -95,3 +95,14 @@ def test_coverage_by_coordinate_figure():
         bands["n = 600"]
     )
     plt.close(fig)
+
+
+def test_columns_by_group_order():
+    groups = {"n=1": {"a": [1], "b": [2]}, "n=2": {"a": [3], "b": [4]}}
+    cols = reporting.columns_by_group(groups, [("A", "a"), ("B", "b")])
+    assert list(cols.items()) == [
+        ("n=1 A", [1]),
+        ("n=1 B", [2]),
+        ("n=2 A", [3]),
+        ("n=2 B", [4]),
+    ]
