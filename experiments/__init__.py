@@ -22,7 +22,13 @@ Every study module has ``run(config) -> dict`` (does the work, writes
 
 so that ``python -m experiments.<study> --config configs/<study>.py --config.x=...``
 works, while tests can import several study modules in one process (absl flags are
-global: ``--config`` is defined only when a study runs as a command).
+global: ``--config`` is defined only when a study runs as a command). A study with a
+second, separate experiment keeps it in a module of its own that the study imports
+and whose numbers it stores (``convergence_starts`` for ``convergence``,
+``bon_theorem6`` for ``bon``); such a module has no ``run``.
+
+Monte Carlo summaries (rates, bands, means, z-scores) come from
+``hetrlhf.montecarlo``, tables and coverage figures from ``hetrlhf.reporting``.
 """
 
 from __future__ import annotations
