@@ -152,10 +152,10 @@ def replicates(
 
     ``jax.jit`` of ``fn`` vmapped in batches of ``vmap_size`` (``config.vmap_size``
     if the config has one; 0 or None: one vmap per chunk), ``config.chunk_size`` keys
-    per chunk, split over all devices when ``config.shard`` (default True), each
-    finished chunk saved under ``<results_dir>/checkpoints/<part>`` when
-    ``config.checkpoint`` (a rerun of the same command resumes; ``config.overwrite``
-    starts afresh).
+    per chunk, split over all devices when ``config.shard`` (default True) and there
+    are several, each finished chunk saved under ``<results_dir>/checkpoints/<part>``
+    when ``config.checkpoint`` (a rerun of the same command resumes;
+    ``config.overwrite`` starts afresh).
 
     Args:
       config: a resolved study config (``chunk_size``, ``checkpoint``, ``overwrite``,
@@ -175,7 +175,12 @@ def replicates(
         if config.checkpoint
         else None
     )
-    mesh = parallel.replicate_mesh() if config.get("shard", True) else None
+    # One device: no mesh. A one-device mesh splits nothing, and its shard_map
+    # changes XLA:CPU's schedule: in the neural study two batched LAPACK calls
+    # (Cholesky, eigh) then ran at once and deadlocked the 2-thread pool of a
+    # 2-core machine (jaxlib 0.10.2, ParallelBatchMap).
+    shard = config.get("shard", True) and jax.device_count() > 1
+    mesh = parallel.replicate_mesh() if shard else None
     out = checkpoint.run_chunked(
         _program(fn, vmap_size or None),
         keys,
