@@ -37,7 +37,7 @@ def get_config():
     config.precision = "float64"
     # Output directory for results.json, results.md and the PNG.
     config.results_dir = "results/bayes_coverage"
-    # Simulation design: a hetrlhf.simulate preset name plus optional Design overrides.
+    # Simulation design: a hetrlhf.data.simulate preset name plus optional Design overrides.
     config.design = ml_collections.ConfigDict({"preset": "default"})
     # Numbers of comparisons n per dataset.
     config.sizes = (200, 600)

@@ -1,12 +1,12 @@
 """Config of the neural-reward study: last-layer Laplace intervals on a nonlinear truth.
 
 Comparisons are simulated with the features, covariates and rationality of a
-``hetrlhf.simulate`` design but a nonlinear true reward (our design)
+``hetrlhf.data.simulate`` design but a nonlinear true reward (our design)
 
     r*(φ) = θ*ᵀφ + κ·(φ₁φ₂ + ½φ₃²),
 
 an MLP reward r(φ) = wᵀh(φ) is trained with the heterogeneous BTL loss
-(``hetrlhf.neural``), and the last-layer Laplace intervals of reward differences
+(``hetrlhf.btl.neural``), and the last-layer Laplace intervals of reward differences
 r(a) − r(b) at fresh response pairs are checked for coverage, next to the linear
 model's Wald intervals (``hr.compare_rewards``); best-of-N and pessimistic best-of-N
 with both rewards are scored by the gold reward r*. κ = 0 is the linear control.
@@ -45,7 +45,7 @@ def get_config():
     # Output directory for results.json, results.md and the PNG.
     config.results_dir = "results/neural"
     # Simulation design (features φ, covariates ψ, ψ0, rationality γ*, linear part θ*):
-    # a hetrlhf.simulate preset name plus optional Design overrides; needs d >= 3.
+    # a hetrlhf.data.simulate preset name plus optional Design overrides; needs d >= 3.
     config.design = ml_collections.ConfigDict({"preset": "default"})
     # Strengths κ of the nonlinear part of r*(φ) = θ*ᵀφ + κ·(φ₁φ₂ + ½φ₃²).
     config.kappas = (0.0, 0.5)

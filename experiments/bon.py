@@ -6,7 +6,7 @@ gold reward here is the simulator's θ*ᵀφ (DESIGN.md §A4).
 
 For one seed (``make_replicate``): simulate n comparisons from a design, fit the
 heterogeneous model (``hr.fit``) and its covariance, draw ``num_prompts`` prompts with
-max(N) candidates each (``hetrlhf.simulate.simulate_candidates``), estimate every
+max(N) candidates each (``hetrlhf.data.simulate.simulate_candidates``), estimate every
 candidate's reward with its Fisher variance (``hr.reward_interval``), and for each N of
 the grid choose among the first N candidates by
 

@@ -4,11 +4,11 @@ For every run of ``experiments.bon`` (each regime, and the ``theorem6`` sweep ov
 training size n), the simulated suboptimality of pBoN, SubOpt = E_s[r*(s, a*(s)) −
 r*(s, â(s))] (the "regret pBoN" row: oracle minus pBoN gold reward, averaged over
 prompts, then over seeds), is printed beside the bound
-3·q_{1−α/2}·‖Ĩ^{−1/2} E_s φ(s, a*(s))‖₂/√n of ``hetrlhf.theory.theorem6_bound``, with
+3·q_{1−α/2}·‖Ĩ^{−1/2} E_s φ(s, a*(s))‖₂/√n of ``hetrlhf.btl.theory.theorem6_bound``, with
 Ĩ the profiled θ-information of the population Fisher information I(θ*, γ*) of the
 run's design (``simulate.population_information``, one large simulated sample) and
 E_s φ(s, a*(s)) the mean feature vector of the best candidate (averaged over the
-run's prompts and seeds), for every N (``hetrlhf.theory.theorem6_comparison``). We
+run's prompts and seeds), for every N (``hetrlhf.btl.theory.theorem6_comparison``). We
 read q_{1−α/2} as the normal quantile z_{1−α/2}. Also reported: the 95% quantile of
 the per-seed SubOpt and the share of seeds whose SubOpt exceeds the bound.
 """

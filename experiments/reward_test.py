@@ -17,7 +17,7 @@ covariance, and then, with fresh candidates of the same design,
 Reported per n: the size at α (δ = 0) with its exact binomial 95% band and a binomial
 test of "rejection probability = α" (``scipy.stats.binomtest``); the power curve over δ
 beside the asymptotic power E[Φ(λ − z) + Φ(−λ − z)], λ = δ/se*, with se* the standard
-error from the population information at the truth (``hetrlhf.theory.normal_power``);
+error from the population information at the truth (``hetrlhf.btl.theory.normal_power``);
 the coverages with their binomial bands. Only replicates whose fit converged count (the
 others are counted). One replicate gives one test per gap, so rejections of one gap are
 independent across replicates (different gaps of one replicate share its fit).
