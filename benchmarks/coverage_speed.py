@@ -203,13 +203,13 @@ def main(argv=None) -> dict:
     jax.config.update("jax_enable_x64", True)
 
     import hetrlhf as hr
-    from experiments.coverage import coordinate_names, make_replicate
-    from hetrlhf import parallel
+    from experiments.coverage import make_replicate
+    from hetrlhf import parallel, reporting
     from hetrlhf.data import simulate as sim
     from hetrlhf.types import ravel_params
 
     design = sim.get_design(args.design)
-    names = coordinate_names(design)
+    names = reporting.param_names(design.d, design.k)
     truth = np.asarray(ravel_params(sim.design_truth(design)))
     r, n = args.replicates, args.n
     keys = jax.random.split(jax.random.key(args.seed), r)

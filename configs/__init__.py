@@ -14,7 +14,14 @@ from typing import Any
 
 import ml_collections
 
-__all__ = ["apply_preset", "check_int_fields", "check_sample_sizes"]
+__all__ = [
+    "apply_preset",
+    "check_alpha",
+    "check_choice",
+    "check_int_fields",
+    "check_positive",
+    "check_sample_sizes",
+]
 
 
 def apply_preset(
@@ -60,13 +67,47 @@ def check_sample_sizes(config: ml_collections.ConfigDict, minimum: int = 2) -> N
         raise ValueError(f"config.sample_sizes has duplicates: {sizes}")
 
 
+def _field(config: ml_collections.ConfigDict, name: str):
+    """config["a.b"] as config.a.b (dotted names reach nested configs)."""
+    for part in name.split("."):
+        config = config[part]
+    return config
+
+
 def check_int_fields(
     config: ml_collections.ConfigDict, fields, minimum: int = 1
 ) -> None:
-    """Raises ValueError naming the first of ``fields`` that is not an int >= minimum."""
+    """Raises ValueError naming the first of ``fields`` that is not an int >= minimum.
+
+    Field names may be dotted ("paper_start.num_starts")."""
     for field in fields:
-        value = config[field]
+        value = _field(config, field)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ValueError(
                 f"config.{field} must be an int >= {minimum}, got {value!r}"
             )
+
+
+def check_positive(config: ml_collections.ConfigDict, fields) -> None:
+    """Raises ValueError naming the first of ``fields`` (dotted names allowed) that is
+    not a number > 0."""
+    for field in fields:
+        value = _field(config, field)
+        if isinstance(value, bool) or not value > 0:
+            raise ValueError(f"config.{field} must be > 0, got {value!r}")
+
+
+def check_choice(config: ml_collections.ConfigDict, field: str, choices) -> None:
+    """Raises ValueError unless ``config.<field>`` is one of ``choices``."""
+    value = _field(config, field)
+    if value not in tuple(choices):
+        raise ValueError(
+            f"config.{field} must be one of {tuple(choices)}, got {value!r}"
+        )
+
+
+def check_alpha(config: ml_collections.ConfigDict, field: str = "alpha") -> None:
+    """Raises ValueError unless 0 < ``config.<field>`` < 1 (a test level α)."""
+    value = _field(config, field)
+    if isinstance(value, bool) or not 0.0 < value < 1.0:
+        raise ValueError(f"config.{field} must lie in (0, 1), got {value!r}")

@@ -37,7 +37,7 @@ def get_config():
     config.precision = "float64"
     # Output directory for results.json, results.md and the PNG.
     config.results_dir = "results/bayes_coverage"
-    # Simulation design: a hetrlhf.simulate preset name plus optional Design overrides.
+    # Simulation design: a hetrlhf.data.simulate preset name plus optional Design overrides.
     config.design = ml_collections.ConfigDict({"preset": "default"})
     # Numbers of comparisons n per dataset.
     config.sizes = (200, 600)
@@ -47,8 +47,14 @@ def get_config():
     config.chunk_size = 16
     # 1 − nominal level of both kinds of interval.
     config.alpha = 0.05
-    # Checkpoint finished chunks under results_dir/ckpt_n<n> and resume from them.
+    # Save each finished chunk under <results_dir>/checkpoints/n<n> and resume from it.
     config.checkpoint = False
+    # Discard existing checkpoints instead of resuming.
+    config.overwrite = False
+    # Split the replicate axis over all devices (jax.sharding.Mesh).
+    config.shard = True
+    # Show tqdm progress bars.
+    config.progress = True
 
     config.nuts = ml_collections.ConfigDict()
     # Prior standard deviation s of every θ_j and γ_l (N(0, s²), our weak prior).

@@ -10,7 +10,7 @@ the choice is averaged over prompts, for the paper's N grid, and over many seeds
 jitted program vmapped over seeds). Each regime is a simulation design and a training
 size; the designs and sizes are ours, not the paper's. Beside the simulated pBoN
 suboptimality of every run, the study prints Theorem 6's bound
-3·q_{1−α/2}·‖Ĩ^{−1/2} E_s φ(s, a*(s))‖₂/√n (``hetrlhf.theory.theorem6_bound``), and
+3·q_{1−α/2}·‖Ĩ^{−1/2} E_s φ(s, a*(s))‖₂/√n (``hetrlhf.btl.theory.theorem6_bound``), and
 a sweep over n on one design (``theorem6``) shows how both scale with n.
 
 Run:
@@ -33,7 +33,7 @@ PRESETS = {
 
 def _regime(design: str, n: int, feature_df: float) -> ml_collections.ConfigDict:
     regime = ml_collections.ConfigDict()
-    # Preset name of hetrlhf.simulate.PRESETS for the training data and candidates.
+    # Preset name of hetrlhf.data.simulate.PRESETS for the training data and candidates.
     regime.design = design
     # Number of training comparisons the reward model is fitted on.
     regime.n = n
@@ -65,9 +65,15 @@ def get_config():
     config.num_seeds = 64
     # Seeds per jitted vmapped call (memory: chunk · prompts · max(N) · d floats).
     config.chunk_size = 64
-    # Orbax checkpoint root ("" = none); each regime's seed chunks are saved in
-    # <checkpoint_dir>/<regime> and a rerun of the same config resumes from them.
-    config.checkpoint_dir = ""
+    # Save each run's finished seed chunks under <results_dir>/checkpoints/<run> (a
+    # regime's name, or theorem6_n<n>) and resume from them.
+    config.checkpoint = False
+    # Discard existing checkpoints instead of resuming.
+    config.overwrite = False
+    # Split the seed axis over all devices (jax.sharding.Mesh).
+    config.shard = True
+    # Show tqdm progress bars.
+    config.progress = True
     # 1 − level of the lower confidence bound used by pBoN: r̂ − z_{1−α/2}·se.
     config.alpha = 0.05
     # Share of the worst prompts averaged for the lower-tail (CVaR) gold reward.
@@ -90,7 +96,7 @@ def get_config():
     # prompts, seeds and α), on a random stream of its own (the regimes' numbers do not
     # depend on it).
     config.theorem6 = ml_collections.ConfigDict()
-    # Preset of hetrlhf.simulate.PRESETS of the sweep (Gaussian features). The regimes
+    # Preset of hetrlhf.data.simulate.PRESETS of the sweep (Gaussian features). The regimes
     # of this design with their own feature law (feature_df = 0) join the sweep's
     # table at their n.
     config.theorem6.design = "default"

@@ -43,7 +43,7 @@ def get_config():
     config.precision = "float64"
     # Output directory for results.json, results.md, the PNGs and the checkpoints.
     config.results_dir = "results/convergence"
-    # Simulation design: a preset of hetrlhf.simulate.PRESETS ("default" = our design of
+    # Simulation design: a preset of hetrlhf.data.simulate.PRESETS ("default" = our design of
     # DESIGN.md §6).
     config.design = "default"
     # Sample sizes n (error vs n; every n also gets an error-vs-T curve).

@@ -33,7 +33,7 @@ def get_config():
     config.precision = "float64"
     # Output directory for results.json, results.md, the PNGs and the checkpoints.
     config.results_dir = "results/coverage"
-    # Simulation design: a preset of hetrlhf.simulate.PRESETS ("default" is our
+    # Simulation design: a preset of hetrlhf.data.simulate.PRESETS ("default" is our
     # design of DESIGN.md §6; also "heavy", "correlated", "binary", "scaled_psi0", ...).
     config.design = "default"
     # Sample sizes n (one Monte Carlo experiment each).

@@ -1,12 +1,12 @@
 """Config of the neural-reward study: last-layer Laplace intervals on a nonlinear truth.
 
 Comparisons are simulated with the features, covariates and rationality of a
-``hetrlhf.simulate`` design but a nonlinear true reward (our design)
+``hetrlhf.data.simulate`` design but a nonlinear true reward (our design)
 
     r*(φ) = θ*ᵀφ + κ·(φ₁φ₂ + ½φ₃²),
 
 an MLP reward r(φ) = wᵀh(φ) is trained with the heterogeneous BTL loss
-(``hetrlhf.neural``), and the last-layer Laplace intervals of reward differences
+(``hetrlhf.btl.neural``), and the last-layer Laplace intervals of reward differences
 r(a) − r(b) at fresh response pairs are checked for coverage, next to the linear
 model's Wald intervals (``hr.compare_rewards``); best-of-N and pessimistic best-of-N
 with both rewards are scored by the gold reward r*. κ = 0 is the linear control.
@@ -45,7 +45,7 @@ def get_config():
     # Output directory for results.json, results.md and the PNG.
     config.results_dir = "results/neural"
     # Simulation design (features φ, covariates ψ, ψ0, rationality γ*, linear part θ*):
-    # a hetrlhf.simulate preset name plus optional Design overrides; needs d >= 3.
+    # a hetrlhf.data.simulate preset name plus optional Design overrides; needs d >= 3.
     config.design = ml_collections.ConfigDict({"preset": "default"})
     # Strengths κ of the nonlinear part of r*(φ) = θ*ᵀφ + κ·(φ₁φ₂ + ½φ₃²).
     config.kappas = (0.0, 0.5)
@@ -57,6 +57,17 @@ def get_config():
     config.num_test_pairs = 500
     # 1 − nominal level of the intervals and of the pBoN lower bound.
     config.alpha = 0.05
+    # Replicates per jitted, vmapped chunk (one checkpoint per chunk).
+    config.chunk_size = 16
+    # Save each finished chunk under <results_dir>/checkpoints/kappa<κ>_n<n> and resume
+    # from it.
+    config.checkpoint = True
+    # Discard existing checkpoints instead of resuming.
+    config.overwrite = False
+    # Split the replicate axis over all devices (jax.sharding.Mesh).
+    config.shard = True
+    # Show tqdm progress bars.
+    config.progress = True
 
     config.net = ml_collections.ConfigDict()
     # Hidden widths of the tanh feature network h; m = hidden[-1] last-layer weights.

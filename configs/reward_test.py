@@ -37,7 +37,7 @@ def get_config():
     config.precision = "float64"
     # Output directory for results.json, results.md, the PNGs and the checkpoints.
     config.results_dir = "results/reward_test"
-    # Simulation design: a preset of hetrlhf.simulate.PRESETS ("default" = our design
+    # Simulation design: a preset of hetrlhf.data.simulate.PRESETS ("default" = our design
     # of DESIGN.md §6).
     config.design = "default"
     # Sample sizes n (one Monte Carlo experiment each).

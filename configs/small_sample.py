@@ -2,7 +2,7 @@
 
 Monte Carlo coverage and length of 95% intervals of every coordinate of θ and γ at
 n ∈ {200, 400, 600} for every interval method of ``hr.confidence_intervals``
-(``hetrlhf.small_sample``), side by side on the same replicates. Our design (DESIGN.md
+(``hetrlhf.btl.confidence``), side by side on the same replicates. Our design (DESIGN.md
 §6), not the paper's numbers.
 
 Run:
@@ -44,7 +44,7 @@ def get_config():
     config.precision = "float64"
     # Output directory for results.json, results.md, the PNGs and the checkpoints.
     config.results_dir = "results/small_sample"
-    # Simulation design: a preset name of hetrlhf.simulate.PRESETS ("default" = ours, DESIGN.md §6).
+    # Simulation design: a preset name of hetrlhf.data.simulate.PRESETS ("default" = ours, DESIGN.md §6).
     config.design = "default"
     # Sample sizes n (one Monte Carlo experiment each).
     config.sample_sizes = (200, 400, 600)

@@ -7,9 +7,10 @@ The shared study plumbing lives here, once:
   config asks for (``config.precision``: "float64" or "float32"; set here, by the
   command, before any array exists — the library never flips it), then ``run(config)``;
 * ``prepare(config, presets)`` — resolves the preset and checks the precision;
-* ``replicates(config, fn, keys, part=...)`` — a pure ``key -> outputs`` function over
-  many keys: jitted, vmapped in narrow batches, split over all devices, run in chunks
-  that are checkpointed with orbax and resumed after a kill; numpy outputs;
+* ``replicates(config, fn, keys, *shared, part=...)`` — a pure ``key -> outputs``
+  function over many keys: jitted, vmapped in narrow batches, split over all devices,
+  run in chunks that are checkpointed with orbax and resumed after a kill; numpy
+  outputs (``shared`` arrays are traced arguments common to all replicates);
 * ``write(config, payload, table, figures)`` — results.json (with the precision and
   the devices recorded), results.md (printed) and the PNGs, by process 0 only.
 
@@ -27,11 +28,18 @@ Every study module has ``run(config) -> dict`` (does the work, writes
 
 so that ``python -m experiments.<study> --config configs/<study>.py --config.x=...``
 works, while tests can import several study modules in one process (absl flags are
-global: ``--config`` is defined only when a study runs as a command).
+global: ``--config`` is defined only when a study runs as a command). A study with a
+second, separate experiment keeps it in a module of its own that the study imports
+and whose numbers it stores (``convergence_starts`` for ``convergence``,
+``bon_theorem6`` for ``bon``); such a module has no ``run``.
+
+Monte Carlo summaries (rates, bands, means, z-scores) come from
+``hetrlhf.montecarlo``, tables and coverage figures from ``hetrlhf.reporting``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -139,11 +147,25 @@ def fingerprint(config, **extra) -> dict:
     return {**fields, **extra}
 
 
+@functools.lru_cache(maxsize=32)
+def _program(fn: Callable, vmap_size: int | None) -> Callable:
+    """``jax.jit`` of ``fn(key, *shared)`` vmapped over keys (shared: not mapped).
+
+    Memoised: calls with the same ``fn`` (e.g. at several values of a shared
+    argument) reuse one compiled program.
+    """
+
+    def batch(keys, *shared):
+        return parallel.batched_vmap(lambda key: fn(key, *shared), vmap_size)(keys)
+
+    return jax.jit(batch)
+
+
 def replicates(
     config,
-    fn: Callable[[jax.Array], Any],
+    fn: Callable[..., Any],
     keys: jax.Array,
-    *,
+    *shared,
     part: str,
     vmap_size: int | None = None,
     desc: str | None = None,
@@ -152,15 +174,18 @@ def replicates(
 
     ``jax.jit`` of ``fn`` vmapped in batches of ``vmap_size`` (``config.vmap_size``
     if the config has one; 0 or None: one vmap per chunk), ``config.chunk_size`` keys
-    per chunk, split over all devices when ``config.shard``, each finished chunk saved
-    under ``<results_dir>/checkpoints/<part>`` when ``config.checkpoint`` (a rerun of
-    the same command resumes; ``config.overwrite`` starts afresh).
+    per chunk, split over all devices when ``config.shard`` (default True) and there
+    are several, each finished chunk saved under ``<results_dir>/checkpoints/<part>``
+    when ``config.checkpoint`` (a rerun of the same command resumes;
+    ``config.overwrite`` starts afresh).
 
     Args:
       config: a resolved study config (``chunk_size``, ``checkpoint``, ``overwrite``,
         ``progress``, ``results_dir``; optional ``shard``, ``vmap_size``).
-      fn: one replicate, ``key -> pytree`` of arrays (pure).
+      fn: one replicate, ``fn(key, *shared) -> pytree`` of arrays (pure).
       keys: [R] PRNG keys.
+      *shared: arrays common to every replicate, passed to ``fn`` as traced arguments
+        (their values share one compiled program; name them in ``part``).
       part: name of this set of replicates (checkpoint folder, fingerprint).
       vmap_size: overrides ``config.vmap_size``.
       desc: progress-bar label (default: ``part``).
@@ -172,9 +197,14 @@ def replicates(
         if config.checkpoint
         else None
     )
-    mesh = parallel.replicate_mesh() if config.get("shard", True) else None
+    # One device: no mesh. A one-device mesh splits nothing, and its shard_map
+    # changes XLA:CPU's schedule: in the neural study two batched LAPACK calls
+    # (Cholesky, eigh) then ran at once and deadlocked the 2-thread pool of a
+    # 2-core machine (jaxlib 0.10.2, ParallelBatchMap).
+    shard = config.get("shard", True) and jax.device_count() > 1
+    mesh = parallel.replicate_mesh() if shard else None
     out = checkpoint.run_chunked(
-        jax.jit(parallel.batched_vmap(fn, vmap_size or None)),
+        _program(fn, vmap_size or None),
         keys,
         chunk_size=config.chunk_size,
         directory=directory,
@@ -183,6 +213,7 @@ def replicates(
         mesh=mesh,
         overwrite=config.overwrite,
         progress=config.progress,
+        shared=shared,
     )
     return jax.tree.map(np.asarray, out)
 

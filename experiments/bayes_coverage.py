@@ -28,21 +28,19 @@ Run:  python -m experiments.bayes_coverage --config configs/bayes_coverage.py
 from __future__ import annotations
 
 import functools
-import math
-import os
 
 import jax
 import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 
 import configs
 import experiments
 import hetrlhf as hr
 from configs import bayes_coverage as study_config
-from hetrlhf import checkpoint, reporting
+from hetrlhf import montecarlo as mc
+from hetrlhf import reporting
 from hetrlhf.btl import bayes
 from hetrlhf.data import simulate
 from hetrlhf.types import ravel_params
@@ -84,16 +82,9 @@ def replicate(key, *, design, n, alpha, nuts):
     }
 
 
-def _binomial_band(level, r):
-    half = 1.96 * math.sqrt(level * (1 - level) / r)
-    return level - half, level + half
-
-
 def summarize(out, truth, names, level):
     """Coverage and gap summaries of one n from the stacked replicate outputs."""
-    ok = np.asarray(out["converged"]) & np.all(
-        np.isfinite(np.asarray(out["wald_se"])), axis=1
-    )
+    ok = out["converged"] & np.all(np.isfinite(out["wald_se"]), axis=1)
     o = {k: np.asarray(v)[ok] for k, v in out.items()}
     r = int(ok.sum())
     wald_cover = (o["wald_lower"] <= truth) & (truth <= o["wald_upper"])
@@ -105,7 +96,7 @@ def summarize(out, truth, names, level):
         cred_len
     )
     coords = {}
-    for j, name in enumerate(names):
+    for j, name in enumerate(names):  # column by column (numpy's 1-D summation)
         coords[name] = {
             "truth": float(truth[j]),
             "wald_coverage": float(wald_cover[:, j].mean()),
@@ -119,121 +110,45 @@ def summarize(out, truth, names, level):
             "mean_skew": float(np.mean(skew[:, j])),
             "frac_disagree": float(np.mean(wald_cover[:, j] != cred_cover[:, j])),
         }
-    band = _binomial_band(level, max(r, 1))
+    half = mc.normal_half_width(level, max(r, 1))
     return {
         "num_replicates": int(ok.size),
         "num_used": r,
-        "band": band,
+        "band": (level - half, level + half),
         "max_r_hat": float(np.max(o["r_hat"])) if r else float("nan"),
         "total_divergent": int(np.sum(o["num_divergent"])),
         "coords": coords,
     }
 
 
-def _figure(results, names, level):
-    sizes = list(results)
-    fig, axes = plt.subplots(
-        1, len(sizes), figsize=(5 * len(sizes), 3.6), squeeze=False
-    )
-    x = np.arange(len(names))
-    for ax, n in zip(axes[0], sizes):
-        s = results[n]
-        lo, hi = s["band"]
-        ax.axhspan(lo, hi, color="0.85", label="binomial band")
-        ax.axhline(level, color="k", lw=0.8)
-        for off, key, label in (
-            (-0.15, "wald_coverage", "Wald"),
-            (0.15, "credible_coverage", "NUTS credible"),
-        ):
-            ax.plot(
-                x + off,
-                [s["coords"][c][key] for c in names],
-                "o",
-                label=label,
-            )
-        ax.set_xticks(x, names, rotation=45)
-        ax.set_ylim(min(0.75, lo - 0.02), 1.0)
-        ax.set_title(f"n = {n} ({s['num_used']} replicates)")
-        ax.set_ylabel("coverage")
-        ax.legend(fontsize=8, loc="lower left")
-    return fig
-
-
 def _check_config(config):
-    if not 0.0 < config.alpha < 1.0:
-        raise ValueError(f"config.alpha must lie in (0, 1), got {config.alpha}")
-    if config.num_replicates < 1 or config.chunk_size < 1:
-        raise ValueError("config.num_replicates and config.chunk_size must be >= 1")
-    if not config.nuts.prior_scale > 0:
-        raise ValueError(
-            f"config.nuts.prior_scale must be > 0, got {config.nuts.prior_scale}"
-        )
+    configs.check_alpha(config)
+    configs.check_int_fields(config, ("num_replicates", "chunk_size"))
+    configs.check_positive(config, ("nuts.prior_scale",))
     if config.nuts.num_samples < 4 or config.nuts.num_chains < 1:
         raise ValueError("config.nuts.num_samples must be >= 4 and num_chains >= 1")
 
 
-def run(config) -> dict:
-    """Runs the study, writes ``config.results_dir`` and returns the payload."""
-    config = configs.apply_preset(config, study_config.PRESETS)
-    _check_config(config)
-    design = simulate.design_from_config(config.design)
-    truth = np.asarray(ravel_params(simulate.design_truth(design)))
-    names = [f"θ{j + 1}" for j in range(design.d)] + [
-        f"γ{j + 1}" for j in range(design.k)
-    ]
-    level = 1.0 - config.alpha
-    nuts = config.nuts.to_dict()
-    results, rows = {}, []
-    keys_n = jax.random.split(jax.random.key(config.seed), len(config.sizes))
-    for n, key in zip(config.sizes, keys_n):
-        fn = jax.jit(
-            jax.vmap(
-                functools.partial(
-                    replicate, design=design, n=n, alpha=config.alpha, nuts=nuts
-                )
-            )
-        )
-        out = checkpoint.run_chunked(
-            fn,
-            jax.random.split(key, config.num_replicates),
-            chunk_size=min(config.chunk_size, config.num_replicates),
-            directory=os.path.join(config.results_dir, f"ckpt_n{n}")
-            if config.checkpoint
-            else None,
-            fingerprint={"config": config.to_dict(), "n": n},
-            desc=f"n = {n}",
-        )
-        s = summarize(out, truth, names, level)
-        results[n] = s
-        for c in names:
-            v = s["coords"][c]
-            rows.append(
-                [
-                    n,
-                    c,
-                    v["truth"],
-                    v["wald_coverage"],
-                    v["credible_coverage"],
-                    v["wald_length"],
-                    v["credible_length"],
-                    v["mean_abs_mean_gap_over_se"],
-                    v["mean_sd_over_se"],
-                    v["mean_skew"],
-                    v["frac_disagree"],
-                ]
-            )
-    header = [
-        "n",
-        "coord",
-        "truth",
-        "Wald cov",
-        "credible cov",
-        "Wald len",
-        "cred len",
-        "|mean−MLE|/se",
-        "sd/se",
-        "cred skew",
-        "disagree",
+_COLUMNS = {
+    "n": "n",
+    "coord": "coord",
+    "truth": "truth",
+    "Wald cov": "wald_coverage",
+    "credible cov": "credible_coverage",
+    "Wald len": "wald_length",
+    "cred len": "credible_length",
+    "|mean−MLE|/se": "mean_abs_mean_gap_over_se",
+    "sd/se": "mean_sd_over_se",
+    "cred skew": "mean_skew",
+    "disagree": "frac_disagree",
+}
+
+
+def _table(config, results) -> str:
+    records = [
+        {"n": n, "coord": c, **v}
+        for n, s in results.items()
+        for c, v in s["coords"].items()
     ]
     info = "\n".join(
         f"* n = {n}: {s['num_used']}/{s['num_replicates']} replicates with a converged "
@@ -241,23 +156,54 @@ def run(config) -> dict:
         f"{s['max_r_hat']:.3f}; {s['total_divergent']} divergent transitions"
         for n, s in results.items()
     )
-    table = (
-        f"### Credible (NUTS, N(0, {config.nuts.prior_scale}²) priors) vs Wald intervals, "
-        f"level {level:.2f}, design {config.design.preset!r} (our design)\n\n"
-        + reporting.markdown_table(header, rows, digits=3)
+    return (
+        f"### Credible (NUTS, N(0, {config.nuts.prior_scale}²) priors) vs Wald "
+        f"intervals, level {1.0 - config.alpha:.2f}, design "
+        f"{config.design.preset!r} (our design)\n\n"
+        + reporting.records_table(records, _COLUMNS, digits=3)
         + "\n\n"
         + info
         + "\n\ncred skew = (upper − mean − (mean − lower))/length of the credible "
         "interval (0 for a symmetric posterior); disagree = fraction of replicates "
         "where exactly one of the two intervals covers the truth."
     )
-    payload = {
-        "config": config,
-        "names": names,
-        "results": {str(n): s for n, s in results.items()},
+
+
+def run(config) -> dict:
+    """Runs the study, writes ``config.results_dir`` and returns the payload."""
+    config = experiments.prepare(config, study_config.PRESETS)
+    _check_config(config)
+    design = simulate.design_from_config(config.design)
+    truth = np.asarray(ravel_params(simulate.design_truth(design)))
+    names = reporting.param_names(design.d, design.k)
+    level = 1.0 - config.alpha
+    nuts = config.nuts.to_dict()
+    results = {}
+    keys_n = jax.random.split(jax.random.key(config.seed), len(config.sizes))
+    for n, key in zip(config.sizes, keys_n):
+        fn = functools.partial(
+            replicate, design=design, n=n, alpha=config.alpha, nuts=nuts
+        )
+        keys = jax.random.split(key, config.num_replicates)
+        out = experiments.replicates(config, fn, keys, part=f"n{n}", desc=f"n = {n}")
+        results[n] = summarize(out, truth, names, level)
+    panels = {
+        f"n = {n} ({s['num_used']} replicates)": {
+            label: [s["coords"][c][key] for c in names]
+            for label, key in (
+                ("Wald", "wald_coverage"),
+                ("NUTS credible", "credible_coverage"),
+            )
+        }
+        for n, s in results.items()
     }
-    reporting.write_results(
-        config.results_dir, payload, table, {"coverage": _figure(results, names, level)}
+    bands = dict(zip(panels, (s["band"] for s in results.values())))
+    payload = {"names": names, "results": {str(n): s for n, s in results.items()}}
+    experiments.write(
+        config,
+        payload,
+        _table(config, results),
+        {"coverage": reporting.coverage_by_coordinate(names, panels, level, bands)},
     )
     return payload
 

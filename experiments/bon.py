@@ -6,7 +6,7 @@ gold reward here is the simulator's θ*ᵀφ (DESIGN.md §A4).
 
 For one seed (``make_replicate``): simulate n comparisons from a design, fit the
 heterogeneous model (``hr.fit``) and its covariance, draw ``num_prompts`` prompts with
-max(N) candidates each (``hetrlhf.simulate.simulate_candidates``), estimate every
+max(N) candidates each (``hetrlhf.data.simulate.simulate_candidates``), estimate every
 candidate's reward with its Fisher variance (``hr.reward_interval``), and for each N of
 the grid choose among the first N candidates by
 
@@ -15,47 +15,39 @@ the grid choose among the first N candidates by
 
 the outcome is the gold reward θ*ᵀφ of each choice averaged over prompts, the oracle
 max_j θ*ᵀφ_j, a random candidate's mean, and the lower-tail (CVaR) mean over the worst
-prompts. Seeds are vmapped in jitted chunks (``hetrlhf.checkpoint.run_chunked``).
+prompts. Seeds run through ``experiments.replicates`` (jitted, vmapped, sharded,
+checkpointed chunks).
 Averages are over the seeds whose fit converged with a well-conditioned information
 (the others are counted); the Monte Carlo error is sd/√seeds over seeds, paired for
 differences. The simulation constants are our design (DESIGN.md §6), not the paper's.
 
-Theorem 6 (DESIGN.md §A5): for every run (each regime, and the ``theorem6`` sweep over
-the training size n), the simulated suboptimality of pBoN, SubOpt = E_s[r*(s, a*(s)) −
-r*(s, â(s))] (the "regret pBoN" row: oracle minus pBoN gold reward, averaged over
-prompts, then over seeds), is printed beside the bound
-3·q_{1−α/2}·‖Ĩ^{−1/2} E_s φ(s, a*(s))‖₂/√n of ``hetrlhf.theory.theorem6_bound``, with
-Ĩ the profiled θ-information of the population Fisher information I(θ*, γ*) of the
-run's design (``simulate.population_information``, one large simulated sample) and
-E_s φ(s, a*(s)) the mean feature vector of the best candidate (averaged over the
-run's prompts and seeds), for every N. We read q_{1−α/2} as the normal quantile
-z_{1−α/2}. Also reported: the 95% quantile of the per-seed SubOpt and the share of
-seeds whose SubOpt exceeds the bound.
+Theorem 6 (DESIGN.md §A5): every run's simulated pBoN suboptimality is printed beside
+the theorem's bound; ``experiments/bon_theorem6.py`` says how, and the ``theorem6``
+sweep adds runs at more training sizes n of one design.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-from tqdm import tqdm
 
 import configs
+import experiments
 import hetrlhf as hr
 from configs import bon as bon_config
-from hetrlhf import checkpoint, reporting
-from hetrlhf.btl import inference, theory
+from experiments import bon_theorem6 as theorem6
+from hetrlhf import montecarlo as mc
+from hetrlhf import reporting
 from hetrlhf.data import simulate
+from hetrlhf.validation import condition_number, default_max_condition
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-
-import experiments
 
 POLICIES = ("bon", "pbon", "oracle", "random")
 
@@ -84,33 +76,27 @@ def _tail_mean(x: jax.Array, tail: float) -> jax.Array:
     return jnp.sort(x)[:m].mean()
 
 
-def make_replicate(
-    design: simulate.Design,
-    n: int,
-    num_prompts: int,
-    grid: tuple[int, ...],
-    alpha: float,
-    tail: float,
-    fit_options: dict,
-):
+def make_replicate(design: simulate.Design, n: int, config):
     """Returns ``replicate(key) -> Outcome`` for one seed; jit/vmap it at the call site.
 
     Args:
       design: simulation design (static).
       n: training comparisons (static).
-      num_prompts: P prompts per seed (static).
-      grid: candidate pool sizes N (static); pools are the first N of max(grid).
-      alpha: level of pBoN's lower confidence bound.
-      tail: share of the worst prompts in the lower-tail mean.
-      fit_options: keyword options of ``hr.fit``.
+      config: the study config: ``num_prompts`` P prompts per seed,
+        ``num_candidates`` the pool sizes N (the first N of max(N) candidates),
+        ``alpha`` pBoN's level, ``tail`` the share of the worst prompts in the
+        lower-tail mean, ``fit`` keyword options of ``hr.fit``.
     """
     theta_star = jnp.asarray(design.theta)
+    grid = tuple(int(g) for g in config.num_candidates)
+    num_prompts, alpha, tail = int(config.num_prompts), config.alpha, config.tail
+    fit_options = config.fit.to_dict()
 
     def replicate(key: jax.Array) -> Outcome:
         k_data, k_cand = jax.random.split(key)
         data = simulate.simulate(k_data, design, n)
         res = hr.fit(data, **fit_options)
-        cond = inference.condition_number(hr.fisher_information(res.params, data))
+        cond = condition_number(hr.fisher_information(res.params, data))
         cov = hr.covariance(res.params, data)  # traced: NaN rather than an error
         cand = simulate.simulate_candidates(k_cand, design, num_prompts, max(grid))
         gold = cand @ theta_star.astype(cand.dtype)  # [P, max N]
@@ -119,9 +105,7 @@ def make_replicate(
         def take(g, idx):
             return jnp.take_along_axis(g, idx[:, None], axis=1)[:, 0]
 
-        out = {p: [] for p in POLICIES}
-        tails = {"bon": [], "pbon": []}
-        changed, oracle_phi = [], []
+        out = {p: [] for p in (*POLICIES, "tail_bon", "tail_pbon", "changed", "phi")}
         for size in grid:
             g = gold[:, :size]
             sub = hr.RewardEstimate(est.mean[:, :size], est.var[:, :size])
@@ -132,18 +116,19 @@ def make_replicate(
             out["pbon"].append(gp.mean())
             out["oracle"].append(g.max(axis=1).mean())
             out["random"].append(g.mean())
-            tails["bon"].append(_tail_mean(gb, tail))
-            tails["pbon"].append(_tail_mean(gp, tail))
-            changed.append(jnp.mean(b != p))
+            out["tail_bon"].append(_tail_mean(gb, tail))
+            out["tail_pbon"].append(_tail_mean(gp, tail))
+            out["changed"].append(jnp.mean(b != p))
             best = jnp.argmax(g, axis=1)
-            oracle_phi.append(
+            out["phi"].append(
                 jnp.take_along_axis(cand, best[:, None, None], 1).mean(0)[0]
             )
+        out = {k: jnp.stack(v) for k, v in out.items()}
         return Outcome(
-            gold={k: jnp.stack(v) for k, v in out.items()},
-            tail={k: jnp.stack(v) for k, v in tails.items()},
-            changed=jnp.stack(changed),
-            oracle_phi=jnp.stack(oracle_phi),
+            gold={k: out[k] for k in POLICIES},
+            tail={"bon": out["tail_bon"], "pbon": out["tail_pbon"]},
+            changed=out["changed"],
+            oracle_phi=out["phi"],
             converged=res.converged,
             condition_number=cond,
         )
@@ -151,193 +136,95 @@ def make_replicate(
     return replicate
 
 
-def _mean_se(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and Monte Carlo standard error over axis 0 ([S, G] -> [G], [G])."""
-    s = x.shape[0]
-    se = x.std(axis=0, ddof=1) / np.sqrt(s) if s > 1 else np.full(x.shape[1:], np.nan)
-    return x.mean(axis=0), se
-
-
 def usable(outcome: Outcome, max_condition: float) -> np.ndarray:
     """[S] bool: the seeds whose fit converged with a well-conditioned information."""
-    cond = np.asarray(outcome.condition_number)
-    return np.asarray(outcome.converged) & (cond <= max_condition)
+    return outcome.converged & (outcome.condition_number <= max_condition)
 
 
 def summarize(outcome: Outcome, max_condition: float) -> dict:
     """Means ± MC errors over the usable seeds of one regime."""
-    cond = np.asarray(outcome.condition_number)
     ok = usable(outcome, max_condition)
     summary = {
         "num_seeds": int(ok.size),
         "num_used": int(ok.sum()),
-        "num_not_converged": int((~np.asarray(outcome.converged)).sum()),
-        "num_ill_conditioned": int((np.asarray(outcome.converged) & ~ok).sum()),
-        "median_condition_number": float(np.median(cond)),
+        "num_not_converged": int((~outcome.converged).sum()),
+        "num_ill_conditioned": int((outcome.converged & ~ok).sum()),
+        "median_condition_number": float(np.median(outcome.condition_number)),
     }
     if not ok.any():
         return summary
-    gold = {k: np.asarray(v)[ok] for k, v in outcome.gold.items()}
-    stats = {}
-    for name, x in [
-        *gold.items(),
-        ("pbon_minus_bon", gold["pbon"] - gold["bon"]),
-        ("regret_bon", gold["oracle"] - gold["bon"]),
-        ("regret_pbon", gold["oracle"] - gold["pbon"]),
-        ("tail_bon", np.asarray(outcome.tail["bon"])[ok]),
-        ("tail_pbon", np.asarray(outcome.tail["pbon"])[ok]),
-        (
-            "tail_pbon_minus_bon",
-            np.asarray(outcome.tail["pbon"])[ok] - np.asarray(outcome.tail["bon"])[ok],
-        ),
-        ("changed", np.asarray(outcome.changed)[ok]),
-    ]:
-        mean, se = _mean_se(x)
-        stats[name] = {"mean": mean, "se": se}
-    summary["stats"] = stats
+    gold = {k: v[ok] for k, v in outcome.gold.items()}
+    tail = {k: v[ok] for k, v in outcome.tail.items()}
+    series = {
+        **gold,
+        "pbon_minus_bon": gold["pbon"] - gold["bon"],
+        "regret_bon": gold["oracle"] - gold["bon"],
+        "regret_pbon": gold["oracle"] - gold["pbon"],
+        "tail_bon": tail["bon"],
+        "tail_pbon": tail["pbon"],
+        "tail_pbon_minus_bon": tail["pbon"] - tail["bon"],
+        "changed": outcome.changed[ok],
+    }
+    summary["stats"] = {
+        name: dict(zip(("mean", "se"), mc.mean_se(x))) for name, x in series.items()
+    }
     return summary
 
 
-def theorem6_check(
-    outcome: Outcome, ok: np.ndarray, info: np.ndarray, n: int, alpha: float
-) -> dict:
-    """Theorem 6's bound beside the simulated pBoN suboptimality of one run, per N.
+_ROWS = {
+    "BoN": "bon",
+    "pBoN": "pbon",
+    "pBoN − BoN": "pbon_minus_bon",
+    "oracle": "oracle",
+    "random": "random",
+    "regret BoN": "regret_bon",
+    "regret pBoN": "regret_pbon",
+    "worst-tail BoN": "tail_bon",
+    "worst-tail pBoN": "tail_pbon",
+    "worst-tail pBoN − BoN": "tail_pbon_minus_bon",
+    "share changed": "changed",
+}
 
-    Args:
-      outcome: the run's per-seed outcomes (S seeds, G pool sizes).
-      ok: [S] usable seeds (``usable``).
-      info: [p, p] population Fisher information I(θ*, γ*) of the run's design.
-      n: training comparisons of the run.
-      alpha: pBoN's level.
 
-    Returns:
-      {} without a usable seed; else [G] arrays "suboptimality" (mean over seeds of
-      oracle − pBoN gold reward), "suboptimality_se", "suboptimality_q95" (over
-      seeds), "share_above_bound", "theorem6_bound", and "phi_star_mean" [G, d],
-      "population_information" [p, p], "profiled_information" [d, d].
-    """
-    if not ok.any():
-        return {}
-    phi_star = np.asarray(outcome.oracle_phi)[ok].mean(0)  # [G, d]
-    info = jnp.asarray(info)
-    bound = np.array(
-        [float(theory.theorem6_bound(info, jnp.asarray(v), n, alpha)) for v in phi_star]
+def _regime_text(name: str, reg: dict, grid) -> str:
+    s, df = reg["summary"], reg["feature_df"]
+    text = (
+        f"## {name}: design {reg['design']}, n = {reg['n']}, features "
+        f"{'Gaussian' if math.isinf(df) else f'Student-t ν = {df:g}'}\n\n"
+        f"Seeds used {s['num_used']}/{s['num_seeds']} (not converged "
+        f"{s['num_not_converged']}, ill-conditioned {s['num_ill_conditioned']}); "
+        f"median condition number {s['median_condition_number']:.3g}.\n\n"
     )
-    gold = outcome.gold
-    subopt = (np.asarray(gold["oracle"]) - np.asarray(gold["pbon"]))[ok]  # [S, G]
-    mean, se = _mean_se(subopt)
-    return {
-        "n": int(n),
-        "suboptimality": mean,
-        "suboptimality_se": se,
-        "suboptimality_q95": np.quantile(subopt, 0.95, axis=0),
-        "share_above_bound": (subopt > bound).mean(0),
-        "theorem6_bound": bound,
-        "phi_star_mean": phi_star,
-        "population_information": np.asarray(info),
-        "profiled_information": np.asarray(
-            theory.profiled_information(info, phi_star.shape[-1])
-        ),
-    }
-
-
-def _cell(stat: dict, j: int, digits: int = 3) -> str:
-    return f"{stat['mean'][j]:.{digits}f} ± {stat['se'][j]:.{digits}f}"
-
-
-_ROWS = (
-    ("BoN", "bon"),
-    ("pBoN", "pbon"),
-    ("pBoN − BoN", "pbon_minus_bon"),
-    ("oracle", "oracle"),
-    ("random", "random"),
-    ("regret BoN", "regret_bon"),
-    ("regret pBoN", "regret_pbon"),
-    ("worst-tail BoN", "tail_bon"),
-    ("worst-tail pBoN", "tail_pbon"),
-    ("worst-tail pBoN − BoN", "tail_pbon_minus_bon"),
-    ("share changed", "changed"),
-)
-
-
-def _table(payload: dict) -> str:
-    cfg = payload["config"]
-    grid = list(cfg["num_candidates"])
-    out = [
-        "# Best-of-N vs pessimistic best-of-N: gold reward of the choice (our design)",
-        "",
-        (
-            f"α = {cfg['alpha']} (pBoN picks argmax r̂ − z_{{1−α/2}}·se); "
-            f"{cfg['num_prompts']} prompts per seed; mean ± Monte Carlo error over seeds; "
-            f"worst-tail = mean over the worst {cfg['tail']:.0%} of prompts."
-        ),
+    if "stats" not in s:
+        return text + "No usable seed: every fit failed (see the counts above)."
+    rows = [
+        [label, *(f"{m:.3f} ± {e:.3f}" for m, e in zip(*s["stats"][key].values()))]
+        for label, key in _ROWS.items()
     ]
-    for name, reg in payload["regimes"].items():
-        s = reg["summary"]
-        df = reg["feature_df"]
-        out += [
-            "",
-            (
-                f"## {name}: design {reg['design']}, n = {reg['n']}, "
-                f"features {'Gaussian' if math.isinf(df) else f'Student-t ν = {df:g}'}"
-            ),
-            "",
-            (
-                f"Seeds used {s['num_used']}/{s['num_seeds']} (not converged "
-                f"{s['num_not_converged']}, ill-conditioned {s['num_ill_conditioned']}); "
-                f"median condition number {s['median_condition_number']:.3g}."
-            ),
-            "",
-        ]
-        if "stats" not in s:
-            out.append("No usable seed: every fit failed (see the counts above).")
-            continue
-        rows = [
-            [label, *(_cell(s["stats"][key], j) for j in range(len(grid)))]
-            for label, key in _ROWS
-        ]
-        t6 = reg["theorem6"]
-        rows.append(["Theorem 6 bound", *(f"{x:.3f}" for x in t6["theorem6_bound"])])
-        out.append(
-            reporting.markdown_table(["policy", *(f"N = {g}" for g in grid)], rows)
-        )
-    out += ["", _theorem6_table(payload["theorem6"], grid, cfg["alpha"])]
-    return "\n".join(out)
-
-
-def _theorem6_table(t6: dict, grid: list, alpha: float) -> str:
-    """SubOpt ± MC error / 95% seed quantile / share of seeds above the bound, per n."""
-    header = ["n", "run", *(f"N = {g}" for g in grid)]
-    rows = []
-    for n_key in sorted(t6["per_n"], key=int):
-        e = t6["per_n"][n_key]
-        cells = [
-            f"{m:.3f} ± {se:.3f} (q95 {q:.3f}) ≤ {b:.3f}? {share:.0%} above"
-            for m, se, q, b, share in zip(
-                e["suboptimality"],
-                e["suboptimality_se"],
-                e["suboptimality_q95"],
-                e["theorem6_bound"],
-                e["share_above_bound"],
-            )
-        ]
-        rows.append([int(n_key), e["run"], *cells])
-    return (
-        f"## Theorem 6: simulated pBoN suboptimality vs the bound — design "
-        f"`{t6['design']}`, α = {alpha}\n\n"
-        "Each cell: SubOpt = E_s[r*(a*) − r*(â_pBoN)] (mean over seeds ± MC error; "
-        "q95: 95% quantile over seeds) ≤ 3·z_{1−α/2}·‖Ĩ^{−1/2} E_s φ(s, a*)‖₂/√n "
-        "(Ĩ from the population information at the truth), and the share of seeds "
-        "whose SubOpt exceeds the bound. Runs: the regimes of this design and the "
-        "sweep's sizes (their own random stream).\n\n"
-        + reporting.markdown_table(header, rows)
+    bound = reg["theorem6"]["theorem6_bound"]
+    rows.append(["Theorem 6 bound", *(f"{x:.3f}" for x in bound)])
+    return text + reporting.markdown_table(
+        ["policy", *(f"N = {g}" for g in grid)], rows
     )
 
 
-def _figure(payload: dict):
+def _table(payload: dict, config) -> str:
+    grid = list(config.num_candidates)
+    regimes = "\n\n".join(
+        _regime_text(name, reg, grid) for name, reg in payload["regimes"].items()
+    )
+    return (
+        "# Best-of-N vs pessimistic best-of-N: gold reward of the choice (our design)"
+        f"\n\nα = {config.alpha} (pBoN picks argmax r̂ − z_{{1−α/2}}·se); "
+        f"{config.num_prompts} prompts per seed; mean ± Monte Carlo error over seeds; "
+        f"worst-tail = mean over the worst {config.tail:.0%} of prompts.\n\n"
+        f"{regimes}\n\n{theorem6.table(payload['theorem6'], grid, config.alpha)}"
+    )
+
+
+def _figure(payload: dict, grid):
     """Top: mean gold reward vs N; bottom: the worst-tail mean (± 2 MC errors)."""
-    grid = np.array(payload["config"]["num_candidates"])
-    regimes = list(payload["regimes"].items())
+    regimes = payload["regimes"]
     fig, axes = plt.subplots(
         2, len(regimes), figsize=(4.5 * len(regimes), 7), squeeze=False
     )
@@ -345,59 +232,19 @@ def _figure(payload: dict):
         (("oracle", "oracle", "k--"), ("bon", "BoN", "o-"), ("pbon", "pBoN", "s-")),
         (("tail_bon", "BoN", "o-"), ("tail_pbon", "pBoN", "s-")),
     )
-    for col, (name, reg) in enumerate(regimes):
+    ylabels = ("mean gold reward of the choice", "worst-tail mean gold reward")
+    for col, (name, reg) in enumerate(regimes.items()):
         stats = reg["summary"].get("stats")
-        for row, (curves, ylabel) in enumerate(
-            zip(rows, ("mean gold reward of the choice", "worst-tail mean gold reward"))
-        ):
-            ax = axes[row, col]
+        for ax, curves, ylabel in zip(axes[:, col], rows, ylabels):
             if stats is None:
                 ax.set_title(f"{name}: no usable seed")
                 continue
             for key, label, style in curves:
-                ax.errorbar(
-                    grid,
-                    np.asarray(stats[key]["mean"]),
-                    yerr=2 * np.asarray(stats[key]["se"]),
-                    fmt=style,
-                    capsize=3,
-                    label=label,
-                )
-            ax.set_xlabel("N candidates")
-            ax.set_ylabel(ylabel)
+                mean, se = stats[key]["mean"], stats[key]["se"]
+                ax.errorbar(grid, mean, 2 * se, fmt=style, capsize=3, label=label)
+            ax.set(xlabel="N candidates", ylabel=ylabel)
             ax.set_title(f"{name} (n = {reg['n']})", fontsize=9)
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def _theorem6_figure(payload: dict):
-    """SubOpt of pBoN (± 2 MC errors) and Theorem 6's bound vs n, log-log, per N."""
-    t6 = payload["theorem6"]
-    grid = payload["config"]["num_candidates"]
-    sizes = sorted(int(n) for n in t6["per_n"])
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for j, size in enumerate(grid):
-        rows = [t6["per_n"][str(n)] for n in sizes]
-        sub = np.array([r["suboptimality"][j] for r in rows])
-        se = np.array([r["suboptimality_se"][j] for r in rows])
-        bound = np.array([r["theorem6_bound"][j] for r in rows])
-        (line,) = ax.plot(sizes, bound, "--", lw=1)
-        ax.errorbar(
-            sizes,
-            sub,
-            yerr=2 * se,
-            fmt="o-",
-            color=line.get_color(),
-            capsize=3,
-            label=f"N = {size}",
-        )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("training comparisons n")
-    ax.set_ylabel("pBoN suboptimality (solid) and Theorem 6 bound (dashed)")
-    ax.set_title(f"design {t6['design']}, α = {t6['alpha']}", fontsize=9)
-    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -406,13 +253,10 @@ def _check_config(config) -> None:
     grid = tuple(config.num_candidates)
     if not grid or any(int(g) < 1 for g in grid):
         raise ValueError(f"config.num_candidates must be positive ints, got {grid}")
-    if not 0.0 < config.alpha < 1.0:
-        raise ValueError(f"config.alpha must lie in (0, 1), got {config.alpha}")
+    configs.check_alpha(config)
     if not 0.0 < config.tail <= 1.0:
         raise ValueError(f"config.tail must lie in (0, 1], got {config.tail}")
-    for name in ("num_prompts", "num_seeds", "chunk_size"):
-        if config[name] < 1:
-            raise ValueError(f"config.{name} must be >= 1, got {config[name]}")
+    configs.check_int_fields(config, ("num_prompts", "num_seeds", "chunk_size"))
     if not config.regimes:
         raise ValueError("config.regimes names no regime")
     for name, regime in config.regimes.items():
@@ -423,57 +267,18 @@ def _check_config(config) -> None:
                 f"config.regimes.{name}.feature_df must be > 2 (finite variance) or 0, "
                 f"got {regime.feature_df}"
             )
-    size = config.theorem6.fisher_sample_size
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(
-            f"config.theorem6.fisher_sample_size must be an int >= 1, got {size!r}"
-        )
-    sweep = tuple(config.theorem6.sample_sizes)
-    if any(isinstance(n, bool) or not isinstance(n, int) or n < 2 for n in sweep):
-        raise ValueError(f"config.theorem6.sample_sizes must be ints >= 2, got {sweep}")
     t6_design = simulate.get_design(config.theorem6.design)
     taken = {int(r.n) for r in config.regimes.values() if regime_design(r) == t6_design}
-    if len(set(sweep)) != len(sweep) or taken & set(sweep):
-        raise ValueError(
-            f"config.theorem6.sample_sizes {sweep} must be distinct and differ from the "
-            f"n of the regimes of design {config.theorem6.design!r} ({sorted(taken)})"
-        )
-
-
-def _run(name, design, n, key, config, grid) -> Outcome:
-    """All seeds of one run (a design and a training size n), in checkpointed chunks."""
-    replicate = make_replicate(
-        design,
-        int(n),
-        int(config.num_prompts),
-        grid,
-        config.alpha,
-        config.tail,
-        config.fit.to_dict(),
-    )
-    return checkpoint.run_chunked(
-        jax.jit(jax.vmap(replicate)),
-        jax.random.split(key, config.num_seeds),
-        chunk_size=config.chunk_size,
-        directory=(
-            os.path.join(os.path.abspath(config.checkpoint_dir), name)
-            if config.checkpoint_dir
-            else None
-        ),
-        fingerprint={"config": config.to_dict(), "regime": name},
-        desc=name,
-    )
+    theorem6.check_config(config, taken)
 
 
 def run(config) -> dict:
     """Runs every regime and the Theorem-6 sweep, writes ``config.results_dir`` and
     returns the payload."""
-    jax.config.update("jax_enable_x64", True)
-    config = configs.apply_preset(config, bon_config.PRESETS)
+    config = experiments.prepare(config, bon_config.PRESETS)
     _check_config(config)
     grid = tuple(int(g) for g in config.num_candidates)
-    max_condition = inference.default_max_condition(jnp.float64)
-    payload = {"config": config.to_dict(), "regimes": {}}
+    max_condition = default_max_condition(jnp.dtype(config.precision))
     root = jax.random.key(config.seed)
     # Theorem 6's random streams (population information, sweep) are folded from the
     # root; the regimes' keys are the root's successive splits, as before the sweep
@@ -481,65 +286,57 @@ def run(config) -> dict:
     info_key, sweep_key = (jax.random.fold_in(root, i) for i in (6, 7))
     infos: dict = {}
 
-    def population_information(design):
-        if design not in infos:
+    def evaluate(name: str, design: simulate.Design, n: int, key) -> dict:
+        """All seeds of one run (a design and a training size n), summarised."""
+        replicate = make_replicate(design, n, config)
+        keys = jax.random.split(key, config.num_seeds)
+        outcome = experiments.replicates(config, replicate, keys, part=name)
+        if design not in infos:  # population information of the design, once
             infos[design] = simulate.population_information(
                 info_key, design, int(config.theorem6.fisher_sample_size)
             )
-        return infos[design]
+        ok = usable(outcome, max_condition)
+        return {
+            "summary": summarize(outcome, max_condition),
+            "theorem6": theorem6.check(outcome, ok, infos[design], n, config.alpha),
+            "per_seed": outcome._asdict(),
+        }
 
     t6_design = simulate.get_design(config.theorem6.design)
-    per_n: dict = {}
+    regimes, sweep, per_n = {}, {}, {}
     key = root
-    for name, regime in tqdm(config.regimes.items(), desc="regimes"):
+    for name, regime in config.regimes.items():
         key, sub = jax.random.split(key)
         design = regime_design(regime)
-        outcome = _run(name, design, regime.n, sub, config, grid)
-        ok = usable(outcome, max_condition)
-        check = theorem6_check(
-            outcome, ok, population_information(design), int(regime.n), config.alpha
-        )
-        payload["regimes"][name] = {
+        run_ = evaluate(name, design, int(regime.n), sub)
+        regimes[name] = {
             "design": regime.design,
             "n": int(regime.n),
             "feature_df": float(design.feature_df),
-            "summary": summarize(outcome, max_condition),
-            "theorem6": check,
-            "per_seed": outcome._asdict(),
+            **run_,
         }
-        if design == t6_design and check:
-            per_n[str(int(regime.n))] = {"run": name, **check}
-    sweep: dict = {}
-    for n in tqdm(config.theorem6.sample_sizes, desc="Theorem 6 sweep"):
+        if design == t6_design and run_["theorem6"]:
+            per_n[str(int(regime.n))] = {"run": name, **run_["theorem6"]}
+    for n in config.theorem6.sample_sizes:
         name = f"theorem6_n{n}"
-        outcome = _run(
-            name, t6_design, n, jax.random.fold_in(sweep_key, n), config, grid
-        )
-        ok = usable(outcome, max_condition)
-        check = theorem6_check(
-            outcome, ok, population_information(t6_design), int(n), config.alpha
-        )
-        sweep[str(n)] = {
-            "summary": summarize(outcome, max_condition),
-            "theorem6": check,
-            "per_seed": outcome._asdict(),
-        }
-        if check:
-            per_n[str(n)] = {"run": name, **check}
-    payload["theorem6"] = {
-        "design": config.theorem6.design,
-        "alpha": config.alpha,
-        "quantile": "q_{1−α/2} read as the standard normal quantile z_{1−α/2}",
-        "per_n": per_n,
-        "sweep": sweep,
+        sweep[str(n)] = evaluate(name, t6_design, n, jax.random.fold_in(sweep_key, n))
+        if sweep[str(n)]["theorem6"]:
+            per_n[str(n)] = {"run": name, **sweep[str(n)]["theorem6"]}
+    payload = {
+        "regimes": regimes,
+        "theorem6": {
+            "design": config.theorem6.design,
+            "alpha": config.alpha,
+            "quantile": "q_{1−α/2} read as the standard normal quantile z_{1−α/2}",
+            "per_n": per_n,
+            "sweep": sweep,
+        },
     }
-    table = _table(payload)
-    reporting.write_results(
-        config.results_dir,
-        payload,
-        table,
-        {"gold_vs_n": _figure(payload), "theorem6": _theorem6_figure(payload)},
-    )
+    figures = {
+        "gold_vs_n": _figure(payload, grid),
+        "theorem6": theorem6.figure(payload["theorem6"], grid),
+    }
+    experiments.write(config, payload, _table(payload, config), figures)
     return payload
 
 

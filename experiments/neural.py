@@ -2,8 +2,9 @@
 
 For each κ (nonlinearity) and n, each replicate simulates comparisons whose labels
 follow the nonlinear reward r*(φ) = θ*ᵀφ + κ·(φ₁φ₂ + ½φ₃²) with the design's
-heterogeneous rationality, trains the MLP reward of ``hetrlhf.neural`` (one network
-per replicate, vmapped), and evaluates at fresh response pairs:
+heterogeneous rationality (``simulate.simulate_nonlinear``), trains the MLP reward of
+``hetrlhf.btl.neural`` (one network per replicate, vmapped; κ is traced, so one
+program per n), and evaluates at fresh response pairs:
 
 * coverage of r*(a) − r*(b) by the last-layer Laplace interval Δ̂ ± z·sd and by the
   linear model's Wald interval (``hr.compare_rewards``), mean width, RMSE, and the
@@ -32,7 +33,6 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 from jax.scipy.stats import norm
-from tqdm import tqdm
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -41,43 +41,13 @@ import configs
 import experiments
 import hetrlhf as hr
 from configs import neural as study_config
+from hetrlhf import montecarlo as mc
 from hetrlhf import reporting
 from hetrlhf.btl import neural
 from hetrlhf.data import simulate
+from hetrlhf.data.simulate import nonlinear_reward
 
 _MODELS = ("neural", "neural-split", "linear")
-
-
-def nonlinear_reward(phi: jax.Array, theta: jax.Array, kappa) -> jax.Array:
-    """r*(φ) = θ*ᵀφ + κ·(φ₁φ₂ + ½φ₃²) (our nonlinear truth), shape [...].
-
-    Args:
-      phi: [..., d] features, d >= 3.
-      theta: [d] linear part θ*.
-      kappa: [] strength of the nonlinear part (0: the linear model is exact).
-    """
-    quad = phi[..., 0] * phi[..., 1] + 0.5 * phi[..., 2] ** 2
-    return phi @ theta + kappa * quad
-
-
-def simulate_nonlinear(key, design, n: int, kappa):
-    """n comparisons with the design's φ, ψ, ψ0 and rationality but labels from r*.
-
-    y_i ~ Bernoulli(sigmoid(σ*(x_i)·(r*(φ_i¹) − r*(φ_i⁰)))), σ* the design's true
-    rationality (``simulate.true_rationality``).
-    """
-    k_x, k_y = jax.random.split(key)
-    data = simulate.simulate(k_x, design, n)
-    theta = simulate.design_truth(design, data.phi0.dtype).theta
-    sigma = simulate.true_rationality(design, data.psi, data.psi0)
-    eta = sigma * (
-        nonlinear_reward(data.phi1, theta, kappa)
-        - nonlinear_reward(data.phi0, theta, kappa)
-    )
-    y = (jax.random.uniform(k_y, (n,), data.phi0.dtype) < jax.nn.sigmoid(eta)).astype(
-        data.phi0.dtype
-    )
-    return data._replace(y=y)
 
 
 def _interval_stats(est: hr.RewardEstimate, truth, z):
@@ -95,23 +65,26 @@ def _gold(cands_gold, idx):
     return jnp.mean(jnp.take_along_axis(cands_gold, idx[:, None], axis=-1))
 
 
-def replicate(key, kappa, *, design, n, net, train_cfg, num_pairs, bon, alpha):
-    """One replicate at (κ, n): train, Laplace, interval and best-of-N statistics."""
-    k_data, k_train, k_pairs, k_cands = jax.random.split(key, 4)
-    data = simulate_nonlinear(k_data, design, n, kappa)
-    theta_star = simulate.design_truth(design, data.phi0.dtype).theta
-    z = norm.ppf(1.0 - alpha / 2.0)
+def fit_rewards(key, data, *, net, train_cfg):
+    """The three reward models of one dataset.
 
+    "neural": features and last layer from all n comparisons, with its last-layer
+    Laplace; "neural-split": features from the first half, the last layer refitted
+    (and its Laplace computed) on the second half, whose features are then fixed
+    regressors; "linear": ``hr.fit``.
+
+    Returns:
+      ({"neural": (params, laplace), "neural-split": (params, laplace)}, the linear
+      ``FitResult``, the training losses of the in-sample network).
+    """
+    n = data.y.shape[0]
     lam = train_cfg["prior_precision"]
     train = neural.make_train(net, **train_cfg)
-    # In-sample: features and last layer from all n comparisons.
-    params, losses = train(k_train, data)
+    params, losses = train(key, data)
     laplace = neural.last_layer_laplace(net, params, data, lam)
-    # Sample split: features from the first half; the last layer is refitted (and its
-    # Laplace computed) on the second half, whose features are then fixed regressors.
     half_a = jax.tree.map(lambda x: x[: n // 2], data)
     half_b = jax.tree.map(lambda x: x[n // 2 :], data)
-    params_s, _ = train(k_train, half_a)
+    params_s, _ = train(key, half_a)
     head_s = neural.refit_last_layer(
         params_s.head,
         neural.feature_data(net, params_s.body, half_b),
@@ -121,6 +94,17 @@ def replicate(key, kappa, *, design, n, net, train_cfg, num_pairs, bon, alpha):
     params_s = params_s._replace(head=head_s)
     laplace_s = neural.last_layer_laplace(net, params_s, half_b, lam)
     lin = hr.fit(data)
+    nets = {"neural": (params, laplace), "neural-split": (params_s, laplace_s)}
+    return nets, lin, losses
+
+
+def replicate(key, kappa, *, design, n, net, train_cfg, num_pairs, bon, alpha):
+    """One replicate at (κ, n): train, Laplace, interval and best-of-N statistics."""
+    k_data, k_train, k_pairs, k_cands = jax.random.split(key, 4)
+    data = simulate.simulate_nonlinear(k_data, design, n, kappa)
+    theta_star = simulate.design_truth(design, data.phi0.dtype).theta
+    z = norm.ppf(1.0 - alpha / 2.0)
+    nets, lin, losses = fit_rewards(k_train, data, net=net, train_cfg=train_cfg)
 
     pairs = simulate.simulate_candidates(k_pairs, design, num_pairs, 2)
     phi_a, phi_b = pairs[:, 0], pairs[:, 1]
@@ -129,24 +113,21 @@ def replicate(key, kappa, *, design, n, net, train_cfg, num_pairs, bon, alpha):
     )
     cmp = hr.compare_rewards(lin.params, data, phi_a, phi_b)
     intervals = {
-        "neural": _interval_stats(
-            neural.reward_difference(net, params, laplace, phi_a, phi_b), truth, z
-        ),
-        "neural-split": _interval_stats(
-            neural.reward_difference(net, params_s, laplace_s, phi_a, phi_b), truth, z
-        ),
-        "linear": _interval_stats(hr.RewardEstimate(cmp.estimate, cmp.se**2), truth, z),
+        name: _interval_stats(
+            neural.reward_difference(net, *nets[name], phi_a, phi_b), truth, z
+        )
+        for name in nets
     }
+    intervals["linear"] = _interval_stats(
+        hr.RewardEstimate(cmp.estimate, cmp.se**2), truth, z
+    )
 
     cands = simulate.simulate_candidates(
         k_cands, design, bon["num_prompts"], bon["num_candidates"]
     )
     gold = nonlinear_reward(cands, theta_star, kappa)  # [P, N]
-    ests = {
-        "neural": neural.reward_estimate(net, params, laplace, cands),
-        "neural-split": neural.reward_estimate(net, params_s, laplace_s, cands),
-        "linear": hr.reward_interval(lin.params, data, cands),
-    }
+    ests = {name: neural.reward_estimate(net, *nets[name], cands) for name in nets}
+    ests["linear"] = hr.reward_interval(lin.params, data, cands)
     selection = {
         name: {
             "bon": _gold(gold, hr.best_of_n(est.mean)),
@@ -162,23 +143,35 @@ def replicate(key, kappa, *, design, n, net, train_cfg, num_pairs, bon, alpha):
         "loss_last": losses[-1],
         "linear_converged": lin.converged,
         "laplace_condition": jnp.maximum(
-            laplace.condition_number, laplace_s.condition_number
+            nets["neural"][1].condition_number, nets["neural-split"][1].condition_number
         ),
     }
 
 
-def _mean_se(x):
-    x = np.asarray(x, np.float64)
-    return float(x.mean()), float(
-        x.std(ddof=1) / np.sqrt(x.size)
-    ) if x.size > 1 else 0.0
+def summarize(out) -> dict:
+    """Means ± Monte Carlo errors over the replicates of one (κ, n), in float64."""
+
+    def mean_se(x):
+        return mc.mean_se(x, np.float64)
+
+    return {
+        "intervals": {
+            m: {k: mean_se(v) for k, v in out["intervals"][m].items()} for m in _MODELS
+        },
+        "selection": {
+            m: {k: mean_se(v) for k, v in out["selection"][m].items()} for m in _MODELS
+        },
+        "oracle": mean_se(out["oracle"]),
+        "frac_loss_decreased": float(np.mean(out["loss_last"] < out["loss_first"])),
+        "frac_linear_converged": float(np.mean(out["linear_converged"])),
+        "max_laplace_condition": float(np.max(out["laplace_condition"])),
+    }
 
 
 def _check_config(config, design):
     if design.d < 3:
         raise ValueError(f"the design needs d >= 3 features for r*, got d = {design.d}")
-    if not 0.0 < config.alpha < 1.0:
-        raise ValueError(f"config.alpha must lie in (0, 1), got {config.alpha}")
+    configs.check_alpha(config)
     if config.num_replicates < 2:
         raise ValueError("config.num_replicates must be >= 2")
     if config.train.prior_precision < 0:
@@ -209,103 +202,86 @@ def _figure(results, config):
     return fig
 
 
-def run(config) -> dict:
-    """Runs the study, writes ``config.results_dir`` and returns the payload."""
-    config = configs.apply_preset(config, study_config.PRESETS)
-    design = simulate.design_from_config(config.design)
-    _check_config(config, design)
-    net = neural.FeatureMLP(tuple(config.net.hidden))
-    key = jax.random.key(config.seed)
-    results, rows, sel_rows = {}, [], []
-    grid = [(kappa, n) for n in config.sizes for kappa in config.kappas]
-    fns = {}
-    for i, (kappa, n) in enumerate(tqdm(grid, desc="(κ, n)")):
-        if n not in fns:  # κ is traced: one compilation per n
-            fns[n] = jax.jit(
-                jax.vmap(
-                    functools.partial(
-                        replicate,
-                        design=design,
-                        n=n,
-                        net=net,
-                        train_cfg=config.train.to_dict(),
-                        num_pairs=config.num_test_pairs,
-                        bon=config.bon.to_dict(),
-                        alpha=config.alpha,
-                    ),
-                    in_axes=(0, None),
-                )
-            )
-        keys = jax.random.split(jax.random.fold_in(key, i), config.num_replicates)
-        out = jax.tree.map(np.asarray, fns[n](keys, jnp.asarray(kappa)))
-        s = {
-            "intervals": {
-                m: {k: _mean_se(v) for k, v in out["intervals"][m].items()}
-                for m in _MODELS
-            },
-            "selection": {
-                m: {k: _mean_se(v) for k, v in out["selection"][m].items()}
-                for m in _MODELS
-            },
-            "oracle": _mean_se(out["oracle"]),
-            "frac_loss_decreased": float(np.mean(out["loss_last"] < out["loss_first"])),
-            "frac_linear_converged": float(np.mean(out["linear_converged"])),
-            "max_laplace_condition": float(np.max(out["laplace_condition"])),
-        }
-        results[(kappa, n)] = s
-        for m in _MODELS:
-            iv = s["intervals"][m]
-            rows.append(
-                [
-                    kappa,
-                    n,
-                    m,
-                    iv["coverage"][0],
-                    iv["coverage"][1],
-                    iv["width"][0],
-                    iv["rmse"][0],
-                    iv["mean_z2"][0],
-                ]
-            )
-            sel = s["selection"][m]
-            sel_rows.append(
-                [
-                    kappa,
-                    n,
-                    m,
-                    sel["bon"][0],
-                    sel["pbon"][0],
-                    sel["pbon"][1],
-                    s["oracle"][0],
-                ]
-            )
-    level = 1 - config.alpha
-    table = (
-        f"### Reward-difference intervals ({level:.0%}) on the nonlinear truth "
-        "r*(φ) = θ*ᵀφ + κ(φ₁φ₂ + ½φ₃²) "
+def _table(results, config) -> str:
+    records = [
+        {"kappa": kappa, "n": n, "model": m, **s["intervals"][m]}
+        | {"select": s["selection"][m], "oracle": s["oracle"]}
+        for (kappa, n), s in results.items()
+        for m in _MODELS
+    ]
+    intervals = reporting.records_table(
+        records,
+        {
+            "κ": "kappa",
+            "n": "n",
+            "model": "model",
+            "coverage": lambda r: r["coverage"][0],
+            "MC se": lambda r: r["coverage"][1],
+            "width": lambda r: r["width"][0],
+            "RMSE": lambda r: r["rmse"][0],
+            "E[z²]": lambda r: r["mean_z2"][0],
+        },
+    )
+    selection = reporting.records_table(
+        records,
+        {
+            "κ": "kappa",
+            "n": "n",
+            "reward": "model",
+            "BoN": lambda r: r["select"]["bon"][0],
+            "pBoN": lambda r: r["select"]["pbon"][0],
+            "pBoN se": lambda r: r["select"]["pbon"][1],
+            "oracle": lambda r: r["oracle"][0],
+        },
+    )
+    return (
+        f"### Reward-difference intervals ({1 - config.alpha:.0%}) on the nonlinear "
+        "truth r*(φ) = θ*ᵀφ + κ(φ₁φ₂ + ½φ₃²) "
         f"(our design; {config.num_replicates} replicates × {config.num_test_pairs} "
-        f"pairs; MLP {tuple(config.net.hidden)}, λ = {config.train.prior_precision})\n\n"
-        + reporting.markdown_table(
-            ["κ", "n", "model", "coverage", "MC se", "width", "RMSE", "E[z²]"],
-            rows,
-        )
-        + "\n\nneural = MLP reward with last-layer Laplace, features and last layer "
+        f"pairs; MLP {tuple(config.net.hidden)}, λ = {config.train.prior_precision})"
+        f"\n\n{intervals}\n\n"
+        "neural = MLP reward with last-layer Laplace, features and last layer "
         "from all n comparisons; neural-split = features from the first n/2, last "
         "layer refitted and its Laplace computed on the other n/2; linear = hr.fit + "
         "hr.compare_rewards (misspecified when κ ≠ 0). E[z²] = mean of "
         "(Δ̂ − Δ*)²/var: 1 when the variances are calibrated.\n\n"
         f"### Gold reward of the chosen response, best-of-{config.bon.num_candidates} "
-        f"({config.bon.num_prompts} prompts per replicate)\n\n"
-        + reporting.markdown_table(
-            ["κ", "n", "reward", "BoN", "pBoN", "pBoN se", "oracle"], sel_rows
-        )
+        f"({config.bon.num_prompts} prompts per replicate)\n\n{selection}"
     )
-    payload = {
-        "config": config,
-        "results": {f"kappa={k},n={n}": s for (k, n), s in results.items()},
-    }
-    reporting.write_results(
-        config.results_dir, payload, table, {"coverage": _figure(results, config)}
+
+
+def run(config) -> dict:
+    """Runs the study, writes ``config.results_dir`` and returns the payload."""
+    config = experiments.prepare(config, study_config.PRESETS)
+    design = simulate.design_from_config(config.design)
+    _check_config(config, design)
+    net = neural.FeatureMLP(tuple(config.net.hidden))
+    key = jax.random.key(config.seed)
+    results, fns = {}, {}
+    grid = [(kappa, n) for n in config.sizes for kappa in config.kappas]
+    for i, (kappa, n) in enumerate(grid):
+        if n not in fns:  # κ is a traced argument: one compilation per n
+            fns[n] = functools.partial(
+                replicate,
+                design=design,
+                n=n,
+                net=net,
+                train_cfg=config.train.to_dict(),
+                num_pairs=config.num_test_pairs,
+                bon=config.bon.to_dict(),
+                alpha=config.alpha,
+            )
+        keys = jax.random.split(jax.random.fold_in(key, i), config.num_replicates)
+        out = experiments.replicates(
+            config, fns[n], keys, jnp.asarray(kappa), part=f"kappa{kappa}_n{n}"
+        )
+        results[(kappa, n)] = summarize(out)
+    payload = {"results": {f"kappa={k},n={n}": s for (k, n), s in results.items()}}
+    experiments.write(
+        config,
+        payload,
+        _table(results, config),
+        {"coverage": _figure(results, config)},
     )
     return payload
 

@@ -17,7 +17,7 @@ covariance, and then, with fresh candidates of the same design,
 Reported per n: the size at α (δ = 0) with its exact binomial 95% band and a binomial
 test of "rejection probability = α" (``scipy.stats.binomtest``); the power curve over δ
 beside the asymptotic power E[Φ(λ − z) + Φ(−λ − z)], λ = δ/se*, with se* the standard
-error from the population information at the truth (``hetrlhf.theory.normal_power``);
+error from the population information at the truth (``hetrlhf.btl.theory.normal_power``);
 the coverages with their binomial bands. Only replicates whose fit converged count (the
 others are counted). One replicate gives one test per gap, so rejections of one gap are
 independent across replicates (different gaps of one replicate share its fit).
@@ -27,15 +27,12 @@ Run:  python -m experiments.reward_test --config configs/reward_test.py
 
 from __future__ import annotations
 
-import os
-import time
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-from scipy import stats
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -44,7 +41,8 @@ import configs
 import experiments
 import hetrlhf as hr
 from configs import reward_test as reward_test_config
-from hetrlhf import checkpoint, parallel, reporting
+from hetrlhf import montecarlo as mc
+from hetrlhf import reporting
 from hetrlhf.btl import theory
 from hetrlhf.data import simulate as sim
 
@@ -92,20 +90,6 @@ def make_replicate(design: sim.Design, n: int, gaps: tuple[float, ...], alpha: f
     return replicate
 
 
-def _rate(hits: np.ndarray, target: float) -> dict:
-    """A Monte Carlo rate with its MC error, exact band around ``target`` and test."""
-    trials = int(hits.size)
-    count = int(hits.sum())
-    lo, hi = theory.binomial_band(target, trials)
-    return {
-        "rate": count / trials,
-        "mc_se": float(np.sqrt(target * (1 - target) / trials)),
-        "band": [lo, hi],
-        "inside_band": bool(lo <= count / trials <= hi),
-        "binom_p": float(stats.binomtest(count, trials, target).pvalue),
-    }
-
-
 def summarize(
     out: Replicate, gaps, alpha: float, theta_cov: np.ndarray, n: int
 ) -> dict:
@@ -128,20 +112,20 @@ def summarize(
         0
     )
     null = np.flatnonzero(gaps == 0.0)
-    power = reject.mean(0)
+    power, power_mc_se = mc.proportion(reject)
     summary = {
         "num_replicates": int(ok.size),
         "num_not_converged": int((~ok).sum()),
         "gaps": gaps,
         "power": power,
-        "power_mc_se": np.sqrt(power * (1 - power) / max(int(ok.sum()), 1)),
+        "power_mc_se": power_mc_se,
         "power_theory": power_theory,
         "power_greater": np.asarray(out.reject_greater, bool)[ok].mean(0),
-        "reward_ci_coverage": _rate(
+        "reward_ci_coverage": mc.rate_check(
             np.asarray(out.reward_covered, bool)[ok], 1 - alpha
         ),
         "difference_ci_coverage": [
-            _rate(np.asarray(out.gap_covered, bool)[ok, e], 1 - alpha)
+            mc.rate_check(np.asarray(out.gap_covered, bool)[ok, e], 1 - alpha)
             for e in range(gaps.size)
         ],
         "median_se": np.median(np.asarray(out.se, float)[ok], axis=0),
@@ -149,8 +133,8 @@ def summarize(
     }
     if null.size:
         e = int(null[0])
-        summary["size"] = _rate(reject[:, e], alpha)
-        summary["size_greater"] = _rate(
+        summary["size"] = mc.rate_check(reject[:, e], alpha)
+        summary["size_greater"] = mc.rate_check(
             np.asarray(out.reject_greater, bool)[ok, e], alpha
         )
     return summary
@@ -163,60 +147,57 @@ def check_config(config) -> None:
         config, ("num_replicates", "chunk_size", "fisher_sample_size")
     )
     configs.check_int_fields(config, ("vmap_size",), minimum=0)
-    if not 0.0 < config.alpha < 1.0:
-        raise ValueError(f"config.alpha must lie in (0, 1), got {config.alpha}")
+    configs.check_alpha(config)
     gaps = tuple(config.gaps)
     if not gaps or not all(np.isfinite(g) and g >= 0 for g in gaps):
         raise ValueError(f"config.gaps must be finite and >= 0, got {gaps}")
 
 
+def _rate_cell(r: dict) -> str:
+    lo, hi = r["band"]
+    return f"{r['rate']:.3f} [{lo:.3f}, {hi:.3f}]" + ("" if r["inside_band"] else " ✗")
+
+
 def _table(config, stats_by_n) -> str:
-    sizes = list(config.sample_sizes)
     level = 1 - config.alpha
+    records = [{"n": n, **stats_by_n[str(n)]} for n in config.sample_sizes]
 
-    def rate_cell(r):
-        lo, hi = r["band"]
-        flag = "" if r["inside_band"] else " ✗"
-        return f"{r['rate']:.3f} [{lo:.3f}, {hi:.3f}]{flag}"
+    def size(key, fmt=_rate_cell, missing=""):
+        return lambda s: fmt(s[key]) if "size" in s else missing
 
-    rows = []
-    for n in sizes:
-        s = stats_by_n[str(n)]
-        rows.append(
-            [
-                n,
-                s["num_replicates"] - s["num_not_converged"],
-                rate_cell(s["size"]) if "size" in s else "",
-                s["size"]["binom_p"] if "size" in s else float("nan"),
-                rate_cell(s["size_greater"]) if "size" in s else "",
-                rate_cell(s["reward_ci_coverage"]),
-            ]
-        )
-    first = reporting.markdown_table(
-        [
-            "n",
-            "converged fits R",
-            f"size, two-sided (α = {config.alpha}) [95% band]",
-            "binomial test p",
-            "size, one-sided H1: r_a > r_b [band]",
-            f"reward CI coverage ({level:.0%}) [band]",
-        ],
-        rows,
+    first = reporting.records_table(
+        records,
+        {
+            "n": "n",
+            "converged fits R": lambda s: s["num_replicates"] - s["num_not_converged"],
+            f"size, two-sided (α = {config.alpha}) [95% band]": size("size"),
+            "binomial test p": size("size", lambda r: r["binom_p"], float("nan")),
+            "size, one-sided H1: r_a > r_b [band]": size("size_greater"),
+            f"reward CI coverage ({level:.0%}) [band]": lambda s: _rate_cell(
+                s["reward_ci_coverage"]
+            ),
+        },
     )
-    header = ["n", *(f"δ = {g:g}" for g in config.gaps)]
-    power_rows, cover_rows = [], []
-    for n in sizes:
-        s = stats_by_n[str(n)]
-        power_rows.append(
-            [
-                n,
-                *(
-                    f"{p:.3f} ± {e:.3f} (asympt. {t:.3f})"
-                    for p, e, t in zip(s["power"], s["power_mc_se"], s["power_theory"])
-                ),
-            ]
-        )
-        cover_rows.append([n, *(rate_cell(r) for r in s["difference_ci_coverage"])])
+    per_gap = {f"δ = {g:g}": j for j, g in enumerate(config.gaps)}
+    power = reporting.records_table(
+        records,
+        {"n": "n"}
+        | {
+            h: lambda s, j=j: (
+                f"{s['power'][j]:.3f} ± {s['power_mc_se'][j]:.3f} "
+                f"(asympt. {s['power_theory'][j]:.3f})"
+            )
+            for h, j in per_gap.items()
+        },
+    )
+    cover = reporting.records_table(
+        records,
+        {"n": "n"}
+        | {
+            h: lambda s, j=j: _rate_cell(s["difference_ci_coverage"][j])
+            for h, j in per_gap.items()
+        },
+    )
     return (
         f"## Reward tests — our design `{config.design}`, "
         f"{config.num_replicates} replicates per n\n\n"
@@ -229,9 +210,9 @@ def _table(config, stats_by_n) -> str:
         "Observed rejection rate ± MC error; asympt.: the mean over the replicates' "
         "pairs of Φ(λ − z) + Φ(−λ − z), λ = δ/se*, se* from the population "
         "information at the truth (Theorem 4).\n\n"
-        f"{reporting.markdown_table(header, power_rows)}\n\n"
+        f"{power}\n\n"
         f"## Coverage of the {level:.0%} reward-difference intervals Δ̂ ± z·se of δ\n\n"
-        f"{reporting.markdown_table(header, cover_rows)}\n"
+        f"{cover}\n"
     )
 
 
@@ -274,16 +255,10 @@ def _figure(config, stats_by_n):
 
 def run(config) -> dict:
     """Runs the study described by ``config``; writes results_dir; returns the payload."""
-    config = configs.apply_preset(config, reward_test_config.PRESETS)
+    config = experiments.prepare(config, reward_test_config.PRESETS)
     check_config(config)
     design = sim.get_design(config.design)
     gaps = tuple(float(g) for g in config.gaps)
-    mesh = parallel.replicate_mesh() if config.shard else None
-    fingerprint = {
-        k: v
-        for k, v in config.to_dict().items()
-        if k not in ("results_dir", "progress", "overwrite", "checkpoint", "shard")
-    }
     root = jax.random.key(config.seed)
     info = sim.population_information(
         jax.random.fold_in(root, 0), design, config.fisher_sample_size
@@ -291,52 +266,25 @@ def run(config) -> dict:
     theta_cov = np.linalg.inv(
         np.asarray(theory.profiled_information(jnp.asarray(info), design.d))
     )
-    stats_by_n: dict = {}
-    replicates: dict = {}
-    start = time.time()
+    stats_by_n, replicates = {}, {}
     for n in config.sample_sizes:
         keys = jax.random.split(jax.random.fold_in(root, n), config.num_replicates)
-        out = checkpoint.run_chunked(
-            jax.jit(
-                parallel.batched_vmap(
-                    make_replicate(design, n, gaps, config.alpha),
-                    config.vmap_size or None,
-                )
-            ),
-            keys,
-            chunk_size=config.chunk_size,
-            directory=(
-                os.path.join(config.results_dir, "checkpoints", f"n{n}")
-                if config.checkpoint
-                else None
-            ),
-            fingerprint={**fingerprint, "n": n},
-            desc=f"reward tests n={n}",
-            mesh=mesh,
-            overwrite=config.overwrite,
-            progress=config.progress,
-        )
-        out = Replicate(*(np.asarray(x) for x in out))
+        replicate = make_replicate(design, n, gaps, config.alpha)
+        out = experiments.replicates(config, replicate, keys, part=f"n{n}")
         stats_by_n[str(n)] = summarize(out, gaps, config.alpha, theta_cov, n)
         replicates[str(n)] = out._asdict()
-    elapsed = time.time() - start
     payload = {
-        "config": config.to_dict(),
         "design": design._asdict(),
         "note": "our simulation design (DESIGN.md §6), not the paper's numbers",
         "population_information": info,
         "summary": stats_by_n,
         "replicates": replicates,
     }
-    reporting.write_results(
-        config.results_dir,
+    experiments.write(
+        config,
         payload,
         _table(config, stats_by_n),
         {"power_size": _figure(config, stats_by_n)},
-    )
-    print(
-        f"{config.num_replicates} replicates × {len(config.sample_sizes)} sample sizes "
-        f"in {elapsed:.1f} s on {jax.device_count()} device(s)"
     )
     return payload
 

@@ -6,8 +6,8 @@ on each, every method in ``config.methods`` builds 1 − α intervals for every 
 of θ and γ: Wald, sandwich (H⁻¹JH⁻¹), profile likelihood (χ²₁-calibrated, and
 Bartlett-corrected with factors from B bootstrap draws), and the parametric bootstrap's
 percentile / basic / studentized intervals (one set of B refits serves all three). One
-replicate is one jitted function, vmapped over PRNG keys and run in checkpointed chunks
-(``checkpoint.run_chunked``), sharded over all devices.
+replicate is one pure function, run over PRNG keys by ``experiments.replicates``
+(jitted, vmapped, sharded, checkpointed chunks).
 
 Reported per method and coordinate: coverage, its Monte Carlo se, the median length
 (profile intervals can be unbounded, so the mean is not robust) and, per method, which
@@ -19,7 +19,6 @@ Run:  python -m experiments.small_sample --config configs/small_sample.py
 
 from __future__ import annotations
 
-import os
 import time
 from typing import NamedTuple
 
@@ -29,13 +28,12 @@ import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 
-import configs
 import experiments
 import hetrlhf as hr
 from configs import small_sample as small_sample_config
-from hetrlhf import checkpoint, parallel, reporting
+from hetrlhf import montecarlo as mc
+from hetrlhf import reporting
 from hetrlhf.btl import confidence
 from hetrlhf.data import simulate as sim
 from hetrlhf.types import ravel_params
@@ -125,34 +123,21 @@ def make_replicate(design: sim.Design, n: int, config, methods=None):
     return replicate
 
 
-def coordinate_names(design: sim.Design) -> list[str]:
-    return [f"θ{j + 1}" for j in range(design.d)] + [
-        f"γ{j + 1}" for j in range(design.k)
-    ]
-
-
-def band_half_width(alpha: float, num_replicates: int) -> float:
-    """Half-width of the binomial 95% acceptance band around the nominal 1 − α."""
-    level = 1.0 - alpha
-    return 1.96 * float(np.sqrt(level * (1.0 - level) / num_replicates))
-
-
 def summarize(out: Replicate, methods, alpha: float) -> dict:
     """Coverage, Monte Carlo se and median length per method and coordinate."""
     covered = np.asarray(out.covered, bool)  # [R, M, p]
     length = np.asarray(out.length, float)
     reps = covered.shape[0]
-    coverage = covered.mean(0)
-    band = band_half_width(alpha, reps)
-    inside = np.abs(coverage - (1.0 - alpha)) <= band
+    coverage, mc_se = mc.proportion(covered)
+    band = mc.normal_half_width(1.0 - alpha, reps)
     return {
         "methods": list(methods),
         "num_replicates": reps,
         "coverage": coverage,
-        "mc_se": np.sqrt(coverage * (1 - coverage) / reps),
+        "mc_se": mc_se,
         "median_length": np.median(np.where(np.isnan(length), np.inf, length), 0),
         "num_infinite_length": np.sum(~np.isfinite(length), 0),
-        "inside_band": inside,
+        "inside_band": np.abs(coverage - (1.0 - alpha)) <= band,
         "band_half_width": band,
         "num_not_converged": int(reps - np.asarray(out.converged).sum()),
         "profile_unbounded_ends": int(np.asarray(out.profile_unbounded).sum()),
@@ -171,198 +156,139 @@ def _inside_text(names, inside, coverage) -> str:
 def _tables(names, sizes, stats, config) -> str:
     methods = list(config.methods)
     level = 1 - config.alpha
-    band = band_half_width(config.alpha, config.num_replicates)
+    band = mc.normal_half_width(level, config.num_replicates)
     parts = [
         (
-            f"## Coverage of {level:.0%} intervals by method — our design `{config.design}` "
-            f"({config.num_replicates} replicates per n, B = {config.num_bootstrap} "
-            f"bootstrap draws)\n\nBinomial acceptance band around {level}: ±{band:.3f} "
-            f"(i.e. [{level - band:.3f}, {level + band:.3f}]). `*` = outside the band.\n"
+            f"## Coverage of {level:.0%} intervals by method — our design "
+            f"`{config.design}` ({config.num_replicates} replicates per n, B = "
+            f"{config.num_bootstrap} bootstrap draws)\n\nBinomial acceptance band "
+            f"around {level}: ±{band:.3f} (i.e. [{level - band:.3f}, "
+            f"{level + band:.3f}]). `*` = outside the band.\n"
         )
     ]
     for n in sizes:
         s = stats[str(n)]
-        rows = []
-        for j, name in enumerate(names):
-            rows.append(
-                [name]
-                + [
-                    f"{s['coverage'][m, j]:.3f}"
-                    + ("" if s["inside_band"][m, j] else "*")
-                    for m in range(len(methods))
-                ]
-            )
-        rows.append(["mean"] + [f"{c:.3f}" for c in s["coverage"].mean(1)])
-        rows.append(["# in band"] + [int(c) for c in s["inside_band"].sum(1)])
-        parts.append(
+        coverage = {
+            method: [
+                f"{c:.3f}" + ("" if inside else "*")
+                for c, inside in zip(s["coverage"][m], s["inside_band"][m])
+            ]
+            + [f"{s['coverage'][m].mean():.3f}", int(s["inside_band"][m].sum())]
+            for m, method in enumerate(methods)
+        }
+        lengths = dict(zip(methods, s["median_length"]))
+        parts += [
             f"### n = {n}: coverage\n\n"
-            + reporting.markdown_table(["parameter", *methods], rows)
-        )
-        rows = [
-            [name] + [s["median_length"][m, j] for m in range(len(methods))]
-            for j, name in enumerate(names)
-        ]
-        parts.append(
+            + reporting.column_table([*names, "mean", "# in band"], coverage),
             f"### n = {n}: median interval length\n\n"
-            + reporting.markdown_table(["parameter", *methods], rows)
-        )
-    rows = [
-        [method]
-        + [
+            + reporting.column_table(names, lengths),
+        ]
+    inside = {
+        f"n={n}": [
             _inside_text(
                 names, stats[str(n)]["inside_band"][m], stats[str(n)]["coverage"][m]
             )
-            for n in sizes
-        ]
-        for m, method in enumerate(methods)
-    ]
-    parts.append(
-        "## Coordinates inside the band (outside ones listed with their coverage)\n\n"
-        + reporting.markdown_table(["method", *[f"n={n}" for n in sizes]], rows)
-    )
-    rows = [
-        [
-            n,
-            stats[str(n)]["num_not_converged"],
-            stats[str(n)]["profile_unbounded_ends"],
-            stats[str(n)]["profile_failed_ends"],
-            stats[str(n)]["boot_failed_refits"],
+            for m in range(len(methods))
         ]
         for n in sizes
-    ]
-    parts.append(
-        "## Diagnostics\n\n"
-        + reporting.markdown_table(
-            [
-                "n",
-                "fits not converged",
-                "profile ends unbounded",
-                "profile ends failed",
-                "bootstrap refits failed",
-            ],
-            rows,
-        )
+    }
+    diagnostics = reporting.records_table(
+        [{"n": n, **stats[str(n)]} for n in sizes],
+        {
+            "n": "n",
+            "fits not converged": "num_not_converged",
+            "profile ends unbounded": "profile_unbounded_ends",
+            "profile ends failed": "profile_failed_ends",
+            "bootstrap refits failed": "boot_failed_refits",
+        },
     )
+    parts += [
+        "## Coordinates inside the band (outside ones listed with their coverage)\n\n"
+        + reporting.column_table(methods, inside, first="method"),
+        f"## Diagnostics\n\n{diagnostics}",
+    ]
     return "\n\n".join(parts) + "\n"
 
 
-def _figure(names, sizes, stats, config):
-    methods = list(config.methods)
-    level = 1 - config.alpha
-    band = band_half_width(config.alpha, config.num_replicates)
-    fig, axes = plt.subplots(1, len(sizes), figsize=(4.5 * len(sizes), 4), sharey=True)
-    axes = np.atleast_1d(axes)
-    x = np.arange(len(names))
-    width = 0.8 / len(methods)
-    for ax, n in zip(axes, sizes):
-        s = stats[str(n)]
-        ax.axhspan(level - band, level + band, color="0.85", label="binomial band")
-        ax.axhline(level, color="k", lw=1)
-        for m, method in enumerate(methods):
-            ax.bar(
-                x + (m - (len(methods) - 1) / 2) * width,
-                s["coverage"][m] - (level - 0.1),
-                width,
-                bottom=level - 0.1,
-                label=method,
-            )
-        ax.set_xticks(x, names)
-        ax.set_ylim(level - 0.1, 1.0)
-        ax.set_title(f"n = {n}")
-    axes[0].set_ylabel("coverage")
-    axes[-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    return fig
+def _groups(methods) -> list[list[str]]:
+    """Methods with independent batched while loops, as separate programs.
+
+    XLA:CPU runs independent loops of one program concurrently, and two batched
+    LAPACK calls at once (one per loop) can deadlock its 2-thread pool on a 2-core
+    machine (each blocks in ParallelBatchMap waiting for the other's tasks); the
+    groups run on the same replicates.
+    """
+    groups = [
+        [m for m in methods if m != "profile_bartlett" and m not in _BOOT],
+        [m for m in methods if m == "profile_bartlett"],
+        [m for m in methods if m in _BOOT],
+    ]
+    return [g for g in groups if g]
 
 
 def run(config) -> dict:
     """Runs the study described by ``config``; writes results_dir; returns the payload."""
-    config = configs.apply_preset(config, small_sample_config.PRESETS)
+    config = experiments.prepare(config, small_sample_config.PRESETS)
     unknown = set(config.methods) - set(ALL_METHODS)
     if unknown:
         raise ValueError(
             f"config.methods: unknown {sorted(unknown)}; choose from {ALL_METHODS}"
         )
     design = sim.get_design(config.design)
-    names = coordinate_names(design)
-    mesh = parallel.replicate_mesh() if config.shard else None
-    fingerprint = {
-        k: v
-        for k, v in config.to_dict().items()
-        if k not in ("results_dir", "progress", "overwrite", "checkpoint", "shard")
-    }
+    names = reporting.param_names(design.d, design.k)
     root = jax.random.key(config.seed)
+    groups = _groups(config.methods)
+    order = [m for g in groups for m in g]
+    perm = [order.index(m) for m in config.methods]
     stats: dict = {}
     start = time.time()
-    # Methods with independent batched while loops run as separate programs on the
-    # same replicates: XLA:CPU runs independent loops concurrently, and two batched
-    # LAPACK calls at once (one per loop) can deadlock its 2-thread pool on a 2-core
-    # machine (each blocks in ParallelBatchMap waiting for the other's tasks).
-    groups = [
-        [m for m in config.methods if m != "profile_bartlett" and m not in _BOOT],
-        [m for m in config.methods if m == "profile_bartlett"],
-        [m for m in config.methods if m in _BOOT],
-    ]
     for n in config.sample_sizes:
         keys = jax.random.split(jax.random.fold_in(root, n), config.num_replicates)
-        parts = []
-        for part, group in enumerate(g for g in groups if g):
-            directory = (
-                os.path.abspath(
-                    os.path.join(config.results_dir, "checkpoints", f"n{n}_part{part}")
-                )
-                if config.checkpoint
-                else None
+        parts = [
+            experiments.replicates(
+                config,
+                make_replicate(design, n, config, group),
+                keys,
+                part=f"n{n}_part{i}",
+                desc=f"small_sample n={n} {'+'.join(group)}",
             )
-            parts.append(
-                checkpoint.run_chunked(
-                    jax.jit(jax.vmap(make_replicate(design, n, config, group))),
-                    keys,
-                    chunk_size=config.chunk_size,
-                    directory=directory,
-                    fingerprint={**fingerprint, "n": n, "methods": group},
-                    desc=f"small_sample n={n} {'+'.join(group)}",
-                    mesh=mesh,
-                    overwrite=config.overwrite,
-                    progress=config.progress,
-                )
-            )
-        parts = [jax.tree.map(np.asarray, p) for p in parts]
+            for i, group in enumerate(groups)
+        ]
         out = Replicate(
-            covered=np.concatenate([p.covered for p in parts], axis=1),
-            length=np.concatenate([p.length for p in parts], axis=1),
+            covered=np.concatenate([p.covered for p in parts], axis=1)[:, perm],
+            length=np.concatenate([p.length for p in parts], axis=1)[:, perm],
             converged=parts[0].converged,
             profile_unbounded=sum(p.profile_unbounded for p in parts),
             profile_failed=sum(p.profile_failed for p in parts),
             boot_failed=sum(p.boot_failed for p in parts),
         )
-        order = [m for g in groups for m in g]
-        perm = [order.index(m) for m in config.methods]
-        out = out._replace(covered=out.covered[:, perm], length=out.length[:, perm])
-        stats[str(n)] = summarize(
-            jax.tree.map(np.asarray, out), config.methods, config.alpha
-        )
-    elapsed = time.time() - start
+        stats[str(n)] = summarize(out, config.methods, config.alpha)
     sizes = list(config.sample_sizes)
     payload = {
-        "config": config.to_dict(),
         "design": design._asdict(),
         "note": "our simulation design (DESIGN.md §6), not the paper's numbers",
         "coordinates": names,
         "truth": np.asarray(ravel_params(sim.design_truth(design)), float),
         "summary": stats,
-        "elapsed_s": elapsed,
+        "elapsed_s": time.time() - start,
     }
-    table = _tables(names, sizes, stats, config)
-    reporting.write_results(
-        config.results_dir,
-        payload,
-        table,
-        {"coverage_by_method": _figure(names, sizes, stats, config)},
+    level = 1 - config.alpha
+    half = mc.normal_half_width(level, config.num_replicates)
+    panels = {
+        f"n = {n}": dict(zip(config.methods, stats[str(n)]["coverage"])) for n in sizes
+    }
+    figure = reporting.coverage_by_coordinate(
+        names,
+        panels,
+        level,
+        dict.fromkeys(panels, (level - half, level + half)),
+        bottom=level - 0.1,
     )
-    print(
-        f"{config.num_replicates} replicates × {len(sizes)} sample sizes × "
-        f"{len(config.methods)} methods in {elapsed:.1f} s on {jax.device_count()} device(s)"
+    experiments.write(
+        config,
+        payload,
+        _tables(names, sizes, stats, config),
+        {"coverage_by_method": figure},
     )
     return payload
 

@@ -8,7 +8,8 @@ One house, two wings (the README's "Layout" section says where everything lives)
 * ``hetrlhf.alignment`` — Banerjee, Saha & Gopalan: acting on reward uncertainty
   (ensembles, interval rewards, calibration, best-of-N, the bandit policies, PPO);
 * ``hetrlhf.data`` — simulation, loaders of real preference files, text features;
-* ``checkpoint``, ``parallel``, ``reporting`` — the study harness.
+* ``checkpoint``, ``parallel``, ``montecarlo``, ``reporting`` — the study harness
+  (chunked and sharded replicates; Monte Carlo rates, bands and z-scores; tables).
 
 Precision: inference (standard errors, intervals) is exact to statsmodels' level in
 float64. On CPU enable it yourself before creating arrays:
@@ -18,7 +19,7 @@ fine for the point estimates and on accelerators (tolerances follow the dtype).
 
 import sys
 
-from hetrlhf import alignment, btl, checkpoint, data, parallel, reporting
+from hetrlhf import alignment, btl, checkpoint, data, montecarlo, parallel, reporting
 from hetrlhf.alignment import calibration, ensemble, policy, ppo, selection
 from hetrlhf.alignment.ensemble import ensemble_reward, train_ensemble
 from hetrlhf.alignment.interval_rewards import interval_rewards
@@ -143,6 +144,7 @@ __all__ = [
     "loaders",
     "lower_confidence_bound",
     "model",
+    "montecarlo",
     "multitest",
     "neural",
     "newton",

@@ -267,6 +267,7 @@ def run_chunked(
     mesh: jax.sharding.Mesh | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    shared: tuple = (),
 ):
     """Runs ``fn`` over ``keys`` in chunks, checkpointing each chunk; resumes.
 
@@ -290,6 +291,10 @@ def run_chunked(
         split across all its devices (``parallel.sharded_map``).
       overwrite: discard existing chunks in ``directory`` and start fresh.
       progress: show a tqdm progress bar.
+      shared: arrays passed whole to every call, ``fn(keys_chunk, *shared)`` (e.g. a
+        parameter traced by a jitted ``fn``, so that its values share one compiled
+        program); not split over the mesh. They are not stored: name their values
+        in ``fingerprint``.
 
     Returns:
       The outputs of all R replicates, concatenated along the leading axis (jax
@@ -323,7 +328,9 @@ def run_chunked(
     run_fn = fn
     if mesh is not None:
         multiple = mesh.size
-        run_fn = parallel.sharded_map(fn, mesh)
+        run_fn = parallel.sharded_map(
+            fn, mesh, replicated=tuple(range(1, 1 + len(shared)))
+        )
     chunk_size = min(int(chunk_size), num)
     chunk_size = math.ceil(chunk_size / multiple) * multiple
     num_chunks = math.ceil(num / chunk_size)
@@ -338,7 +345,7 @@ def run_chunked(
         return parallel.shard_replicates(chunk, mesh) if mesh is not None else chunk
 
     like = jax.eval_shape(
-        fn, jax.ShapeDtypeStruct((chunk_size, *keys.shape[1:]), keys.dtype)
+        fn, jax.ShapeDtypeStruct((chunk_size, *keys.shape[1:]), keys.dtype), *shared
     )
     leaves = jax.tree.leaves(like)
     bad = [x.shape for x in leaves if not x.shape or x.shape[0] != chunk_size]
@@ -375,7 +382,7 @@ def run_chunked(
                 if results[i] is not None:
                     continue
                 lo, hi = bounds[i]
-                out = _to_host(run_fn(chunk_keys(i)))
+                out = _to_host(run_fn(chunk_keys(i), *shared))
                 out = {name: x[: hi - lo] for name, x in out.items()}
                 if mngr is not None:
                     mngr.save(

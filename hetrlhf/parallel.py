@@ -27,6 +27,7 @@ processes are a test bed (gloo collectives).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -283,10 +284,16 @@ def sharded_map(
     Returns:
       A jitted function with the same signature; the other inputs and the outputs are
       split along the leading axis over the mesh (their size must be a multiple of the
-      device count: see ``shard_replicates``).
+      device count: see ``shard_replicates``). The same ``fn``, mesh and
+      ``replicated`` give the same function (memoised), so a caller that runs ``fn``
+      again, e.g. at another value of a shared argument, reuses its compiled program.
     """
+    return _sharded_map(fn, _check_mesh(mesh), tuple(int(i) for i in replicated))
+
+
+@functools.lru_cache(maxsize=64)
+def _sharded_map(fn: Callable, mesh: Mesh, replicated: tuple[int, ...]) -> Callable:
     spec = P(AXIS)
-    _check_mesh(mesh)
 
     @jax.jit
     def wrapped(*args):

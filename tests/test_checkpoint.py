@@ -14,6 +14,7 @@ import optax
 import pytest
 
 from hetrlhf import checkpoint as ck
+from hetrlhf import parallel
 from tests.mc_replicates import replicate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -89,6 +90,7 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 from hetrlhf import checkpoint as ck
+from hetrlhf import parallel
 from mc_replicates import replicate
 
 directory, log, out_path = sys.argv[1:4]
@@ -131,6 +133,30 @@ def _child(tmp_path, directory, log, out, kill_at=0):
         text=True,
         timeout=300,
     )
+
+
+def test_shared_arguments_are_passed_whole_to_every_chunk(tmp_path):
+    """fn(keys_chunk, *shared): the same numbers as one vmap with the shared value."""
+    keys = jax.random.split(jax.random.key(4), 7)
+
+    @jax.jit
+    def batch(chunk, shift, scale):
+        return jax.vmap(lambda k: shift + scale * jax.random.normal(k, (2,)))(chunk)
+
+    reference = 1.5 + 3.0 * np.asarray(
+        jax.vmap(lambda k: jax.random.normal(k, (2,)))(keys)
+    )
+    for mesh in (None, parallel.replicate_mesh()):
+        out = ck.run_chunked(
+            batch,
+            keys,
+            chunk_size=3,
+            directory=str(tmp_path / f"mesh{mesh is not None}"),
+            mesh=mesh,
+            progress=False,
+            shared=(jnp.asarray(1.5), jnp.asarray(3.0)),
+        )
+        np.testing.assert_allclose(np.asarray(out), reference, rtol=1e-15)
 
 
 def test_killed_run_resumes_with_identical_output(tmp_path):

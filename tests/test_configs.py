@@ -32,3 +32,32 @@ def test_bad_fields_are_named(module, check, field, value, message):
     config[field] = value
     with pytest.raises(ValueError, match=message):
         check(config)
+
+
+def test_field_checks_with_dotted_names():
+    import ml_collections
+
+    import configs
+
+    config = ml_collections.ConfigDict(
+        {"lr": 0.5, "order": "jacobi", "alpha": 0.05, "sub": {"num": 3, "tol": 1e-4}}
+    )
+    configs.check_int_fields(config, ("sub.num",), minimum=2)
+    configs.check_positive(config, ("lr", "sub.tol"))
+    configs.check_choice(config, "order", ("gauss_seidel", "jacobi"))
+    configs.check_alpha(config)
+    config.sub.num = 1
+    with pytest.raises(
+        ValueError, match=r"config\.sub\.num must be an int >= 2, got 1"
+    ):
+        configs.check_int_fields(config, ("sub.num",), minimum=2)
+    config.sub.tol = 0.0
+    with pytest.raises(ValueError, match=r"config\.sub\.tol must be > 0, got 0\.0"):
+        configs.check_positive(config, ("lr", "sub.tol"))
+    config.order = "random"
+    with pytest.raises(ValueError, match=r"config\.order must be one of"):
+        configs.check_choice(config, "order", ("gauss_seidel", "jacobi"))
+    for bad in (0.0, 1.0):
+        config.alpha = bad
+        with pytest.raises(ValueError, match=r"config\.alpha must lie in \(0, 1\)"):
+            configs.check_alpha(config)

@@ -141,3 +141,25 @@ def test_batched_vmap_equals_vmap():
         parallel.batched_vmap(_steps_to_halve, 0)
     with pytest.raises(TypeError, match="batch_size"):
         parallel.batched_vmap(_steps_to_halve, 2.5)
+
+
+def test_sharded_map_is_memoised_and_takes_shared_arguments():
+    """One wrapper per (fn, mesh, replicated): a shared argument's values share it."""
+    mesh = parallel.replicate_mesh()
+    traces = []
+
+    @jax.jit
+    def batch(keys, scale):
+        traces.append(1)  # runs when traced, not when a compiled program runs
+        return jax.vmap(lambda k: scale * jax.random.normal(k))(keys)
+
+    run = parallel.sharded_map(batch, mesh, replicated=[1])
+    assert parallel.sharded_map(batch, mesh, replicated=(1,)) is run
+    assert parallel.sharded_map(batch, mesh) is not run
+    keys = jax.random.split(jax.random.key(2), 6)
+    normal = np.asarray(jax.vmap(jax.random.normal)(keys))
+    for scale in (1.0, -2.5):
+        got = run(parallel.shard_replicates(keys, mesh), jax.numpy.asarray(scale))
+        # (not bit-equal: XLA may fuse the product into the normal's last step)
+        np.testing.assert_allclose(np.asarray(got), scale * normal, rtol=1e-14)
+    assert len(traces) == 1

@@ -8,6 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 import scipy.integrate
+import scipy.special
 import scipy.stats
 import statsmodels.api as sm
 
@@ -300,3 +301,41 @@ def test_reward_gap_pairs_have_the_exact_gap_and_keep_the_rest():
     )
     with pytest.raises(ValueError, match="gaps"):
         sim.reward_gap_pairs(key, design, jnp.zeros((2, 2)))
+
+
+def test_nonlinear_reward_closed_form():
+    phi = jnp.asarray([[1.0, 2.0, 3.0, 0.0], [0.5, -1.0, 0.0, 2.0]])
+    theta = jnp.asarray([1.0, 0.0, -1.0, 0.5])
+    np.testing.assert_allclose(
+        sim.nonlinear_reward(phi, theta, 2.0),
+        [1.0 - 3.0 + 2.0 * (2.0 + 4.5), 0.5 + 1.0 + 2.0 * (-0.5)],
+    )
+    np.testing.assert_allclose(sim.nonlinear_reward(phi, theta, 0.0), phi @ theta)
+
+
+def test_simulate_nonlinear_labels_follow_the_nonlinear_law():
+    """Label frequencies by decile of P(y = 1), recomputed in numpy, match it."""
+    design = sim.get_design("default")
+    kappa = 0.7
+    data = jax.tree.map(
+        np.asarray,
+        jax.jit(sim.simulate_nonlinear, static_argnums=(1, 2))(
+            jax.random.key(3), design, N, kappa
+        ),
+    )
+    theta, gamma = np.array(design.theta), np.array(design.gamma)
+
+    def reward(phi):  # numpy re-implementation of r*
+        return phi @ theta + kappa * (phi[:, 0] * phi[:, 1] + 0.5 * phi[:, 2] ** 2)
+
+    sigma = data.psi0 + data.psi @ gamma
+    p = scipy.special.expit(sigma * (reward(data.phi1) - reward(data.phi0)))
+    edges = np.quantile(p, np.linspace(0, 1, 11))
+    bins = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, 9)
+    for b in range(10):
+        m = bins == b
+        expected, var = p[m].mean(), (p[m] * (1 - p[m])).sum() / m.sum() ** 2
+        assert abs(data.y[m].mean() - expected) < 4.5 * math.sqrt(var), b
+    # The features are those of the linear simulator with the same key half.
+    linear = _SIMULATE(jax.random.split(jax.random.key(3))[0], design, N)
+    np.testing.assert_array_equal(data.phi1, np.asarray(linear.phi1))

@@ -1,6 +1,7 @@
 """Tests of hetrlhf.theory against closed forms, scipy and independent computations."""
 
 import math
+import statistics
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +10,7 @@ import pytest
 import scipy.stats
 
 import hetrlhf as hr
+from hetrlhf import montecarlo
 from hetrlhf.btl import theory
 
 Z975 = scipy.stats.norm.ppf(0.975)
@@ -140,52 +142,10 @@ def test_normal_power_closed_form_and_simulation():
         theory.normal_power(lam, alternative="both")
 
 
-def test_ks_normal_against_scipy_and_by_hand():
-    rng = np.random.default_rng(3)
-    z = rng.normal(size=(300, 3))
-    z[:, 1] += 0.4  # shifted column: must be rejected
-    z[5, 2] = np.nan  # a failed fit is dropped from its column only
-    stat, pval, count = theory.ks_normal(z)
-    assert list(count) == [300, 300, 299]
-    for j in range(3):
-        col = z[np.isfinite(z[:, j]), j]
-        ref = scipy.stats.kstest(col, "norm")
-        assert stat[j] == pytest.approx(ref.statistic, rel=1e-12)
-        assert pval[j] == pytest.approx(ref.pvalue, rel=1e-12)
-        # D by hand: the largest gap between the empirical and the normal CDF.
-        x = np.sort(col)
-        cdf = scipy.stats.norm.cdf(x)
-        m = x.size
-        d_hand = max(
-            (np.arange(1, m + 1) / m - cdf).max(), (cdf - np.arange(m) / m).max()
-        )
-        assert stat[j] == pytest.approx(d_hand, rel=1e-12)
-    assert pval[1] < 1e-4 and pval[0] > 1e-3
-    empty = theory.ks_normal(np.full((4, 1), np.nan))
-    assert np.isnan(empty[1][0]) and empty[2][0] == 0
-    with pytest.raises(ValueError, match="shape"):
-        theory.ks_normal(np.zeros(5))
-
-
-@pytest.mark.parametrize(("rate", "trials"), [(0.05, 400), (0.95, 300), (0.05, 60)])
-def test_binomial_band_by_brute_force(rate, trials):
-    """Band from the binomial pmf summed by hand (math.comb), not scipy's quantiles."""
-    lo, hi = theory.binomial_band(rate, trials)
-    pmf = np.array(
-        [
-            math.comb(trials, k) * rate**k * (1 - rate) ** (trials - k)
-            for k in range(trials + 1)
-        ]
-    )
-    k_lo, k_hi = round(lo * trials), round(hi * trials)
-    assert pmf[k_lo : k_hi + 1].sum() >= 0.95
-    assert pmf[:k_lo].sum() <= 0.025 and pmf[k_hi + 1 :].sum() <= 0.025
-    # Tightest: moving either end inwards leaves a tail above 2.5%.
-    assert pmf[: k_lo + 1].sum() > 0.025 and pmf[k_hi:].sum() > 0.025
-    with pytest.raises(ValueError, match="trials"):
-        theory.binomial_band(rate, 0)
-    with pytest.raises(ValueError, match="rate"):
-        theory.binomial_band(1.5, trials)
+def test_monte_carlo_checks_are_aliases_of_montecarlo():
+    """ks_normal and binomial_band moved to hetrlhf.montecarlo (tested there)."""
+    assert theory.ks_normal is montecarlo.ks_normal
+    assert theory.binomial_band is montecarlo.binomial_band
 
 
 def test_iteration_matrix_is_the_jacobian_of_one_step():
@@ -214,3 +174,47 @@ def test_iteration_matrix_is_the_jacobian_of_one_step():
     )
     with pytest.raises(ValueError, match="order"):
         theory.iteration_matrix(h, d, lr_t, lr_g, "random")
+
+
+def test_contraction_factors_closed_form():
+    """Diagonal Hessians, Jacobi order: M = I − diag(η)H, so ρ = max_i |1 − η_i h_ii|."""
+    diagonals = np.array([[0.5, 2.0, 1.0], [0.1, 0.2, 3.5]])
+    hessians = np.stack([np.diag(h) for h in diagonals])
+    eta = np.array([0.4, 0.4, 0.3])  # d = 2 θ coordinates at η₁, one γ at η₂
+    expected = np.abs(1 - eta * diagonals).max(1)
+    got = theory.contraction_factors(hessians, 2, 0.4, 0.3, "jacobi")
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    # Gauss–Seidel on a block-diagonal H (B = 0) has the same factor.
+    np.testing.assert_allclose(
+        theory.contraction_factors(hessians, 2, 0.4, 0.3, "gauss_seidel"),
+        expected,
+        rtol=1e-12,
+    )
+
+
+def test_theorem6_comparison_against_numpy():
+    """Bound from the θ block of I⁻¹ (numpy), summaries by the statistics module."""
+    rng = np.random.default_rng(7)
+    d, k, n, alpha = 3, 2, 250, 0.1
+    info = _random_information(rng, d + k)
+    phi_star = rng.normal(size=(2, d))
+    subopt = np.abs(rng.normal(0.05, 0.05, size=(40, 2)))
+    out = theory.theorem6_comparison(subopt, phi_star, info, n, alpha)
+    theta_cov = np.linalg.inv(info)[:d, :d]
+    q = scipy.stats.norm.ppf(1 - alpha / 2)
+    for j, v in enumerate(phi_star):
+        bound = 3 * q * math.sqrt(v @ theta_cov @ v / n)
+        assert out["theorem6_bound"][j] == pytest.approx(bound, rel=1e-10)
+        col = subopt[:, j]
+        assert out["suboptimality"][j] == pytest.approx(statistics.fmean(col))
+        assert out["suboptimality_se"][j] == pytest.approx(
+            statistics.stdev(col) / math.sqrt(40)
+        )
+        assert out["share_above_bound"][j] == np.mean(col > bound)
+        assert out["suboptimality_q95"][j] == pytest.approx(
+            np.sort(col)[37] * 0.95 + np.sort(col)[38] * 0.05
+        )
+    assert out["n"] == n
+    np.testing.assert_allclose(
+        out["profiled_information"], np.linalg.inv(theta_cov), rtol=1e-10
+    )

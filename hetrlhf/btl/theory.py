@@ -5,18 +5,22 @@ are the ones stated there, and where we had to choose (the quantile q, the loss
 normalisation) the docstring says so.
 
 * Theorem 1 (linear rate of Algorithm 1): ``iteration_matrix`` is the Jacobian of one
-  Algorithm-1 step at a stationary point, ``spectral_radius`` its contraction factor.
-* Theorem 2 (√n(τ̂ − τ*) ⇒ N(0, I⁻¹)): ``ks_normal`` tests z-scores (τ̂_j − τ*_j)/se_j
-  against N(0, 1) per coordinate.
+  Algorithm-1 step at a stationary point, ``spectral_radius`` its contraction factor,
+  ``contraction_factors`` that factor at many Hessians (one per replicate).
 * Theorems 3–4 (asymptotically normal rewards and reward differences, the z-test of
-  H0: r(s, a) = r(s, a′)): ``normal_power`` is the test's asymptotic power,
-  ``binomial_band`` the Monte Carlo acceptance band of a rejection rate or coverage.
+  H0: r(s, a) = r(s, a′)): ``normal_power`` is the test's asymptotic power.
 * Theorem 6 (pessimistic best-of-N): ``profiled_information`` Ĩ and
-  ``theorem6_bound`` 3·q_{1−α/2}·‖Ĩ^{−1/2} E_s φ(s, a*(s))‖₂/√n.
+  ``theorem6_bound`` 3·q_{1−α/2}·‖Ĩ^{−1/2} E_s φ(s, a*(s))‖₂/√n;
+  ``theorem6_comparison`` puts simulated suboptimalities beside it.
+
+The Monte Carlo checks of these theorems (``ks_normal`` for Theorem 2's z-scores,
+``binomial_band`` for a rejection rate or coverage) live in ``hetrlhf.montecarlo``;
+the names here are aliases kept for one release.
 
 ``profiled_information``, ``theorem6_bound`` and ``normal_power`` are pure JAX
-(jit/vmap-compatible); ``iteration_matrix``, ``spectral_radius``, ``ks_normal`` and
-``binomial_band`` work on host numpy arrays (study summaries; they call scipy/numpy).
+(jit/vmap-compatible); ``iteration_matrix``, ``spectral_radius``,
+``contraction_factors`` and ``theorem6_comparison`` work on host numpy arrays (study
+summaries).
 """
 
 from __future__ import annotations
@@ -25,18 +29,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.stats import norm
-from scipy import stats
 
+from hetrlhf.montecarlo import binomial_band, ks_normal, mean_se
 from hetrlhf.validation import check_alpha, is_traced
 
 __all__ = [
     "binomial_band",
+    "contraction_factors",
     "iteration_matrix",
     "ks_normal",
     "normal_power",
     "profiled_information",
     "spectral_radius",
     "theorem6_bound",
+    "theorem6_comparison",
 ]
 
 
@@ -116,6 +122,52 @@ def theorem6_bound(
     return 3.0 * norm.ppf(1.0 - alpha / 2.0) * jnp.sqrt(quad / n)
 
 
+def theorem6_comparison(
+    suboptimality: np.ndarray,
+    phi_star_mean: np.ndarray,
+    info: np.ndarray,
+    n: int,
+    alpha: float = 0.05,
+) -> dict:
+    """Theorem 6's bound beside the simulated suboptimality of pBoN, per pool size.
+
+    Args:
+      suboptimality: [S, G] SubOpt of S seeds at G pool sizes (each the mean over
+        prompts of r*(s, a*(s)) − r*(s, â(s)), â pBoN's choice).
+      phi_star_mean: [G, d] E_s φ(s, a*(s)) per pool size.
+      info: [p, p] population Fisher information I(θ*, γ*) (θ first).
+      n: training comparisons.
+      alpha: pBoN's level.
+
+    Returns:
+      "n"; [G] arrays "suboptimality" (mean over seeds), "suboptimality_se" (its
+      Monte Carlo error), "suboptimality_q95" (95% quantile over seeds),
+      "share_above_bound" (seeds above the bound), "theorem6_bound"; and
+      "phi_star_mean" [G, d], "population_information" [p, p],
+      "profiled_information" [d, d].
+    """
+    subopt = np.asarray(suboptimality)
+    phi_star = np.asarray(phi_star_mean)
+    info = jnp.asarray(info)
+    bound = np.array(
+        [float(theorem6_bound(info, jnp.asarray(v), n, alpha)) for v in phi_star]
+    )
+    mean, se = mean_se(subopt)
+    return {
+        "n": int(n),
+        "suboptimality": mean,
+        "suboptimality_se": se,
+        "suboptimality_q95": np.quantile(subopt, 0.95, axis=0),
+        "share_above_bound": (subopt > bound).mean(0),
+        "theorem6_bound": bound,
+        "phi_star_mean": phi_star,
+        "population_information": np.asarray(info),
+        "profiled_information": np.asarray(
+            profiled_information(info, phi_star.shape[-1])
+        ),
+    }
+
+
 def normal_power(effect, alpha=0.05, *, alternative: str = "two-sided"):
     """Asymptotic power of the z-test at standardised effect λ = δ/se.
 
@@ -142,56 +194,6 @@ def normal_power(effect, alpha=0.05, *, alternative: str = "two-sided"):
     raise ValueError(
         f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}"
     )
-
-
-def ks_normal(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Kolmogorov–Smirnov test of each column of z-scores against N(0, 1) (Theorem 2).
-
-    Non-finite entries (a failed fit's NaN) are dropped column by column; the test is
-    ``scipy.stats.kstest(column, "norm")`` (exact p-values for up to 10 000 values).
-
-    Args:
-      z: [R, p] z-scores (τ̂_j − τ*_j)/se_j of R replicates.
-
-    Returns:
-      (statistic [p], p_value [p], count [p]); NaN where a column has no finite value.
-    """
-    z = np.asarray(z, float)
-    if z.ndim != 2:
-        raise ValueError(f"z must have shape [R, p], got {z.shape}")
-    stat = np.full(z.shape[1], np.nan)
-    pval = np.full(z.shape[1], np.nan)
-    count = np.isfinite(z).sum(0)
-    for j in range(z.shape[1]):
-        col = z[np.isfinite(z[:, j]), j]
-        if col.size:
-            res = stats.kstest(col, "norm")
-            stat[j], pval[j] = res.statistic, res.pvalue
-    return stat, pval, count
-
-
-def binomial_band(rate: float, trials: int, level: float = 0.95) -> tuple[float, float]:
-    """Central acceptance band of a Monte Carlo rate (size, coverage) at ``trials``.
-
-    The observed rate K/trials with K ~ Binomial(trials, rate) falls in [lo, hi] with
-    probability >= ``level`` (exact quantiles of ``scipy.stats.binom``, each tail at
-    most (1 − level)/2).
-
-    Returns:
-      (lo, hi) as rates.
-    """
-    if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"rate must lie in [0, 1], got {rate}")
-    if (
-        isinstance(trials, bool)
-        or not isinstance(trials, (int, np.integer))
-        or trials < 1
-    ):
-        raise ValueError(f"trials must be an int >= 1, got {trials!r}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
-    lo, hi = stats.binom.interval(level, trials, rate)
-    return float(lo) / trials, float(hi) / trials
 
 
 def iteration_matrix(
@@ -233,3 +235,19 @@ def iteration_matrix(
 def spectral_radius(m: np.ndarray) -> float:
     """max |λ_i(M)|, the asymptotic contraction factor per step of x ↦ Mx."""
     return float(np.max(np.abs(np.linalg.eigvals(m))))
+
+
+def contraction_factors(
+    hessians: np.ndarray, d: int, lr_theta: float, lr_gamma: float, order: str
+) -> np.ndarray:
+    """[R] ρ(M) of one Algorithm-1 step at each of R Hessians [R, p, p].
+
+    ``spectral_radius(iteration_matrix(h, d, lr_theta, lr_gamma, order))`` per h: the
+    local contraction factor per step at each replicate's stationary point.
+    """
+    return np.array(
+        [
+            spectral_radius(iteration_matrix(h, d, lr_theta, lr_gamma, order))
+            for h in np.asarray(hessians)
+        ]
+    )

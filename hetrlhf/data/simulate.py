@@ -12,6 +12,8 @@ The seed texts do not give the paper's simulation constants, so every design her
 Options of ``Design`` (named presets in ``PRESETS``) change one aspect at a time:
 heavier heterogeneity, AR(1)-correlated features, class imbalance, a misspecified
 rationality or link, binary covariates, ψ0 ≠ 1, heavy-tailed (Student-t) features.
+``simulate_nonlinear`` keeps a design's φ, ψ, ψ0 and rationality but draws the labels
+from a nonlinear reward r*(φ) = θ*ᵀφ + κ·(φ₁φ₂ + ½φ₃²) (``nonlinear_reward``; ours).
 
 A ``Design`` is a NamedTuple of Python scalars and tuples: it is hashable and static
 (pass it closed over or as a static argument), so ``simulate`` traces cleanly under
@@ -44,10 +46,12 @@ __all__ = [
     "feature_covariance",
     "get_design",
     "label_probability",
+    "nonlinear_reward",
     "population_information",
     "reward_gap_pairs",
     "simulate",
     "simulate_candidates",
+    "simulate_nonlinear",
     "true_rationality",
     "validate_design",
 ]
@@ -321,6 +325,40 @@ def simulate(key: jax.Array, design: Design, n: int, *, dtype=None) -> Compariso
     )
     p = label_probability(design, data)
     y = (_uniform(k_y, (n,), dtype) < p).astype(dtype)
+    return data._replace(y=y)
+
+
+def nonlinear_reward(phi: jax.Array, theta: jax.Array, kappa) -> jax.Array:
+    """r*(φ) = θ*ᵀφ + κ·(φ₁φ₂ + ½φ₃²) (our nonlinear truth), shape [...].
+
+    Args:
+      phi: [..., d] features, d >= 3.
+      theta: [d] linear part θ*.
+      kappa: [] strength of the nonlinear part (0: the linear model is exact).
+    """
+    quad = phi[..., 0] * phi[..., 1] + 0.5 * phi[..., 2] ** 2
+    return phi @ theta + kappa * quad
+
+
+def simulate_nonlinear(key: jax.Array, design: Design, n: int, kappa) -> Comparisons:
+    """n comparisons with the design's φ, ψ, ψ0 and rationality, labels from r*.
+
+    y_i ~ Bernoulli(sigmoid(σ*(x_i)·(r*(φ_i¹) − r*(φ_i⁰)))), r* = ``nonlinear_reward``
+    with the design's θ*, σ* the design's true rationality (``true_rationality``).
+    Pure (``kappa`` may be traced); the features are those of ``simulate(k, design,
+    n)`` with the first half of ``jax.random.split(key)``.
+    """
+    k_x, k_y = jax.random.split(key)
+    data = simulate(k_x, design, n)
+    theta = design_truth(design, data.phi0.dtype).theta
+    sigma = true_rationality(design, data.psi, data.psi0)
+    eta = sigma * (
+        nonlinear_reward(data.phi1, theta, kappa)
+        - nonlinear_reward(data.phi0, theta, kappa)
+    )
+    y = (jax.random.uniform(k_y, (n,), data.phi0.dtype) < jax.nn.sigmoid(eta)).astype(
+        data.phi0.dtype
+    )
     return data._replace(y=y)
 
 

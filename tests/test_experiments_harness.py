@@ -1,0 +1,95 @@
+"""Tests of the shared study plumbing in experiments/__init__.py."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+import experiments
+
+
+def _config(tmp_path, **fields):
+    config = ml_collections.ConfigDict(
+        {
+            "preset": "default",
+            "precision": "float64",
+            "results_dir": str(tmp_path),
+            "chunk_size": 3,
+            "vmap_size": 2,
+            "checkpoint": True,
+            "overwrite": False,
+            "progress": False,
+            "shard": True,
+        }
+    )
+    config.update(fields)
+    return config
+
+
+def test_replicates_with_a_shared_argument_compile_once_and_resume(tmp_path):
+    config = _config(tmp_path)
+    traces = []
+
+    def replicate(key, scale):
+        traces.append(1)  # runs when traced only
+        return {"x": scale * jax.random.normal(key, (2,)), "pos": scale > 0}
+
+    keys = jax.random.split(jax.random.key(1), 7)
+    normal = np.asarray(jax.vmap(lambda k: jax.random.normal(k, (2,)))(keys))
+    traced = []
+    for scale in (2.0, -1.0):
+        out = experiments.replicates(
+            config, replicate, keys, jnp.asarray(scale), part=f"scale{scale}"
+        )
+        assert isinstance(out["x"], np.ndarray) and out["x"].shape == (7, 2)
+        np.testing.assert_allclose(out["x"], scale * normal, rtol=1e-14)
+        assert out["pos"].all() == (scale > 0)
+        traced.append(len(traces))
+    assert traced[0] > 0 and traced[1] == traced[0]  # the second value: no new trace
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "scale-1.0",
+        "scale2.0",
+    ]
+    # A rerun restores every chunk (the keys and fingerprint match).
+    again = experiments.replicates(
+        config, replicate, keys, jnp.asarray(-1.0), part="scale-1.0"
+    )
+    np.testing.assert_array_equal(again["x"], out["x"])
+    with pytest.raises(ValueError, match="fingerprint"):
+        experiments.replicates(
+            _config(tmp_path, vmap_size=1), replicate, keys, 1.0, part="scale2.0"
+        )
+
+
+def test_prepare_checks_precision_and_preset(tmp_path):
+    config = _config(tmp_path, num_replicates=10)
+    presets = {"full": {"num_replicates": 1000}}
+    assert experiments.prepare(config, presets).num_replicates == 10
+    config.preset = "full"
+    assert experiments.prepare(config, presets).num_replicates == 1000
+    with pytest.raises(ValueError, match="preset"):
+        experiments.prepare(_config(tmp_path, preset="paper"), presets)
+    with pytest.raises(ValueError, match="jax_enable_x64 is True"):
+        experiments.prepare(_config(tmp_path, precision="float32"), presets)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        experiments.prepare(_config(tmp_path, precision="bfloat16"), presets)
+
+
+def test_write_records_config_precision_and_devices(tmp_path):
+    config = _config(tmp_path)
+    paths = experiments.write(config, {"x": np.arange(2.0)}, "| a |\n|---|")
+    with open(paths["json"]) as f:
+        stored = json.load(f)
+    assert stored["precision"] == "float64" and stored["x"] == [0.0, 1.0]
+    assert stored["config"]["chunk_size"] == 3
+    assert stored["devices"] == [str(d) for d in jax.devices()]
+    assert experiments.fingerprint(config, part="a") == {
+        "preset": "default",
+        "precision": "float64",
+        "chunk_size": 3,
+        "vmap_size": 2,
+        "part": "a",
+    }
