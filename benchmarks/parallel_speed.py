@@ -56,6 +56,8 @@ from absl import app, flags
 
 from hetrlhf import parallel
 from hetrlhf.alignment import ensemble, ppo
+from hetrlhf.btl.confidence import resample_weights
+from hetrlhf.types import Comparisons
 
 _HEADS = flags.DEFINE_integer("num_heads", 10, "ensemble heads K")
 _N = flags.DEFINE_integer("num_comparisons", 400, "comparisons the heads are fit on")
@@ -100,12 +102,13 @@ def bench_ensemble(num_heads, n, d, num_steps, repeats) -> dict[str, float]:
     k_x, k_y, k_init, k_boot = jax.random.split(jax.random.key(0), 4)
     dphi = jax.random.normal(k_x, (n, d))
     y = jax.random.bernoulli(k_y, jax.nn.sigmoid(dphi @ jnp.ones(d))).astype(dphi.dtype)
+    data = Comparisons(jnp.zeros_like(dphi), dphi, y, jnp.zeros((n, 0)), jnp.ones(n))
     params = ensemble.init_ensemble(k_init, num_heads, d, dtype=dphi.dtype)
-    weights = ensemble.bootstrap_weights(k_boot, num_heads, n, dtype=dphi.dtype)
+    weights = resample_weights(k_boot, data, num_heads)
     fit = jax.jit(
         lambda p, w: (
             ensemble.fit_heads(
-                p, dphi, y, w, optimizer=optax.adam(0.05), num_steps=num_steps
+                p, data, w, optimizer=optax.adam(0.05), num_steps=num_steps
             ).params
         )
     )

@@ -64,8 +64,8 @@ import configs
 import hetrlhf as hr
 from configs import real_data as real_data_config
 from hetrlhf import data as D
-from hetrlhf import reporting
-from hetrlhf.btl import estimate, inference
+from hetrlhf import reporting, validation
+from hetrlhf.btl import estimate
 from hetrlhf.data import features as F
 
 matplotlib.use("Agg")
@@ -283,7 +283,7 @@ def _fit_program(options: tuple) -> Callable:
         separated = jnp.all(jnp.where(real, margin > 0, True))
         info = hr.fisher_information(res.params, data)
         cov = hr.covariance(res.params, data)  # traced: NaN, not an error, if singular
-        return res, separated, cov, inference.condition_number(info)
+        return res, separated, cov, validation.condition_number(info)
 
     return jax.jit(program)
 
@@ -300,7 +300,7 @@ def _fit(config, cmp: hr.Comparisons, size: int) -> Fit:
         status = "separated"
     elif not converged:
         status = "not converged"
-    elif not cond <= inference.default_max_condition(cmp.y.dtype):
+    elif not cond <= validation.default_max_condition(cmp.y.dtype):
         status = "singular information"
     else:
         status = "ok"

@@ -373,3 +373,45 @@ def test_real_pipeline_builds_valid_comparisons():
     cmp = data.to_comparisons(train, F.apply_projection(proj, raw), index, psi=psi)
     assert cmp.phi0.shape == (len(train), 5)
     assert cmp.psi.shape == (len(train), len(levels.names))
+
+
+@needs_data
+def test_featurize_split_fits_features_on_training_rows_only():
+    records, _ = data.load_tulu1(DATA_DIR, max_rows=300)
+    train, test = data.split_by_prompt(records, test_fraction=0.3, seed=0)
+    index = data.unique_texts(train + test)
+    raw = F.hashed_features(index.pairs, F.HashingConfig(dim=128))
+    position = {pair: i for i, pair in enumerate(index.pairs)}
+    levels = data.fit_levels([r.annotator for r in train], min_count=10)
+    psi = data.one_hot([r.annotator for r in train], levels)
+    split = data.featurize_split(train, test, raw, position, 5, psi_train=psi)
+    # The projection of the training Δφ, by hand.
+    n = len(train)
+    proj = F.fit_projection(
+        raw[index.index1[:n]] - raw[index.index0[:n]], 5, center=False, whiten=True
+    )
+    phi = F.apply_projection(proj, raw)
+    np.testing.assert_array_equal(split.phi, phi)
+    ref = data.to_comparisons(
+        train, phi, data.TextIndex(index.pairs, index.index0[:n], index.index1[:n]),
+        psi=psi,
+    )  # fmt: skip
+    for a, b in zip(split.train, ref):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(split.test.phi0, phi[index.index0[n:]])
+    np.testing.assert_array_equal(split.test.y, data.labels(test))
+    assert split.test.psi.shape == (len(test), 0)
+    # Nothing of the test side enters the features: other test texts, same map.
+    other = data.featurize_split(train, test[:5], raw, position, 5, psi_train=psi)
+    np.testing.assert_array_equal(other.phi, split.phi)
+
+
+def test_text_index_points_into_a_given_table(tmp_path):
+    records, _ = data.load_jsonl(_write(tmp_path, [_row(i) for i in range(4)]))
+    table = data.unique_texts(records[::-1])
+    position = {pair: i for i, pair in enumerate(table.pairs)}
+    index = data.text_index(records, position)
+    assert index.pairs == table.pairs
+    for i, r in enumerate(records):
+        assert index.pairs[index.index0[i]] == (r.prompt, r.response_0)
+        assert index.pairs[index.index1[i]] == (r.prompt, r.response_1)

@@ -254,3 +254,45 @@ def test_sentence_embeddings(tmp_path, minilm_dir):
     y, stats = F.embedding_features(pairs, encoder=encode, cache_dir=str(tmp_path))
     assert stats.hits == 4 and stats.misses == 0
     np.testing.assert_array_equal(x, y)
+
+
+def test_feature_map_projects_the_text_block_and_scales_kept_statistics():
+    """By hand in numpy: whitened uncentred SVD of the text block of Δφ; a statistic
+    kept only where it differs on >= min_rows rows, divided by its RMS difference."""
+    rng = np.random.default_rng(0)
+    n, block = 40, 6
+    text = rng.normal(size=(n, block))
+    stats = np.stack(
+        [rng.normal(size=n), np.r_[np.ones(2), np.zeros(n - 2)], np.zeros(n)], axis=1
+    )
+    dphi = np.concatenate([text, stats], axis=1)
+    fmap = F.fit_feature_map(dphi, 3, block=block, min_rows=5)
+    np.testing.assert_array_equal(fmap.keep, [True, False, False])
+    assert fmap.dim == 4
+    _, s, vt = np.linalg.svd(text, full_matrices=False)
+    raw = rng.normal(size=(7, block + 3))
+    phi = F.apply_feature_map(fmap, raw)
+    by_hand = raw[:, :block] @ vt[:3].T / (s[:3] / np.sqrt(n))
+    # Components are defined up to sign.
+    np.testing.assert_allclose(np.abs(phi[:, :3]), np.abs(by_hand), rtol=1e-10)
+    rms = np.sqrt(np.mean(stats[:, 0] ** 2))
+    np.testing.assert_allclose(phi[:, 3], raw[:, block] / rms, rtol=1e-12)
+    # Without a block every column is projected (the calibration and ensemble design).
+    whole = F.fit_feature_map(dphi[:, :block], 3)
+    proj = F.fit_projection(dphi[:, :block], 3, center=False, whiten=True)
+    np.testing.assert_array_equal(
+        F.apply_feature_map(whole, raw[:, :block]),
+        F.apply_projection(proj, raw[:, :block]),
+    )
+
+
+def test_text_features_layouts():
+    raw = F.text_features(PAIRS, "hashed", hash_dim=32)
+    assert raw.raw.shape == (len(PAIRS), 32 + len(F.STATISTIC_NAMES))
+    assert raw.block == 32 and raw.statistic_names == F.STATISTIC_NAMES
+    assert raw.featurizer == "hashed n-grams (dim 32)"
+    np.testing.assert_array_equal(
+        raw.raw, F.hashed_features(PAIRS, F.HashingConfig(dim=32))
+    )
+    with pytest.raises(ValueError, match="featurizer"):
+        F.text_features(PAIRS, "bow")

@@ -190,3 +190,39 @@ def test_vmapped_intervals_equal_eager():
         eager = hr.confidence_intervals(hr.fit(data).params, data)
         np.testing.assert_allclose(batch.se.gamma[i], eager.se.gamma, rtol=1e-8)
         np.testing.assert_allclose(batch.lower.theta[i], eager.lower.theta, rtol=1e-8)
+
+
+def test_likelihood_ratio_test_matches_statsmodels_nested_logits():
+    """hr.fit's homogeneous model is a logit without intercept on Δφ: dropping the last
+    feature is a nested model; the LR test from hr.fit's log-likelihoods equals the one
+    from statsmodels' maximised log-likelihoods and scipy's χ² tail."""
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(3)
+    n = 400
+    dphi = rng.normal(size=(n, 3))
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-dphi @ [0.8, -0.5, 0.4]))) * 1.0
+    fits = {}
+    for name, cols in (("full", 3), ("restricted", 2)):
+        data = hr.comparisons(np.zeros((n, cols)), dphi[:, :cols], y)
+        fits[name] = -n * float(hr.fit(data).loss)  # Σ log-likelihood
+    full = sm.Logit(y, dphi).fit(disp=0, tol=1e-12)
+    restricted = sm.Logit(y, dphi[:, :2]).fit(disp=0, tol=1e-12)
+    stat = 2 * (full.llf - restricted.llf)
+    assert stat > 1.0  # the dropped feature matters: a test with power
+    got = hr.inference.likelihood_ratio_test(fits["restricted"], fits["full"], 1)
+    np.testing.assert_allclose(got.stat, stat, rtol=1e-7)
+    np.testing.assert_allclose(got.p, stats.chi2.sf(stat, 1), rtol=1e-7)
+    assert got.df == full.df_model - restricted.df_model == 1
+
+
+def test_likelihood_ratio_test_chi2_tail_and_clipping():
+    got = hr.inference.likelihood_ratio_test(-120.0, -115.5, 3)
+    assert got.stat == 9.0 and got.df == 3
+    np.testing.assert_allclose(got.p, stats.chi2.sf(9.0, 3), rtol=1e-14)
+    # The full model's maximum below the restricted one's is rounding: statistic 0.
+    assert hr.inference.likelihood_ratio_test(-10.0, -10.0 - 1e-12, 2) == (0.0, 2, 1.0)
+    with pytest.raises(ValueError, match="df"):
+        hr.inference.likelihood_ratio_test(-10.0, -9.0, 0)
+    with pytest.raises(ValueError, match="finite"):
+        hr.inference.likelihood_ratio_test(-np.inf, -9.0, 1)

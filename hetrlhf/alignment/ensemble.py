@@ -4,15 +4,23 @@ Each head k is a linear reward r_k(s, a) = θ_kᵀφ(s, a) on frozen features φ
 on the Bradley–Terry loss from its own initialisation and, optionally, its own
 bootstrap resample of the comparisons:
 
-    η_ik   = θ_kᵀ(φ(s_i, a_i¹) − φ(s_i, a_i⁰))
-    L_k(θ) = Σ_i c_ik [softplus(η_ik) − y_i η_ik] / Σ_i c_ik + (l2 / 2)‖θ_k‖²
-    L(Θ)   = Σ_k L_k(θ_k)
+    L_k(θ) = Σ_i c_ik ℓ_i(θ) / Σ_i c_ik + (l2 / 2)‖θ‖²,   ℓ_i(θ) = softplus(η_i) − y_i η_i,
+    η_i = θᵀΔφ_i,   L(Θ) = Σ_k L_k(θ_k)
 
-with c_k ∈ ℕⁿ the multinomial bootstrap counts of head k (all ones without the
-bootstrap). The total loss is the sum over heads, so its gradient with respect to θ_k is
-∇L_k(θ_k): the heads do not interact, and an element-wise optimiser (adam) trains them
-exactly as if each were trained alone. All K heads are trained by ONE jitted program:
-``jax.vmap`` over heads inside a ``lax.scan`` over optax steps.
+with c_k the head's weights: the data's own weights (1 per row unless given; 0 for
+padding or held-out rows), or with the bootstrap a case resample of them
+(``hetrlhf.btl.confidence.resample_weights``: Multinomial(N, w/N), N = Σ_i w_i, so
+padding rows stay at 0 and a resample has the size of the data, not of the padding).
+L_k is the core weighted Bradley–Terry loss ``hetrlhf.btl.model.loss`` of the
+homogeneous model (σ ≡ 1: an ensemble reward model has no annotator rationality; ψ and
+ψ0 of the data are ignored) plus the ridge term. The total loss is the sum over heads,
+so its gradient with respect to θ_k is ∇L_k(θ_k): the heads do not interact, and an
+element-wise optimiser (adam, sgd) trains them exactly as if each were trained alone.
+All K heads are trained by ONE jitted program: ``jax.vmap`` over heads inside a
+``lax.scan`` over optax steps.
+
+    fit = hr.train_ensemble(key, data, EnsembleOptions(num_heads=10, bootstrap=True))
+    est = hr.ensemble_reward(fit.params, phi)      # RewardEstimate(mean, var)
 
 The ensemble's reward estimate at φ is the head mean, its uncertainty the head sample
 variance (ddof = 1) — returned as the shared currency ``RewardEstimate``.
@@ -35,32 +43,64 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from hetrlhf.types import RewardEstimate
-from hetrlhf.validation import as_float_array
+from hetrlhf.btl import model
+from hetrlhf.btl.confidence import resample_weights
+from hetrlhf.types import Comparisons, RewardEstimate
+from hetrlhf.validation import is_traced
 
 __all__ = [
+    "OPTIMIZERS",
     "EnsembleFit",
-    "bootstrap_weights",
+    "EnsembleOptions",
+    "PairVariances",
     "ensemble_reward",
     "fit_heads",
     "head_loss",
     "init_ensemble",
+    "pair_variances",
     "train_ensemble",
 ]
 
+# Element-wise optax optimisers by name (element-wise: the heads stay independent).
+OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd}
+
+
+class EnsembleOptions(NamedTuple):
+    """How a K-head ensemble is trained (hashable: a static argument under ``jit``).
+
+    Attributes:
+      num_heads: K ≥ 1 (≥ 2 to compute a variance with ``ensemble_reward``).
+      num_steps: optimiser steps ≥ 1 (a fixed budget; no early stopping).
+      learning_rate: step size > 0.
+      optimizer: "adam" or "sgd" (``OPTIMIZERS``).
+      bootstrap: each head on its own case resample of the rows of positive weight.
+      l2: ridge coefficient ≥ 0 on each head.
+      init_scale: standard deviation ≥ 0 of the heads' N(0, s² I) initialisations.
+    """
+
+    num_heads: int = 10
+    num_steps: int = 1000
+    learning_rate: float = 0.05
+    optimizer: str = "adam"
+    bootstrap: bool = False
+    l2: float = 0.0
+    init_scale: float = 1.0
+
 
 class EnsembleFit(NamedTuple):
-    """Output of ``fit_heads``.
+    """A trained ensemble (``train_ensemble``, ``fit_heads``).
 
     Attributes:
       params: [K, d] trained heads θ_k.
       losses: [num_steps, K] each head's loss before each step.
       grad_norm: [K] Euclidean norm of ∇L_k at the returned ``params``.
+      weights: [K, n] the weights c_k each head was trained on (bootstrap counts).
     """
 
     params: jax.Array
     losses: jax.Array
     grad_norm: jax.Array
+    weights: jax.Array
 
 
 def init_ensemble(
@@ -82,62 +122,44 @@ def init_ensemble(
     return init_scale * jax.random.normal(key, (num_heads, dim), dtype)
 
 
-def bootstrap_weights(
-    key: jax.Array, num_heads: int, n: int, *, dtype=None
-) -> jax.Array:
-    """Bootstrap counts: row k is Multinomial(n, (1/n, …, 1/n)), one resample per head.
-
-    Drawing n indices uniformly with replacement and counting them gives the counts
-    c_k; weighting comparison i by c_ik is the same as fitting on the resample.
-
-    Args:
-      key: PRNG key.
-      num_heads: K.
-      n: number of comparisons.
-      dtype: float dtype of the counts; JAX's default float dtype when None.
-
-    Returns:
-      [K, n] counts (each row sums to n).
-    """
-    dtype = jnp.zeros(()).dtype if dtype is None else dtype
-    idx = jax.random.randint(key, (num_heads, n), 0, n)
-    counts = jax.vmap(lambda i: jnp.zeros((n,), dtype).at[i].add(1.0))(idx)
-    return counts
+def _homogeneous(data: Comparisons, weight: jax.Array) -> Comparisons:
+    """``data`` under the ensemble's model: σ ≡ 1 (k = 0, ψ0 = 1), weights ``weight``."""
+    n = data.y.shape[-1]
+    dtype = data.y.dtype
+    return Comparisons(
+        data.phi0,
+        data.phi1,
+        data.y,
+        jnp.zeros((n, 0), dtype),
+        jnp.ones((n,), dtype),
+        weight,
+    )
 
 
 def head_loss(
-    theta: jax.Array,
-    dphi: jax.Array,
-    y: jax.Array,
-    weights: jax.Array,
-    l2: float | jax.Array = 0.0,
+    theta: jax.Array, data: Comparisons, l2: float | jax.Array = 0.0
 ) -> jax.Array:
-    """Weighted Bradley–Terry loss of ONE head, softplus form.
+    """The loss of ONE head: ``model.loss`` of the homogeneous model + ridge.
 
-    L(θ) = Σ_i c_i [softplus(η_i) − y_i η_i] / Σ_i c_i + (l2/2)‖θ‖², η_i = θᵀΔφ_i.
-    softplus(η) = log(1 + e^η) is evaluated stably by ``jax.nn.softplus``.
+    L(θ) = Σ_i w_i [softplus(η_i) − y_i η_i] / Σ_i w_i + (l2/2)‖θ‖², η_i = θᵀΔφ_i
+    (``hetrlhf.btl.model.loss`` at γ = 0: softplus evaluated stably).
 
     Args:
       theta: [d] head parameters.
-      dphi: [n, d] feature differences φ(a¹) − φ(a⁰).
-      y: [n] labels in {0, 1} (1: a¹ preferred).
-      weights: [n] non-negative weights c_i (bootstrap counts or ones).
-      l2: ridge penalty coefficient ≥ 0.
+      data: ``Comparisons`` of the homogeneous model (k = 0, ψ0 = 1), weighted or not.
+      l2: ridge coefficient ≥ 0.
 
     Returns:
       [] the loss.
     """
-    chex.assert_rank([theta, dphi, y, weights], [1, 2, 1, 1])
-    chex.assert_equal_shape([y, weights])
-    eta = dphi @ theta
-    nll = jax.nn.softplus(eta) - y * eta
-    return jnp.sum(weights * nll) / jnp.sum(weights) + 0.5 * l2 * jnp.sum(theta**2)
+    chex.assert_rank(theta, 1)
+    params = model.homogeneous_params(theta, data.psi.shape[-1])
+    return model.loss(params, data) + 0.5 * l2 * jnp.sum(theta**2)
 
 
 def fit_heads(
     params: jax.Array,
-    dphi: jax.Array,
-    y: jax.Array,
+    data: Comparisons,
     weights: jax.Array,
     *,
     optimizer: optax.GradientTransformation,
@@ -146,30 +168,34 @@ def fit_heads(
 ) -> EnsembleFit:
     """Trains K heads jointly: total loss Σ_k L_k, ``vmap`` over heads, ``scan`` over steps.
 
-    Pure and jittable (``num_steps`` and ``optimizer`` must be static). With an
-    element-wise optimiser (sgd, adam, …) the result equals training each head alone.
+    The kernel of ``train_ensemble``. Pure and jittable (``num_steps`` and
+    ``optimizer`` must be static). With an element-wise optimiser (sgd, adam, …) the
+    result equals training each head alone.
 
     Args:
       params: [K, d] initial heads.
-      dphi: [n, d] feature differences shared by all heads.
-      y: [n] labels.
-      weights: [K, n] per-head weights (bootstrap counts, or ones).
+      data: ``Comparisons`` of the homogeneous model (k = 0, ψ0 = 1) shared by all
+        heads; its own ``weight`` is replaced by ``weights``.
+      weights: [K, n] per-head row weights c_k (bootstrap counts, or base weights).
       optimizer: an optax transformation.
       num_steps: number of optimiser steps (a Python int).
       l2: ridge coefficient.
 
     Returns:
-      ``EnsembleFit(params [K, d], losses [num_steps, K], grad_norm [K])``.
+      ``EnsembleFit(params [K, d], losses [num_steps, K], grad_norm [K], weights)``.
     """
-    chex.assert_rank([params, dphi, y, weights], [2, 2, 1, 2])
-    chex.assert_equal_shape_suffix([params, dphi], 1)
+    chex.assert_rank([params, data.phi0, data.y, weights], [2, 2, 1, 2])
+    chex.assert_equal_shape_suffix([params, data.phi0], 1)
     chex.assert_equal_shape_prefix([params, weights], 1)
-    chex.assert_equal_shape_suffix([weights, y], 1)
+    chex.assert_equal_shape_suffix([weights, data.y], 1)
 
-    per_head = jax.vmap(head_loss, in_axes=(0, None, None, 0, None))
+    def one_head(theta, w):
+        return head_loss(theta, data._replace(weight=w), l2)
+
+    per_head = jax.vmap(one_head)
 
     def total_loss(p):
-        losses = per_head(p, dphi, y, weights, l2)
+        losses = per_head(p, weights)
         return jnp.sum(losses), losses
 
     grad_fn = jax.grad(total_loss, has_aux=True)
@@ -184,7 +210,7 @@ def fit_heads(
         step, (params, optimizer.init(params)), None, length=num_steps
     )
     grads, _ = grad_fn(params)
-    return EnsembleFit(params, losses, jnp.linalg.norm(grads, axis=-1))
+    return EnsembleFit(params, losses, jnp.linalg.norm(grads, axis=-1), weights)
 
 
 @functools.partial(
@@ -192,8 +218,7 @@ def fit_heads(
 )
 def _train(
     key,
-    dphi,
-    y,
+    data,
     learning_rate,
     l2,
     init_scale,
@@ -204,129 +229,117 @@ def _train(
     optimizer,
 ):
     init_key, boot_key = jax.random.split(key)
+    dtype = data.y.dtype
+    n = data.y.shape[-1]
     params = init_ensemble(
-        init_key, num_heads, dphi.shape[1], init_scale=init_scale, dtype=dphi.dtype
+        init_key, num_heads, data.phi0.shape[-1], init_scale=init_scale, dtype=dtype
     )
-    n = dphi.shape[0]
+    base = jnp.ones((n,), dtype) if data.weight is None else data.weight
+    data = _homogeneous(data, base)
     if bootstrap:
-        weights = bootstrap_weights(boot_key, num_heads, n, dtype=dphi.dtype)
+        weights = resample_weights(boot_key, data, num_heads)
     else:
-        weights = jnp.ones((num_heads, n), dphi.dtype)
-    if optimizer is None:
-        optimizer = optax.adam(learning_rate)
+        weights = jnp.broadcast_to(base, (num_heads, n))
     return fit_heads(
-        params, dphi, y, weights, optimizer=optimizer, num_steps=num_steps, l2=l2
+        params,
+        data,
+        weights,
+        optimizer=OPTIMIZERS[optimizer](learning_rate),
+        num_steps=num_steps,
+        l2=l2,
     )
 
 
-def _check_positive_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_scalar(name, value, *, positive):
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a real number, got {value!r}") from exc
-    if not math.isfinite(v) or (v <= 0 if positive else v < 0):
-        raise ValueError(
-            f"{name} must be {'> 0' if positive else '>= 0'} and finite, got {value}"
+def _check_options(options: EnsembleOptions) -> EnsembleOptions:
+    if not isinstance(options, EnsembleOptions):
+        raise TypeError(
+            f"options must be an EnsembleOptions, got {type(options).__name__}"
         )
-    return v
+    for name, minimum in (("num_heads", 1), ("num_steps", 1)):
+        value = getattr(options, name)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"options.{name} must be an int, got {value!r}")
+        if value < minimum:
+            raise ValueError(f"options.{name} must be >= {minimum}, got {value}")
+    if options.optimizer not in OPTIMIZERS:
+        raise ValueError(
+            f"options.optimizer must be one of {sorted(OPTIMIZERS)}, got "
+            f"{options.optimizer!r}"
+        )
+    for name, positive in (
+        ("learning_rate", True),
+        ("l2", False),
+        ("init_scale", False),
+    ):
+        value = getattr(options, name)
+        try:
+            v = float(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"options.{name} must be a real number, got {value!r}"
+            ) from exc
+        if not math.isfinite(v) or (v <= 0 if positive else v < 0):
+            raise ValueError(
+                f"options.{name} must be {'> 0' if positive else '>= 0'} and finite, "
+                f"got {value}"
+            )
+    return options._replace(
+        num_heads=int(options.num_heads),
+        num_steps=int(options.num_steps),
+        bootstrap=bool(options.bootstrap),
+    )
 
 
 def train_ensemble(
-    key: jax.Array,
-    phi0,
-    phi1,
-    y,
-    *,
-    num_heads: int = 10,
-    num_steps: int = 1000,
-    learning_rate: float = 0.05,
-    bootstrap: bool = False,
-    l2: float = 0.0,
-    init_scale: float = 1.0,
-    optimizer: optax.GradientTransformation | None = None,
-    return_fit: bool = False,
-):
-    """Trains a K-head Bradley–Terry reward ensemble (validated, jitted entry point).
+    key: jax.Array, data: Comparisons, options: EnsembleOptions | None = None
+) -> EnsembleFit:
+    """Trains a K-head Bradley–Terry reward ensemble on ``data`` (one jitted program).
 
-    Each head starts from its own N(0, init_scale² I) draw and, with ``bootstrap``, is
-    fit on its own multinomial resample of the n comparisons; all heads are trained in
-    one jitted program (see ``fit_heads``).
+    Like every fitter, it takes a data object: the comparisons (built and validated
+    by ``hr.comparisons``, a loader or the simulator) with their row weights — frequency
+    weights, or 0 for padding rows (``hetrlhf.btl.estimate.pad_rows``) and held-out
+    rows, so that data of several sizes share one compiled program. Each head starts
+    from its own N(0, init_scale² I) draw and, with ``options.bootstrap``, is fit on
+    its own case resample of the rows of positive weight (N = Σ_i w_i comparisons
+    drawn with replacement: ``confidence.resample_weights``). ψ and ψ0 are ignored
+    (the ensemble's model has σ ≡ 1). Traceable: it may run inside the caller's
+    ``jit``/``vmap`` (the options are static).
 
     Args:
       key: PRNG key (split into initialisation and bootstrap keys).
-      phi0: [n, d] features of the first response of each pair.
-      phi1: [n, d] features of the second response.
-      y: [n] labels in {0, 1}; 1 means the second response was preferred.
-      num_heads: K ≥ 1 (≥ 2 to compute a variance with ``ensemble_reward``).
-      num_steps: optimiser steps ≥ 1.
-      learning_rate: adam step size > 0 (ignored when ``optimizer`` is given).
-      bootstrap: resample the comparisons independently for each head.
-      l2: ridge coefficient ≥ 0 on each head.
-      init_scale: standard deviation of the initial heads ≥ 0.
-      optimizer: optional optax transformation replacing ``optax.adam(learning_rate)``
-        (element-wise ones keep the heads independent).
-      return_fit: return the whole ``EnsembleFit`` (losses, gradient norms) instead of
-        the parameters only.
+      data: ``Comparisons`` with n rows (``weight``: None, or [n] weights ≥ 0; integer
+        counts with the bootstrap).
+      options: ``EnsembleOptions`` (None: the defaults).
 
     Returns:
-      [K, d] trained heads (or an ``EnsembleFit`` when ``return_fit``).
+      ``EnsembleFit`` (heads ``params`` [K, d], loss curves, gradient norms, weights).
 
     Raises:
-      TypeError / ValueError: non-numeric input, wrong shapes, NaN/inf, labels outside
-        {0, 1}, non-positive sizes or step sizes.
+      TypeError / ValueError: ``data`` not ``Comparisons``; bad options; non-integer
+        weights with the bootstrap (checked eagerly).
     """
-    phi0 = as_float_array("phi0", phi0, 2)
-    phi1 = as_float_array("phi1", phi1, 2)
-    if phi0.shape != phi1.shape:
-        raise ValueError(
-            f"phi0 and phi1 must have the same shape [n, d], got {phi0.shape} and {phi1.shape}"
-        )
-    n, d = phi0.shape
-    if n == 0 or d == 0:
-        raise ValueError(
-            f"phi0 must have n >= 1 rows and d >= 1 columns, got {phi0.shape}"
-        )
-    y = as_float_array("y", y, 1)
-    if y.shape != (n,):
-        raise ValueError(f"y must have shape [n] = ({n},), got {y.shape}")
-    if not np.all(np.isin(y, (0, 1))):
-        raise ValueError(
-            f"y must contain only labels 0 and 1; found {np.unique(y)[:5].tolist()}"
-        )
-    num_heads = _check_positive_int("num_heads", num_heads, 1)
-    num_steps = _check_positive_int("num_steps", num_steps, 1)
-    if optimizer is None:
-        learning_rate = _check_scalar("learning_rate", learning_rate, positive=True)
-    elif not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError(
-            f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}"
-        )
-    l2 = _check_scalar("l2", l2, positive=False)
-    init_scale = _check_scalar("init_scale", init_scale, positive=False)
-
-    dtype = jnp.zeros(()).dtype
-    dphi = jnp.asarray(phi1 - phi0, dtype)
-    fit = _train(
+    options = _check_options(EnsembleOptions() if options is None else options)
+    if not isinstance(data, Comparisons):
+        raise TypeError(f"data must be hetrlhf.Comparisons, got {type(data).__name__}")
+    if options.bootstrap and data.weight is not None and not is_traced(data.weight):
+        weight = np.asarray(data.weight)
+        if not np.all(weight == np.round(weight)):
+            raise ValueError(
+                "the bootstrap resamples whole comparisons, so data.weight must hold "
+                "integer counts (frequency weights or 0/1 masks)"
+            )
+    dtype = data.y.dtype
+    return _train(
         key,
-        dphi,
-        jnp.asarray(y, dtype),
-        jnp.asarray(learning_rate if optimizer is None else 0.0, dtype),
-        jnp.asarray(l2, dtype),
-        jnp.asarray(init_scale, dtype),
-        num_heads=num_heads,
-        num_steps=num_steps,
-        bootstrap=bool(bootstrap),
-        optimizer=optimizer,
+        data,
+        jnp.asarray(options.learning_rate, dtype),
+        jnp.asarray(options.l2, dtype),
+        jnp.asarray(options.init_scale, dtype),
+        num_heads=options.num_heads,
+        num_steps=options.num_steps,
+        bootstrap=options.bootstrap,
+        optimizer=options.optimizer,
     )
-    return fit if return_fit else fit.params
 
 
 def ensemble_reward(params: jax.Array, phi: jax.Array) -> RewardEstimate:
@@ -357,4 +370,47 @@ def ensemble_reward(params: jax.Array, phi: jax.Array) -> RewardEstimate:
     rewards = jnp.einsum("...d,kd->...k", phi, params)
     return RewardEstimate(
         mean=jnp.mean(rewards, axis=-1), var=jnp.var(rewards, axis=-1, ddof=1)
+    )
+
+
+class PairVariances(NamedTuple):
+    """The heads' disagreement on comparisons (``pair_variances``).
+
+    Attributes:
+      response_var: [2n] Var_k r_k(s, a) of every response (the a⁰ rows, then a¹).
+      diff_var: [n] Var_k [r_k(s, a_c) − r_k(s, a_r)], chosen minus rejected (it
+        includes the heads' covariance of the two rewards).
+      sum_var: [n] Var_k r_k(a⁰) + Var_k r_k(a¹) (= diff_var for uncorrelated heads).
+      correct: [n] bool, the ensemble mean ranks the chosen response first.
+      head_correct: [n, K] bool, each head ranks it first.
+    """
+
+    response_var: jax.Array
+    diff_var: jax.Array
+    sum_var: jax.Array
+    correct: jax.Array
+    head_correct: jax.Array
+
+
+def pair_variances(params: jax.Array, data: Comparisons) -> PairVariances:
+    """Reward variances of a trained ensemble on (held-out) comparisons.
+
+    Args:
+      params: [K, d] heads, K ≥ 2.
+      data: ``Comparisons`` with n rows (y = 1: a¹ chosen).
+
+    Returns:
+      ``PairVariances``.
+    """
+    chosen = jnp.where(data.y[:, None] == 1, data.phi1, data.phi0)
+    rejected = jnp.where(data.y[:, None] == 1, data.phi0, data.phi1)
+    r0 = ensemble_reward(params, data.phi0)
+    r1 = ensemble_reward(params, data.phi1)
+    diff = ensemble_reward(params, chosen - rejected)
+    return PairVariances(
+        response_var=jnp.concatenate([r0.var, r1.var]),
+        diff_var=diff.var,
+        sum_var=r0.var + r1.var,
+        correct=diff.mean > 0,
+        head_correct=(chosen - rejected) @ params.T > 0,
     )

@@ -21,8 +21,12 @@ returned as data (``Intervals.condition_number``) and no exception can be raised
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
+import scipy.stats
 from jax.scipy.stats import norm
 
 from hetrlhf.btl import model
@@ -44,11 +48,13 @@ from hetrlhf.validation import (
 )
 
 __all__ = [
+    "LRTest",
     "compare_estimates",
     "compare_rewards",
     "covariance",
     "difference_ztest",
     "fisher_information",
+    "likelihood_ratio_test",
     "reward_interval",
     "standard_errors",
     "symmetric_intervals",
@@ -308,3 +314,51 @@ def compare_rewards(
       two-sided, H1: r_a > r_b, and H1: r_a < r_b p-values.
     """
     return difference_ztest(reward_interval(params, data, phi_a - phi_b, cov=cov))
+
+
+class LRTest(NamedTuple):
+    """Likelihood-ratio test of a restricted model nested in a full one.
+
+    Attributes:
+      stat: 2(ℓ_full − ℓ_restricted) ≥ 0.
+      df: the number of parameters the restriction fixes.
+      p: P(χ²_df ≥ stat), the asymptotic p-value (Wilks).
+    """
+
+    stat: float
+    df: int
+    p: float
+
+
+def likelihood_ratio_test(
+    log_likelihood_restricted: float, log_likelihood_full: float, df: int
+) -> LRTest:
+    """Wilks' likelihood-ratio test, e.g. of γ = 0 (homogeneous vs heterogeneous).
+
+    stat = 2(ℓ_full − ℓ_restricted) with ℓ the maximised log-likelihoods Σ_i w_i ℓ_i
+    (n·L_n, not the mean loss), asymptotically χ²_df under H0: the restricted model
+    (here σ ≡ ψ0, i.e. γ = 0; df = k) is true. The full model's maximum is never
+    below the restricted one's, so a negative difference is solver rounding and the
+    statistic is clipped at 0 (p = 1). Eager (Python floats; scipy's χ² tail).
+
+    Args:
+      log_likelihood_restricted: maximised log-likelihood of the restricted model.
+      log_likelihood_full: that of the full model.
+      df: degrees of freedom ≥ 1 (the difference in free parameters).
+
+    Returns:
+      ``LRTest(stat, df, p)``.
+
+    Raises:
+      ValueError: df < 1 or a log-likelihood that is not finite.
+    """
+    if isinstance(df, bool) or int(df) != df or df < 1:
+        raise ValueError(f"df must be an int >= 1, got {df!r}")
+    restricted, full = float(log_likelihood_restricted), float(log_likelihood_full)
+    if not (math.isfinite(restricted) and math.isfinite(full)):
+        raise ValueError(
+            f"log-likelihoods must be finite, got {restricted} (restricted) and "
+            f"{full} (full)"
+        )
+    stat = max(2.0 * (full - restricted), 0.0)
+    return LRTest(stat, int(df), float(scipy.stats.chi2.sf(stat, int(df))))

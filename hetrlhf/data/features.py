@@ -42,16 +42,21 @@ __all__ = [
     "EMBEDDING_MODEL",
     "STATISTIC_NAMES",
     "CacheStats",
+    "FeatureMap",
     "HashingConfig",
     "Projection",
+    "RawFeatures",
+    "apply_feature_map",
     "apply_projection",
     "cached_features",
     "default_cache_dir",
     "embedding_features",
+    "fit_feature_map",
     "fit_projection",
     "hashed_features",
     "hashed_ngrams",
     "load_sentence_encoder",
+    "text_features",
     "text_statistics",
 ]
 
@@ -284,6 +289,118 @@ def apply_projection(projection: Projection, x: np.ndarray) -> np.ndarray:
             f"{projection.components.shape[0]}"
         )
     return ((x - projection.mean) @ projection.components) / projection.scale
+
+
+class RawFeatures(NamedTuple):
+    """Raw features of m (prompt, response) pairs (``text_features``).
+
+    Attributes:
+      raw: [m, D] float64: a text block (n-grams or an embedding) followed by numeric
+        pair statistics.
+      block: width of the text block (the columns a ``FeatureMap`` projects).
+      statistic_names: names of the ``D − block`` statistic columns.
+      featurizer: what computed them, for the output of a run.
+    """
+
+    raw: np.ndarray
+    block: int
+    statistic_names: tuple[str, ...]
+    featurizer: str
+
+
+def text_features(
+    pairs: Sequence[tuple[str, str]],
+    featurizer: str = "hashed",
+    *,
+    hash_dim: int = 1024,
+    cache_dir: str | None = None,
+) -> RawFeatures:
+    """Raw features of (prompt, response) pairs: "hashed" n-grams or "minilm".
+
+    * "hashed": ``hashed_features`` with ``HashingConfig(dim=hash_dim)`` — the n-gram
+      block, then ``STATISTIC_NAMES``;
+    * "minilm" (the [text] extra): the 384-d response embedding, then the
+      prompt-response cosine and ``STATISTIC_NAMES`` (``embedding_features``, cached
+      under ``cache_dir``).
+
+    Raises:
+      ValueError: an unknown featurizer.
+    """
+    if featurizer == "hashed":
+        raw = hashed_features(pairs, HashingConfig(dim=hash_dim))
+        return RawFeatures(
+            raw, hash_dim, STATISTIC_NAMES, f"hashed n-grams (dim {hash_dim})"
+        )
+    if featurizer == "minilm":
+        emb, _ = embedding_features(pairs, cache_dir=cache_dir)
+        raw = np.concatenate([emb, text_statistics(pairs)], axis=1)
+        names = ("prompt_response_cosine", *STATISTIC_NAMES)
+        return RawFeatures(raw, emb.shape[1] - 1, names, EMBEDDING_MODEL)
+    raise ValueError(f"featurizer must be 'hashed' or 'minilm', got {featurizer!r}")
+
+
+class FeatureMap(NamedTuple):
+    """φ = [projection of the text block, kept statistics / their RMS] (``fit_feature_map``).
+
+    Attributes:
+      projection: ``Projection`` of the first ``block`` raw columns.
+      block: width of the raw text block.
+      keep: [D − block] bool, the statistics used.
+      scale: [kept] their root-mean-square difference on the fitting rows.
+    """
+
+    projection: Projection
+    block: int
+    keep: np.ndarray
+    scale: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        """d, the number of features φ."""
+        return self.projection.components.shape[1] + int(self.keep.sum())
+
+
+def fit_feature_map(
+    dphi: np.ndarray,
+    num_components: int,
+    *,
+    block: int | None = None,
+    min_rows: int = 1,
+) -> FeatureMap:
+    """Fits the feature map of a linear reward on the TRAINING raw differences Δφ.
+
+    The text block (the first ``block`` columns; all of them when None) is projected
+    by a whitened, uncentred SVD of its training Δφ (``fit_projection``: only Δφ enters
+    the likelihood). Each statistic column after the block is divided by the RMS of its
+    training Δφ and kept only if its Δφ is non-zero on at least ``min_rows`` training
+    rows: a rare one (e.g. "empty", when the few empty responses all lose) separates
+    those rows, and its coefficient runs off to infinity (no finite MLE).
+
+    Args:
+      dphi: [n, D] raw feature differences of the training comparisons.
+      num_components: dimensions kept from the text block.
+      block: width of the text block (None: every column is text, no statistics).
+      min_rows: training rows on which a statistic must differ to be kept.
+
+    Returns:
+      ``FeatureMap`` (apply it with ``apply_feature_map``).
+    """
+    dphi = np.asarray(dphi, dtype=np.float64)
+    block = dphi.shape[1] if block is None else block
+    projection = fit_projection(
+        dphi[:, :block], num_components, center=False, whiten=True
+    )
+    stats = dphi[:, block:]
+    rms = np.sqrt(np.mean(stats**2, axis=0))
+    keep = (np.sum(np.abs(stats) > 1e-12, axis=0) >= min_rows) & (rms > 1e-12)
+    return FeatureMap(projection, block, keep, rms[keep])
+
+
+def apply_feature_map(feature_map: FeatureMap, raw: np.ndarray) -> np.ndarray:
+    """[m, D] raw features -> [m, d] features φ."""
+    text = apply_projection(feature_map.projection, raw[:, : feature_map.block])
+    stats = raw[:, feature_map.block :][:, feature_map.keep] / feature_map.scale
+    return np.concatenate([text, stats], axis=1)
 
 
 class CacheStats(NamedTuple):

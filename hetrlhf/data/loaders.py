@@ -29,8 +29,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 
+from hetrlhf.data import features
 from hetrlhf.types import Comparisons
 from hetrlhf.validation import comparisons
 
@@ -39,11 +41,13 @@ __all__ = [
     "PANDALM_HUMAN_FIELDS",
     "PANDALM_JUDGE_FIELDS",
     "TULU1_FIELDS",
+    "FeaturedSplit",
     "Levels",
     "LoadSummary",
     "PreferenceRecord",
     "TextIndex",
     "covariate_matrix",
+    "featurize_split",
     "fit_levels",
     "labels",
     "load_jsonl",
@@ -52,6 +56,7 @@ __all__ = [
     "merge_summaries",
     "one_hot",
     "split_by_prompt",
+    "text_index",
     "to_comparisons",
     "unique_texts",
 ]
@@ -594,6 +599,107 @@ def unique_texts(records: Sequence[PreferenceRecord]) -> TextIndex:
         index0[i] = position.setdefault((r.prompt, r.response_0), len(position))
         index1[i] = position.setdefault((r.prompt, r.response_1), len(position))
     return TextIndex(pairs=tuple(position), index0=index0, index1=index1)
+
+
+def text_index(
+    records: Sequence[PreferenceRecord], position: Mapping[tuple[str, str], int]
+) -> TextIndex:
+    """Where each record's two responses sit in a table of texts.
+
+    Args:
+      records: n records.
+      position: (prompt, response) -> row of the table, covering every text of
+        ``records`` (e.g. ``unique_texts`` of a superset, as a dict).
+
+    Returns:
+      ``TextIndex`` with ``pairs`` the table (in row order) and the rows of each record.
+    """
+    return TextIndex(
+        pairs=tuple(position),
+        index0=np.array(
+            [position[(r.prompt, r.response_0)] for r in records], np.int64
+        ),
+        index1=np.array(
+            [position[(r.prompt, r.response_1)] for r in records], np.int64
+        ),
+    )
+
+
+class FeaturedSplit(NamedTuple):
+    """A train/test split with features fitted on the training rows (``featurize_split``).
+
+    Attributes:
+      train: validated ``Comparisons`` of the training records (``to_comparisons``).
+      test: ``Comparisons`` of the test records, for scoring with parameters fitted on
+        ``train`` (not validated: a small held-out set need not identify θ).
+      phi: [m, d] features φ of every text of the table.
+      feature_map: the ``features.FeatureMap`` fitted on the training Δφ only.
+      train_index, test_index: ``TextIndex`` of each side into the table.
+    """
+
+    train: Comparisons
+    test: Comparisons
+    phi: np.ndarray
+    feature_map: features.FeatureMap
+    train_index: TextIndex
+    test_index: TextIndex
+
+
+def featurize_split(
+    train: Sequence[PreferenceRecord],
+    test: Sequence[PreferenceRecord],
+    raw: np.ndarray,
+    position: Mapping[tuple[str, str], int],
+    num_components: int,
+    *,
+    block: int | None = None,
+    min_feature_rows: int = 1,
+    psi_train: np.ndarray | None = None,
+    psi_test: np.ndarray | None = None,
+) -> FeaturedSplit:
+    """Text → features → projection → ``Comparisons``, fitted on the training rows.
+
+    The feature map (``features.fit_feature_map``: a whitened SVD of the text block of
+    the training Δφ, plus the scaled pair statistics after ``block``) is fitted on the
+    TRAINING comparisons only and applied to every text, so nothing of the test side
+    leaks into the features.
+
+    Args:
+      train, test: records without ties (disjoint prompts: ``split_by_prompt``).
+      raw: [m, D] raw features of the texts of the table (``features.text_features``
+        or ``hashed_features``).
+      position: (prompt, response) -> row of ``raw``.
+      num_components: dimensions kept from the text block.
+      block: width of the text block of ``raw`` (None: every column is projected).
+      min_feature_rows: training rows on which a statistic must differ to be kept.
+      psi_train, psi_test: annotator covariates of each side, or None (k = 0).
+
+    Returns:
+      ``FeaturedSplit``.
+    """
+    train_index = text_index(train, position)
+    test_index = text_index(test, position)
+    dphi = raw[train_index.index1] - raw[train_index.index0]
+    feature_map = features.fit_feature_map(
+        dphi, num_components, block=block, min_rows=min_feature_rows
+    )
+    phi = features.apply_feature_map(feature_map, raw)
+    n = len(test)
+    scored = Comparisons(
+        phi0=jnp.asarray(phi[test_index.index0]),
+        phi1=jnp.asarray(phi[test_index.index1]),
+        y=jnp.asarray(labels(test)),
+        psi=jnp.asarray(np.zeros((n, 0)) if psi_test is None else psi_test),
+        psi0=jnp.ones(n),
+    )
+    return FeaturedSplit(
+        to_comparisons(train, phi, train_index, psi=psi_train),
+        scored,
+        phi,
+        feature_map,
+        train_index,
+        test_index,
+    )
 
 
 def fit_levels(

@@ -56,6 +56,7 @@ from hetrlhf.btl.confidence import (
     sandwich_covariance,
 )
 from hetrlhf.btl.estimate import pad_rows, padded_size
+from hetrlhf.btl.inference import LRTest, likelihood_ratio_test
 from hetrlhf.btl.multitest import rank_with_groups
 from hetrlhf.data.preferences import Preferences, holdout_split, load_preferences
 from hetrlhf.types import Comparisons, FitResult, Params, RewardEstimate, ravel_params
@@ -99,14 +100,6 @@ class FitSummary(NamedTuple):
     condition_number: float
     covariance: np.ndarray
     sandwich: np.ndarray
-
-
-class LRTest(NamedTuple):
-    """Likelihood-ratio test of γ = 0 (all annotators equally rational)."""
-
-    stat: float
-    df: int
-    p: float
 
 
 class RationalityRow(NamedTuple):
@@ -666,8 +659,7 @@ def report(
     )
     lr = None
     if k:
-        stat = max(2.0 * (het.log_likelihood - hom.log_likelihood), 0.0)
-        lr = LRTest(stat, k, float(scipy.stats.chi2.sf(stat, k)))
+        lr = likelihood_ratio_test(hom.log_likelihood, het.log_likelihood, k)
     say(f"{intervals} intervals")
     lower, upper, cov, failed = _intervals(
         prefs, het, intervals, alpha, num_bootstrap, seed, progress

@@ -33,13 +33,11 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 
 from hetrlhf.alignment import ensemble
 from hetrlhf.alignment.ppo.rewards import judge_intervals
 from hetrlhf.alignment.ppo.tasks import CandidateTask, Task, TinyTransformer, TokenTask
-from hetrlhf.types import RewardEstimate
+from hetrlhf.types import Comparisons, RewardEstimate
 
 __all__ = [
     "SOURCES",
@@ -136,10 +134,10 @@ def _random_responses(key: jax.Array, task: Task, n: int) -> jax.Array:
 
 def comparison_data(
     key: jax.Array, task: Task, num_comparisons: int, data_scales
-) -> tuple[jax.Array, jax.Array, jax.Array]:
+) -> Comparisons:
     """Simulated preference data: pairs of random responses, features scaled per
     direction by ``data_scales`` [d], labels y ~ Bernoulli(σ(θ*ᵀ(φ1 − φ0))) from the
-    gold Bradley–Terry model. Returns (phi0 [n, d], phi1 [n, d], y [n])."""
+    gold Bradley–Terry model; homogeneous ``Comparisons`` (k = 0, ψ0 = 1) of n rows."""
     k0, k1, ky = jax.random.split(key, 3)
     scales = jnp.asarray(data_scales, task.gold_theta.dtype)
     if scales.shape != task.gold_theta.shape:
@@ -151,7 +149,10 @@ def comparison_data(
     phi1 = scales * _random_responses(k1, task, num_comparisons)
     p = jax.nn.sigmoid(task.gold_reward(phi1 - phi0))
     y = jax.random.bernoulli(ky, p).astype(phi0.dtype)
-    return phi0, phi1, y
+    n = num_comparisons
+    return Comparisons(
+        phi0, phi1, y, jnp.zeros((n, 0), phi0.dtype), jnp.ones((n,), phi0.dtype)
+    )
 
 
 def ensemble_source(key: jax.Array, task: Task, config) -> RewardSource:
@@ -159,26 +160,16 @@ def ensemble_source(key: jax.Array, task: Task, config) -> RewardSource:
     section: num_comparisons, data_scales, num_heads, optimizer, num_steps,
     learning_rate, bootstrap, init_scale)."""
     k_data, k_heads = jax.random.split(key)
-    phi0, phi1, y = comparison_data(
-        k_data, task, config.num_comparisons, config.data_scales
-    )
-    optimizers = {"sgd": optax.sgd, "adam": optax.adam}
-    if config.optimizer not in optimizers:
-        raise ValueError(
-            f"ensemble.optimizer must be one of {sorted(optimizers)}, got "
-            f"{config.optimizer!r}"
-        )
-    heads = ensemble.train_ensemble(
-        k_heads,
-        np.asarray(phi0),
-        np.asarray(phi1),
-        np.asarray(y),
+    data = comparison_data(k_data, task, config.num_comparisons, config.data_scales)
+    options = ensemble.EnsembleOptions(
         num_heads=config.num_heads,
         num_steps=config.num_steps,
+        learning_rate=config.learning_rate,
+        optimizer=config.optimizer,
         bootstrap=config.bootstrap,
         init_scale=config.init_scale,
-        optimizer=optimizers[config.optimizer](config.learning_rate),
     )
+    heads = ensemble.train_ensemble(k_heads, data, options).params
     return RewardSource("ensemble", ensemble.ensemble_reward, heads, "none")
 
 
