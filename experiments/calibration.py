@@ -58,13 +58,11 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
-import optax
 from scipy import stats
 from tqdm import tqdm
 
@@ -100,61 +98,32 @@ ENSEMBLE_NOTE = (
 
 
 def _ensemble(key, train: Comparisons, num_real, test_dphi, *, ens):
-    """``hetrlhf.alignment.ensemble`` heads on the first ``num_real`` rows -> test Δ estimate.
+    """``hetrlhf.alignment.ensemble.train_ensemble`` on the first ``num_real`` rows ->
+    test Δ estimate.
 
-    Each head starts from ``init_ensemble`` and is fit (``fit_heads``, adam) on its own
-    multinomial resample of the ``num_real`` real rows (``ens.bootstrap``) or on all of
-    them; rows at index >= num_real are padding and get weight 0, so one compiled
-    program serves every sample size. With num_real = n the weights are exactly
-    ``ensemble.bootstrap_weights``.
+    Rows at index >= num_real are padding and get weight 0 (with ``ens.bootstrap``
+    each head's case resample draws num_real comparisons from the real rows only), so
+    one compiled program serves every sample size.
 
     Returns:
       (``RewardEstimate`` of test Δ, [K] gradient norms of the heads).
     """
-    n, d = train.dphi.shape
-    dtype = train.dphi.dtype
-    k_init, k_boot = jax.random.split(key)
-    params = ensemble.init_ensemble(
-        k_init, ens.num_heads, d, init_scale=ens.init_scale, dtype=dtype
-    )
-    real = (jnp.arange(n) < num_real).astype(dtype)
-    if ens.bootstrap:
-        draws = jax.random.randint(k_boot, (ens.num_heads, n), 0, num_real)
-        weights = jax.vmap(lambda i: jnp.zeros((n,), dtype).at[i].add(real))(draws)
-    else:
-        weights = jnp.broadcast_to(real, (ens.num_heads, n))
-    fit = ensemble.fit_heads(
-        params,
-        train.dphi,
-        train.y,
-        weights,
-        optimizer=optax.adam(ens.learning_rate),
-        num_steps=ens.num_steps,
-        l2=ens.l2,
-    )
+    n = train.y.shape[0]
+    real = (jnp.arange(n) < num_real).astype(train.y.dtype)
+    fit = ensemble.train_ensemble(key, train._replace(weight=real), ens)
     return ensemble.ensemble_reward(fit.params, test_dphi), fit.grad_norm
 
 
-class _EnsembleOptions(NamedTuple):
-    """Static ensemble settings (hashable, closed over by the jitted kernels)."""
-
-    num_heads: int
-    num_steps: int
-    learning_rate: float
-    bootstrap: bool
-    init_scale: float
-    l2: float
-
-
-def _ensemble_options(config) -> _EnsembleOptions:
+def _ensemble_options(config) -> ensemble.EnsembleOptions:
     e = config.ensemble
-    return _EnsembleOptions(
-        int(config.num_heads),
-        int(e.num_steps),
-        float(e.learning_rate),
-        bool(e.bootstrap),
-        float(e.init_scale),
-        float(e.l2),
+    return ensemble.EnsembleOptions(
+        num_heads=int(config.num_heads),
+        num_steps=int(e.num_steps),
+        learning_rate=float(e.learning_rate),
+        optimizer="adam",
+        bootstrap=bool(e.bootstrap),
+        l2=float(e.l2),
+        init_scale=float(e.init_scale),
     )
 
 
@@ -166,7 +135,7 @@ def _difference_sources(
     Args:
       cluster: [n] cluster ids of the training rows for the sandwich source (None:
         every row its own cluster, HC0).
-      ens: ``_EnsembleOptions``.
+      ens: ``hetrlhf.alignment.ensemble.EnsembleOptions``.
       num_clusters: static number of clusters when ``cluster`` is given.
 
     Returns:

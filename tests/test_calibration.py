@@ -179,11 +179,10 @@ def test_study_ensemble_is_the_library_ensemble():
 
     data = hsim.simulate(jax.random.key(0), hsim.get_design("default"), 60)
     test_dphi = jax.random.normal(jax.random.key(1), (7, 5))
-    opts = study._EnsembleOptions(4, 40, 0.05, True, 1.0, 0.0)
+    opts = ensemble.EnsembleOptions(num_heads=4, num_steps=40, bootstrap=True)
     key = jax.random.key(2)
-    heads = ensemble.train_ensemble(
-        key, data.phi0, data.phi1, data.y, num_heads=4, num_steps=40, bootstrap=True
-    )
+    options = ensemble.EnsembleOptions(num_heads=4, num_steps=40, bootstrap=True)
+    heads = ensemble.train_ensemble(key, data, options).params
     ref = ensemble.ensemble_reward(heads, test_dphi)
     got, _ = study._ensemble(key, data, 60, test_dphi, ens=opts)
     np.testing.assert_allclose(got.mean, ref.mean, rtol=1e-10)
