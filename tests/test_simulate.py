@@ -46,7 +46,8 @@ def test_shapes_and_dtypes_every_preset(name):
     assert data.phi0.shape == data.phi1.shape == (3, 7, 5)
     assert data.y.shape == data.psi0.shape == (3, 7)
     assert data.psi.shape == (3, 7, 3)
-    assert all(leaf.dtype == jnp.float64 for leaf in data)
+    assert data.weight is None
+    assert all(leaf.dtype == jnp.float64 for leaf in jax.tree.leaves(data))
     cands = jax.eval_shape(lambda k: sim.simulate_candidates(k, design, 4, 6), keys[0])
     assert cands.shape == (4, 6, 5) and cands.dtype == jnp.float64
 
@@ -55,7 +56,7 @@ def test_vmapped_replicates_are_valid_and_independent():
     design = sim.get_design("binary")
     keys = jax.random.split(jax.random.key(1), 3)
     data = jax.jit(jax.vmap(lambda k: sim.simulate(k, design, 7)))(keys)
-    for leaf in data:
+    for leaf in jax.tree.leaves(data):
         assert np.all(np.isfinite(leaf))
     assert set(np.unique(data.y)) <= {0.0, 1.0}
     assert not np.allclose(data.phi0[0], data.phi0[1])
