@@ -24,6 +24,7 @@ LAYERS = {
     "checkpoint": 1,
     "parallel": 1,
     "reporting": 1,
+    "montecarlo": 1,
     "btl": 2,
     "alignment": 3,
     "data": 4,
