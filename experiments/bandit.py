@@ -28,17 +28,11 @@ import matplotlib.pyplot as plt
 import configs
 import experiments
 from configs import bandit as bandit_config
+from hetrlhf import montecarlo as mc
 from hetrlhf import reporting
 from hetrlhf.alignment import policy
 
 _POLICIES = ("vanilla", "variance-aware")
-
-
-def _improvements(r_hat, r, var, eps, simplex):
-    """⟨δ(r̂), r⟩ of the vanilla and the variance-aware step for one draw r̂ ([K])."""
-    vanilla = policy.vanilla_step(r_hat, eps, simplex=simplex)
-    aware = policy.variance_aware_step(r_hat, var, eps, simplex=simplex)
-    return jnp.stack([vanilla @ r, aware @ r])
 
 
 def _risks(r, var, simplex):
@@ -49,52 +43,12 @@ def _risks(r, var, simplex):
     return jnp.stack([risk(variance_aware=False), risk(variance_aware=True)])
 
 
-@functools.partial(jax.jit, static_argnames=("num_draws", "simplex"))
-def simulate_instance(key, r, var, eps, *, num_draws, simplex):
-    """Improvements of both steps over ``num_draws`` noise draws of one instance.
-
-    Args:
-      key: PRNG key.
-      r: [K] true rewards.
-      var: [K] noise variances σ².
-      eps: [] squared trust-region radius ε.
-      num_draws: number of draws r̂ ~ N(r, diag(σ²)).
-      simplex: constrain the steps to 1ᵀδ = 0.
-
-    Returns:
-      [num_draws, 2] ⟨δ(r̂), r⟩ for (vanilla, variance-aware).
-    """
-    noise = jax.random.normal(key, (num_draws, r.shape[0]), r.dtype)
-    r_hat = r + noise * jnp.sqrt(var)
-    return jax.vmap(_improvements, in_axes=(0, None, None, None, None))(
-        r_hat, r, var, eps, simplex
-    )
-
-
-@functools.partial(jax.jit, static_argnames=("num_draws",))
-def simulate_kl_policies(key, r, var, beta, *, num_draws):
-    """Improvements ⟨π − π₀, r⟩ of the KL-regularised policies (π₀ uniform).
-
-    The variances are normalised by λ_min(Σ) (our choice, the analogue of
-    ε′ = λ_min(Σ)·ε): the most certain arm is penalised exactly as in the vanilla
-    Gibbs policy, every other arm more.
-
-    Returns:
-      [num_draws, 3] for (Gibbs π ∝ π₀ e^{r̂/β}, Sharpe tilt, variance-penalised).
-    """
-    k = r.shape[0]
-    pi0 = jnp.full((k,), 1.0 / k, r.dtype)
-    weights = var / jnp.min(var)
-    noise = jax.random.normal(key, (num_draws, k), r.dtype)
-    r_hat = r + noise * jnp.sqrt(var)
-
-    def one(r_hat):
-        gibbs = policy.sharpe_policy(pi0, r_hat, jnp.ones_like(var), beta)
-        sharpe = policy.sharpe_policy(pi0, r_hat, weights, beta)
-        penalized = policy.variance_penalized_policy(pi0, r_hat, weights, beta)
-        return (jnp.stack([gibbs, sharpe, penalized]) - pi0) @ r
-
-    return jax.vmap(one)(r_hat)
+simulate_instance = jax.jit(
+    policy.step_improvements, static_argnames=("num_draws", "simplex")
+)
+simulate_kl_policies = jax.jit(
+    policy.kl_policy_improvements, static_argnames=("num_draws",)
+)
 
 
 @functools.partial(
@@ -132,9 +86,9 @@ def simulate_heterogeneity(
     return {"r": r, "var": var, "risk": risk, "improvement": improvement}
 
 
-def _mean_se(x):
-    x = np.asarray(x, dtype=np.float64)
-    return float(np.mean(x)), float(np.std(x, ddof=1) / math.sqrt(x.size))
+def _mean_se(x) -> tuple[float, float]:
+    mean, se = mc.mean_se(np.ravel(x), np.float64)
+    return float(mean), float(se)
 
 
 def _check_config(config):
@@ -160,71 +114,65 @@ def _check_config(config):
             )
 
 
+def _example_setting(improvement, closed, eps, num_draws) -> dict:
+    """MC risk and mean improvement of both steps vs their closed-form risks."""
+    out = {}
+    for j, name in enumerate(_POLICIES):
+        emp, emp_se = _mean_se(improvement[:, j] <= 0)
+        gain, gain_se = _mean_se(improvement[:, j] / math.sqrt(eps))
+        binom_se = math.sqrt(closed[j] * (1 - closed[j]) / num_draws)
+        out[name] = {
+            "risk_closed_form": float(closed[j]),
+            "risk_monte_carlo": emp,
+            "risk_monte_carlo_se": emp_se,
+            "z": (emp - closed[j]) / binom_se if binom_se > 0 else float("nan"),
+            "mean_improvement_over_sqrt_eps": gain,
+            "mean_improvement_over_sqrt_eps_se": gain_se,
+            "improvement_histogram": np.histogram(improvement[:, j], bins=60),
+        }
+    out["_improvement_sample"] = improvement[:2000]  # figure only
+    return out
+
+
+_KL_POLICIES = ("Gibbs KL (vanilla)", "Sharpe tilt", "variance-penalised")
+
+
 def run_example(key, config):
     """(a) The fixed example: closed-form vs Monte Carlo risk, both settings."""
     cfg = config.example
     r = jnp.asarray(cfg.reward, dtype=jnp.zeros(()).dtype)
     var = jnp.asarray(cfg.var, dtype=r.dtype)
     k_steps, k_kl = jax.random.split(key)
-    rows, out = [], {}
-    for simplex in (True, False):
-        setting = "simplex" if simplex else "unconstrained"
-        improvement = np.asarray(
-            simulate_instance(
-                k_steps, r, var, config.eps, num_draws=cfg.num_draws, simplex=simplex
-            )
+    out, rows = {}, []
+    for setting, simplex in (("simplex", True), ("unconstrained", False)):
+        improvement = simulate_instance(
+            k_steps, r, var, config.eps, num_draws=cfg.num_draws, simplex=simplex
         )
         closed = np.asarray(_risks(r, var, simplex))
-        out[setting] = {}
-        for j, name in enumerate(_POLICIES):
-            emp, emp_se = _mean_se(improvement[:, j] <= 0)
-            gain, gain_se = _mean_se(improvement[:, j] / math.sqrt(config.eps))
-            binom_se = math.sqrt(closed[j] * (1 - closed[j]) / cfg.num_draws)
-            z = (emp - closed[j]) / binom_se if binom_se > 0 else float("nan")
-            out[setting][name] = {
-                "risk_closed_form": float(closed[j]),
-                "risk_monte_carlo": emp,
-                "risk_monte_carlo_se": emp_se,
-                "z": z,
-                "mean_improvement_over_sqrt_eps": gain,
-                "mean_improvement_over_sqrt_eps_se": gain_se,
-                "improvement_histogram": np.histogram(improvement[:, j], bins=60),
-            }
-            rows.append([setting, name, closed[j], emp, emp_se, z, gain, gain_se])
-        out[setting]["_improvement_sample"] = improvement[:2000]  # figure only
+        out[setting] = _example_setting(
+            np.asarray(improvement), closed, config.eps, cfg.num_draws
+        )
+        fields = ("risk_closed_form", "risk_monte_carlo", "risk_monte_carlo_se", "z")
+        fields += (
+            "mean_improvement_over_sqrt_eps",
+            "mean_improvement_over_sqrt_eps_se",
+        )
+        rows += [[setting, n, *(out[setting][n][f] for f in fields)] for n in _POLICIES]
     kl = np.asarray(
         simulate_kl_policies(k_kl, r, var, cfg.beta, num_draws=cfg.num_draws)
     )
-    kl_rows, out["kl"] = [], {}
-    for j, name in enumerate(
-        ("Gibbs KL (vanilla)", "Sharpe tilt", "variance-penalised")
-    ):
-        emp, emp_se = _mean_se(kl[:, j] <= 0)
-        gain, gain_se = _mean_se(kl[:, j])
-        out["kl"][name] = {
-            "risk_monte_carlo": emp,
-            "risk_monte_carlo_se": emp_se,
-            "mean_improvement": gain,
-            "mean_improvement_se": gain_se,
-        }
-        kl_rows.append([name, emp, emp_se, gain, gain_se])
+    out["kl"] = {}
+    for j, name in enumerate(_KL_POLICIES):
+        (emp, emp_se), (gain, gain_se) = _mean_se(kl[:, j] <= 0), _mean_se(kl[:, j])
+        out["kl"][name] = dict(
+            zip(_KL_FIELDS, (emp, emp_se, gain, gain_se), strict=True)
+        )
+    kl_rows = [[name, *out["kl"][name].values()] for name in _KL_POLICIES]
+    header = ["setting", "step", "risk (closed form)", "risk (MC)", "MC se", "z"]
     table = (
         f"### (a) {r.size}-arm example: r = {tuple(cfg.reward)}, σ² = {tuple(cfg.var)}, "
         f"ε = {config.eps}, {cfg.num_draws} noise draws\n\n"
-        + reporting.markdown_table(
-            [
-                "setting",
-                "step",
-                "risk (closed form)",
-                "risk (MC)",
-                "MC se",
-                "z",
-                "E⟨δ,r⟩/√ε",
-                "se",
-            ],
-            rows,
-            digits=4,
-        )
+        + reporting.markdown_table([*header, "E⟨δ,r⟩/√ε", "se"], rows, digits=4)
         + f"\n\nKL-regularised policies (π₀ uniform, β = {cfg.beta}, σ² normalised by "
         "λ_min; Monte Carlo only):\n\n"
         + reporting.markdown_table(
@@ -234,6 +182,43 @@ def run_example(key, config):
     return out, table
 
 
+_KL_FIELDS = (
+    "risk_monte_carlo",
+    "risk_monte_carlo_se",
+    "mean_improvement",
+    "mean_improvement_se",
+)
+
+
+def _level_summary(res: dict, spread, eps) -> dict:
+    """Risks and improvements of one heterogeneity level (closed form and MC)."""
+    risk, improvement = res["risk"], res["improvement"] / math.sqrt(eps)
+    per_instance_emp = np.mean(improvement <= 0, axis=1)  # [N, 2]
+    lower = risk[:, 1] < risk[:, 0] - 1e-9
+    summary = {
+        "spread": spread,
+        "frac_instances_variance_aware_lower_risk": float(np.mean(lower)),
+        "mean_risk_reduction": _mean_se(risk[:, 0] - risk[:, 1]),
+        "risk": risk,
+        "risk_empirical_per_instance": per_instance_emp,
+    }
+    for j, name in enumerate(_POLICIES):
+        emp, emp_se = _mean_se(per_instance_emp[:, j])
+        gain, gain_se = _mean_se(improvement[..., j].mean(1))
+        summary[name] = {
+            "mean_risk_closed_form": float(risk[:, j].mean()),
+            "risk_empirical": emp,
+            "risk_empirical_se": emp_se,
+            "mean_improvement_over_sqrt_eps": gain,
+            "mean_improvement_over_sqrt_eps_se": gain_se,
+            "q05_improvement_over_sqrt_eps": float(
+                np.quantile(improvement[..., j], 0.05)
+            ),
+        }
+    summary["_improvement"] = improvement  # for the figures; dropped from JSON
+    return summary
+
+
 def run_heterogeneity(key, config):
     """(b) Low vs high variance heterogeneity over random instances."""
     cfg = config.heterogeneity
@@ -241,133 +226,86 @@ def run_heterogeneity(key, config):
     levels = list(zip(cfg.level_names, cfg.log_spreads))
     keys = jax.random.split(key, len(levels))
     for (level, spread), k in tqdm(list(zip(levels, keys)), desc="heterogeneity"):
-        res = jax.tree.map(
-            np.asarray,
-            simulate_heterogeneity(
-                k,
-                spread,
-                cfg.reward_scale,
-                cfg.mean_log_var,
-                config.eps,
-                num_arms=cfg.num_arms,
-                num_instances=cfg.num_instances,
-                num_draws=cfg.num_draws,
-                simplex=cfg.simplex,
-            ),
+        res = simulate_heterogeneity(
+            k,
+            spread,
+            cfg.reward_scale,
+            cfg.mean_log_var,
+            config.eps,
+            num_arms=cfg.num_arms,
+            num_instances=cfg.num_instances,
+            num_draws=cfg.num_draws,
+            simplex=cfg.simplex,
         )
-        risk, improvement = res["risk"], res["improvement"] / math.sqrt(config.eps)
-        per_instance_emp = np.mean(improvement <= 0, axis=1)  # [N, 2]
-        lower = risk[:, 1] < risk[:, 0] - 1e-9
-        summary = {
-            "spread": spread,
-            "frac_instances_variance_aware_lower_risk": float(np.mean(lower)),
-            "mean_risk_reduction": _mean_se(risk[:, 0] - risk[:, 1]),
-            "risk": risk,
-            "risk_empirical_per_instance": per_instance_emp,
-        }
-        for j, name in enumerate(_POLICIES):
-            emp, emp_se = _mean_se(per_instance_emp[:, j])
-            gain, gain_se = _mean_se(improvement[..., j].mean(1))
-            q05 = float(np.quantile(improvement[..., j], 0.05))
-            summary[name] = {
-                "mean_risk_closed_form": float(risk[:, j].mean()),
-                "risk_empirical": emp,
-                "risk_empirical_se": emp_se,
-                "mean_improvement_over_sqrt_eps": gain,
-                "mean_improvement_over_sqrt_eps_se": gain_se,
-                "q05_improvement_over_sqrt_eps": q05,
-            }
-            rows.append(
-                [
-                    level,
-                    spread,
-                    name,
-                    risk[:, j].mean(),
-                    emp,
-                    emp_se,
-                    gain,
-                    gain_se,
-                    q05,
-                    float(np.mean(lower)),
-                ]
-            )
-        out[level] = summary
-        out[level]["_improvement"] = improvement  # for the figures; dropped from JSON
+        out[level] = s = _level_summary(
+            jax.tree.map(np.asarray, res), spread, config.eps
+        )
+        fields = ("mean_risk_closed_form", "risk_empirical", "risk_empirical_se")
+        fields += (
+            "mean_improvement_over_sqrt_eps",
+            "mean_improvement_over_sqrt_eps_se",
+        )
+        rows += [
+            [level, spread, name, *(s[name][f] for f in fields),
+             s[name]["q05_improvement_over_sqrt_eps"],
+             s["frac_instances_variance_aware_lower_risk"]]
+            for name in _POLICIES
+        ]  # fmt: skip
+    header = ["level", "spread", "step", "mean risk (closed form)", "risk (MC)"]
+    header += ["MC se", "E⟨δ,r⟩/√ε", "se", "5% quantile ⟨δ,r⟩/√ε"]
     table = (
         f"### (b) Variance heterogeneity: {cfg.num_instances} instances × "
         f"{cfg.num_draws} draws, K = {cfg.num_arms}, r ~ N(0, {cfg.reward_scale}²), "
         f"log σ² = {cfg.mean_log_var} + spread·U(−1, 1), simplex = {cfg.simplex}\n\n"
-        + reporting.markdown_table(
-            [
-                "level",
-                "spread",
-                "step",
-                "mean risk (closed form)",
-                "risk (MC)",
-                "MC se",
-                "E⟨δ,r⟩/√ε",
-                "se",
-                "5% quantile ⟨δ,r⟩/√ε",
-                "frac. VA risk lower",
-            ],
-            rows,
-            digits=4,
-        )
+        + reporting.markdown_table([*header, "frac. VA risk lower"], rows, digits=4)
     )
     return out, table
 
 
-def _figures(example, hetero, config):
-    figs = {}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    labels, closed, emp, err = [], [], [], []
-    for setting in ("simplex", "unconstrained"):
-        for name in _POLICIES:
-            e = example[setting][name]
-            labels.append(f"{setting}\n{name}")
-            closed.append(e["risk_closed_form"])
-            emp.append(e["risk_monte_carlo"])
-            err.append(1.96 * e["risk_monte_carlo_se"])
-    x = np.arange(len(labels))
-    axes[0].bar(x - 0.2, closed, 0.4, label="closed form")
-    axes[0].bar(x + 0.2, emp, 0.4, yerr=err, capsize=3, label="Monte Carlo ± 1.96 se")
-    axes[0].set_xticks(x, labels, fontsize=8)
-    axes[0].set_ylabel("P(⟨δ, r⟩ ≤ 0)")
-    axes[0].set_title("(a) risk of the example")
-    axes[0].legend(fontsize=8)
-    sample = np.asarray(example["simplex"]["_improvement_sample"]) / math.sqrt(
-        config.eps
-    )
-    bins = np.linspace(sample.min(), sample.max(), 50)
+def _histograms(ax, data, bins, xlabel: str, zero: bool) -> None:
+    """Overlaid histograms of both steps' columns of ``data`` [.., 2]."""
     for j, name in enumerate(_POLICIES):
-        axes[1].hist(sample[:, j], bins=bins, alpha=0.55, label=name)
-    axes[1].axvline(0, color="k", lw=0.8)
-    axes[1].set_xlabel("⟨δ(r̂), r⟩ / √ε (simplex)")
-    axes[1].set_title("(a) improvement over π₀, first 2000 draws")
-    axes[1].legend(fontsize=8)
-    figs["example"] = fig
+        ax.hist(data[:, j], bins=bins, alpha=0.55, label=name)
+    if zero:
+        ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel(xlabel)
+    ax.legend(fontsize=8)
 
-    nb = config.heterogeneity.num_bins
+
+def _figures(example, hetero, config):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    cells = [
+        (s, n, example[s][n]) for s in ("simplex", "unconstrained") for n in _POLICIES
+    ]
+    x = np.arange(len(cells))
+    axes[0].bar(
+        x - 0.2, [e["risk_closed_form"] for *_, e in cells], 0.4, label="closed form"
+    )
+    axes[0].bar(x + 0.2, [e["risk_monte_carlo"] for *_, e in cells], 0.4,
+                yerr=[1.96 * e["risk_monte_carlo_se"] for *_, e in cells], capsize=3,
+                label="Monte Carlo ± 1.96 se")  # fmt: skip
+    axes[0].set_xticks(x, [f"{s}\n{n}" for s, n, _ in cells], fontsize=8)
+    axes[0].set(ylabel="P(⟨δ, r⟩ ≤ 0)", title="(a) risk of the example")
+    axes[0].legend(fontsize=8)
+    sample = example["simplex"]["_improvement_sample"] / math.sqrt(config.eps)
+    bins = np.linspace(sample.min(), sample.max(), 50)
+    _histograms(axes[1], sample, bins, "⟨δ(r̂), r⟩ / √ε (simplex)", zero=True)
+    axes[1].set_title("(a) improvement over π₀, first 2000 draws")
+    figs = {"example": fig}
     for kind in ("improvement", "risk"):
         fig, axes = plt.subplots(
             1, len(hetero), figsize=(5.5 * len(hetero), 3.8), squeeze=False
         )
         for ax, (level, res) in zip(axes[0], hetero.items()):
-            data = (
-                res["_improvement"].reshape(-1, 2)
-                if kind == "improvement"
-                else res["risk"]
-            )
-            bins = np.linspace(data.min(), data.max(), nb + 1)
-            for j, name in enumerate(_POLICIES):
-                ax.hist(data[:, j], bins=bins, alpha=0.55, label=name)
             if kind == "improvement":
-                ax.axvline(0, color="k", lw=0.8)
-                ax.set_xlabel("⟨δ(r̂), r⟩ / √ε")
+                data, xlabel = res["_improvement"].reshape(-1, 2), "⟨δ(r̂), r⟩ / √ε"
             else:
-                ax.set_xlabel("P(⟨δ, r⟩ ≤ 0) per instance (closed form)")
+                data, xlabel = res["risk"], "P(⟨δ, r⟩ ≤ 0) per instance (closed form)"
+            bins = np.linspace(
+                data.min(), data.max(), config.heterogeneity.num_bins + 1
+            )
+            _histograms(ax, data, bins, xlabel, zero=kind == "improvement")
             ax.set_title(f"{level} heterogeneity (spread {res['spread']})")
-            ax.legend(fontsize=8)
         figs[f"heterogeneity_{kind}"] = fig
     return figs
 

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -60,12 +60,12 @@ import numpy as np
 import scipy.stats
 from tqdm import tqdm
 
-import configs
 import hetrlhf as hr
 from configs import real_data as real_data_config
 from hetrlhf import data as D
 from hetrlhf import reporting, validation
-from hetrlhf.btl import estimate
+from hetrlhf.alignment import selection
+from hetrlhf.btl import confidence, estimate, inference
 from hetrlhf.data import features as F
 
 matplotlib.use("Agg")
@@ -75,15 +75,6 @@ import experiments
 
 _DATASETS = ("pandalm", "tulu1")
 _MODELS = ("homogeneous", "annotator_type", "annotator")
-
-
-class Design(NamedTuple):
-    """The feature map fitted on training rows: φ = [projected block, scaled stats]."""
-
-    projection: F.Projection
-    block: int
-    stat_keep: np.ndarray
-    stat_rms: np.ndarray
 
 
 class ModelSpec(NamedTuple):
@@ -136,65 +127,6 @@ def _load(config, name: str):
     return records, summary, gold, [s for s in specs if s.name in wanted]
 
 
-def _raw_features(config, pairs: Sequence[tuple[str, str]]) -> tuple[np.ndarray, int]:
-    """Raw features of every (prompt, response) pair and the width of the text block."""
-    if config.featurizer == "hashed":
-        cfg = F.HashingConfig(dim=config.hash_dim)
-        return F.hashed_features(pairs, cfg), config.hash_dim
-    if config.featurizer == "minilm":
-        emb, _ = F.embedding_features(pairs, cache_dir=config.cache_dir or None)
-        # [384 embedding dims | prompt-response cosine, statistics]
-        return np.concatenate([emb, F.text_statistics(pairs)], axis=1), 384
-    raise ValueError(
-        f"config.featurizer must be 'hashed' or 'minilm', got {config.featurizer!r}"
-    )
-
-
-def _stat_names(config) -> tuple[str, ...]:
-    """Names of the raw columns after the text block (see ``_raw_features``)."""
-    cosine = ("prompt_response_cosine",) if config.featurizer == "minilm" else ()
-    return cosine + F.STATISTIC_NAMES
-
-
-def _index(records, position: dict) -> D.TextIndex:
-    """A TextIndex of ``records`` into the global table of unique pairs."""
-    return D.TextIndex(
-        pairs=tuple(position),
-        index0=np.array(
-            [position[(r.prompt, r.response_0)] for r in records], np.int64
-        ),
-        index1=np.array(
-            [position[(r.prompt, r.response_1)] for r in records], np.int64
-        ),
-    )
-
-
-def _fit_design(config, raw: np.ndarray, index: D.TextIndex, block: int) -> Design:
-    """Fits the feature map on the training rows of ``index``.
-
-    A pair statistic is kept only if its Δφ is non-zero on at least
-    ``config.min_feature_rows`` training rows: a rare one (e.g. "empty", when the few
-    empty responses all lose) separates those rows, and its coefficient runs off to
-    infinity (quasi-complete separation, no finite MLE).
-    """
-    dphi = raw[index.index1] - raw[index.index0]
-    projection = F.fit_projection(
-        dphi[:, :block], config.num_components, center=False, whiten=True
-    )
-    stats = dphi[:, block:]
-    rms = np.sqrt(np.mean(stats**2, axis=0))
-    keep = (np.sum(np.abs(stats) > 1e-12, axis=0) >= config.min_feature_rows) & (
-        rms > 1e-12
-    )
-    return Design(projection, block, keep, rms[keep])
-
-
-def _phi(design: Design, raw: np.ndarray) -> np.ndarray:
-    text = F.apply_projection(design.projection, raw[:, : design.block])
-    stats = raw[:, design.block :][:, design.stat_keep] / design.stat_rms
-    return np.concatenate([text, stats], axis=1)
-
-
 def _psi(spec: ModelSpec, train, rows, min_count: int):
     """(levels, ψ of ``train``, ψ of ``rows``) or (None, None, None) for k = 0."""
     if spec.column is None:
@@ -207,23 +139,6 @@ def _psi(spec: ModelSpec, train, rows, min_count: int):
         levels,
         D.one_hot(values, levels),
         D.one_hot([spec.column(r) for r in rows], levels, unknown="reference"),
-    )
-
-
-def _evaluation_comparisons(records, phi, index: D.TextIndex, psi) -> hr.Comparisons:
-    """Held-out rows as ``Comparisons`` for scoring only (no identifiability checks).
-
-    ``hr.comparisons`` rejects a Δφ without full column rank, which is right for a
-    design to be fitted but not for a small held-out set that is only scored with
-    parameters fitted elsewhere, so the pytree is built directly here.
-    """
-    n = len(records)
-    return hr.Comparisons(
-        phi0=jnp.asarray(phi[index.index0]),
-        phi1=jnp.asarray(phi[index.index1]),
-        y=jnp.asarray(D.labels(records)),
-        psi=jnp.asarray(np.zeros((n, 0)) if psi is None else psi),
-        psi0=jnp.ones(n),
     )
 
 
@@ -343,34 +258,26 @@ def _candidates(gold, prompts: set, position: dict):
     return kept, rows, golds, skipped
 
 
-def _best_of_n(fit: Fit, train_cmp, phi_all, rows, golds, alpha):
+def _best_of_n(fit: Fit, train_cmp, phi_all, rows, golds, alpha) -> dict:
     """Gold win rates of the BoN and pBoN choices for each prompt ([P] each)."""
     width = max(len(r) for r in rows)
     mask = np.array([[j < len(r) for j in range(width)] for r in rows])
-    flat = np.concatenate(rows)
     est = hr.reward_interval(
-        fit.params, train_cmp, jnp.asarray(phi_all[flat]), cov=jnp.asarray(fit.cov)
+        fit.params,
+        train_cmp,
+        jnp.asarray(phi_all[np.concatenate(rows)]),
+        cov=jnp.asarray(fit.cov),
     )
-    mean = np.full(mask.shape, -np.inf)
-    var = np.zeros(mask.shape)
+    mean, var, gold = np.zeros(mask.shape), np.zeros(mask.shape), np.zeros(mask.shape)
     mean[mask], var[mask] = np.asarray(est.mean), np.asarray(est.var)
-    gold = np.full(mask.shape, np.nan)
     gold[mask] = np.concatenate(golds)
-    bon = np.asarray(hr.best_of_n(jnp.asarray(mean)))
-    pbon = np.asarray(
-        hr.pessimistic_best_of_n(
-            hr.RewardEstimate(jnp.asarray(mean), jnp.asarray(var)), alpha
-        )
+    choices = selection.evaluate_choices(
+        hr.RewardEstimate(jnp.asarray(mean), jnp.asarray(var)),
+        jnp.asarray(gold),
+        alpha,
+        jnp.asarray(mask),
     )
-    take = functools.partial(np.take_along_axis, gold, axis=1)
-    return {
-        "bon": take(bon[:, None])[:, 0],
-        "pbon": take(pbon[:, None])[:, 0],
-        "random": np.nanmean(gold, axis=1),
-        "oracle": np.nanmax(gold, axis=1),
-        "changed": bon != pbon,
-        "num_candidates": mask.sum(axis=1),
-    }
+    return {k: np.asarray(v) for k, v in choices._asdict().items()}
 
 
 def _held_out(params, cmp: hr.Comparisons, types: np.ndarray | None) -> dict:
@@ -384,27 +291,46 @@ def _held_out(params, cmp: hr.Comparisons, types: np.ndarray | None) -> dict:
     return out
 
 
-def _cluster_bootstrap(diffs: np.ndarray, prompts: Sequence[str], key, num: int, alpha):
-    """Mean of ``diffs`` with a bootstrap interval resampling prompts (clusters)."""
-    names = sorted(set(prompts))
-    code = {p: i for i, p in enumerate(names)}
-    ids = np.array([code[p] for p in prompts])
-    sums = np.bincount(ids, weights=diffs, minlength=len(names))
-    counts = np.bincount(ids, minlength=len(names))
-    draws = jax.random.randint(key, (num, len(names)), 0, len(names))
-    draws = np.asarray(draws)
-    boot = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
-    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    return float(diffs.mean()), float(lo), float(hi)
+def _rationality(spec: ModelSpec, levels, records, fit: Fit, entry: dict, alpha):
+    """σ = 1 + γ per level with Wald intervals (NaN when the fit is not ok)."""
+    values = [spec.column(r) for r in records]
+    counts = {v: values.count(v) for v in set(values)}
+    d, k = entry["d"], entry["k"]
+    ok = fit.status == "ok"  # no intervals from a bad fit: NaN, the status says why
+    se = np.sqrt(np.diag(fit.cov))[d:] if ok else np.full(k, np.nan)
+    z = float(scipy.stats.norm.ppf(1 - alpha / 2))
+    gamma = np.asarray(fit.params.gamma)
+    return {
+        "reference": levels.reference,
+        "pooled": list(levels.pooled),
+        "reference_n": counts[levels.reference] + sum(counts[v] for v in levels.pooled),
+        "levels": [
+            {
+                "level": name,
+                "n": counts[name],
+                "gamma": float(gamma[j]),
+                "se": float(se[j]),
+                "lower": float(gamma[j] - z * se[j]),
+                "upper": float(gamma[j] + z * se[j]),
+            }
+            for j, name in enumerate(levels.names)
+        ],
+    }
 
 
-def _inference(config, records, position, raw, block, specs) -> dict:
+def _inference(config, prep) -> dict:
     """Full-data fits: γ intervals per model and likelihood-ratio tests."""
-    index = _index(records, position)
-    design = _fit_design(config, raw, index, block)
-    phi = _phi(design, raw)
+    records, raw = prep.records, prep.features
+    index = D.text_index(records, prep.position)
+    feature_map = F.fit_feature_map(
+        raw.raw[index.index1] - raw.raw[index.index0],
+        config.num_components,
+        block=raw.block,
+        min_rows=config.min_feature_rows,
+    )
+    phi = F.apply_feature_map(feature_map, raw.raw)
     out, hom_loss = {}, None
-    for spec in specs:
+    for spec in prep.specs:
         levels, psi, _ = _psi(spec, records, records, config.min_annotator_count)
         if spec.column is not None and psi is None:
             continue
@@ -415,127 +341,114 @@ def _inference(config, records, position, raw, block, specs) -> dict:
             "k": int(cmp.psi.shape[1]),
             "d": int(cmp.phi0.shape[1]),
             "n": int(n),
-            "loss": fit.loss,
-            "converged": fit.converged,
-            "separated": fit.separated,
-            "status": fit.status,
-            "num_steps": fit.num_steps,
-            "grad_norm": fit.grad_norm,
-            "condition_number": fit.condition_number,
+            **{f: getattr(fit, f) for f in Fit._fields if f not in ("params", "cov")},
         }
         if spec.column is None:
             hom_loss = fit.loss if fit.converged else None
         else:
-            values = [spec.column(r) for r in records]
-            counts = {v: values.count(v) for v in set(values)}
-            entry["reference"] = levels.reference
-            entry["pooled"] = list(levels.pooled)
-            entry["reference_n"] = counts[levels.reference] + sum(
-                counts[v] for v in levels.pooled
-            )
-            d = entry["d"]
-            if fit.status == "ok":
-                se = np.sqrt(np.diag(fit.cov))[d:]
-            else:  # no intervals from a bad fit: NaN (JSON null) and the status says why
-                se = np.full(entry["k"], np.nan)
-            z = float(scipy.stats.norm.ppf(1 - config.alpha / 2))
-            gamma = np.asarray(fit.params.gamma)
-            entry["levels"] = [
-                {
-                    "level": name,
-                    "n": counts[name],
-                    "gamma": float(gamma[j]),
-                    "se": float(se[j]),
-                    "lower": float(gamma[j] - z * se[j]),
-                    "upper": float(gamma[j] + z * se[j]),
-                }
-                for j, name in enumerate(levels.names)
-            ]
+            entry.update(_rationality(spec, levels, records, fit, entry, config.alpha))
             if hom_loss is not None and fit.converged:
-                stat = 2.0 * n * (hom_loss - fit.loss)
-                entry["lr_stat"] = stat
-                entry["lr_p_value"] = float(scipy.stats.chi2.sf(stat, entry["k"]))
+                lr = inference.likelihood_ratio_test(
+                    -n * hom_loss, -n * fit.loss, entry["k"]
+                )
+                entry["lr_stat"], entry["lr_p_value"] = lr.stat, lr.p
         out[spec.name] = entry
+    kept = zip(raw.statistic_names, feature_map.keep, strict=True)
     out["_design"] = {
         "d": int(phi.shape[1]),
-        "explained": design.projection.explained,
-        "stats_kept": [
-            n for n, k in zip(_stat_names(config), design.stat_keep, strict=True) if k
-        ],
+        "explained": feature_map.projection.explained,
+        "stats_kept": [name for name, k in kept if k],
     }
     return out
 
 
-def _evaluate_splits(config, key, records, gold, position, raw, block, specs) -> dict:
+def _evaluate_split(config, prep, split: int):
+    """One prompt split: held-out metrics and BoN/pBoN choices of every model."""
+    train, test = D.split_by_prompt(
+        prep.records, test_fraction=config.test_fraction, seed=config.seed + split
+    )
+    kept, rows, golds, skipped = _candidates(
+        prep.gold, {r.prompt for r in test}, prep.position
+    )
+    types = np.array([r.annotator_type or "all" for r in test])
+    types = types if len(set(types)) > 1 else None
+    held, bon, status = {}, {}, {}
+    for spec in prep.specs:
+        _, psi_train, psi_test = _psi(spec, train, test, config.min_annotator_count)
+        if spec.column is not None and psi_train is None:
+            continue
+        data = D.featurize_split(
+            train,
+            test,
+            prep.features.raw,
+            prep.position,
+            config.num_components,
+            block=prep.features.block,
+            min_feature_rows=config.min_feature_rows,
+            psi_train=psi_train,
+            psi_test=psi_test,
+        )
+        fit = _fit(config, data.train, len(prep.records))
+        held[spec.name] = _held_out(fit.params, data.test, types)
+        held[spec.name].update(converged=fit.converged, ok=fit.status == "ok")
+        status[spec.name] = fit.status
+        if rows and fit.status == "ok":
+            chosen = _best_of_n(fit, data.train, data.phi, rows, golds, config.alpha)
+            bon[spec.name] = {**chosen, "prompt": np.array(kept, dtype=object)}
+    return held, bon, skipped, status
+
+
+def _bon_summary(cols: dict, key, config) -> dict:
+    """BoN/pBoN over the splits, with a bootstrap interval clustered by prompt."""
+    cat = {name: np.concatenate(v) for name, v in cols.items()}
+    diff, lo, hi = confidence.cluster_bootstrap_mean(
+        key,
+        cat["pbon"] - cat["bon"],
+        list(cat["prompt"]),
+        num_bootstrap=config.num_bootstrap,
+        alpha=config.alpha,
+    )
+    return {
+        "num_splits_used": len(cols["bon"]),
+        "num_prompts": int(len(cat["bon"]) / len(cols["bon"])),
+        "mean_candidates": float(cat["num_candidates"].mean()),
+        **{k: float(cat[k].mean()) for k in ("random", "bon", "pbon", "oracle")},
+        "pbon_minus_bon": diff,
+        "pbon_minus_bon_lower": lo,
+        "pbon_minus_bon_upper": hi,
+        "changed": float(cat["changed"].mean()),
+    }
+
+
+def _evaluate_splits(config, key, prep) -> dict:
     """Held-out log-likelihood, accuracy and BoN/pBoN over ``num_splits`` splits."""
     per_model: dict = defaultdict(lambda: defaultdict(list))
     bon_rows: dict = defaultdict(lambda: defaultdict(list))
-    skipped = []
     statuses: dict = defaultdict(lambda: defaultdict(int))
+    skipped = []
     for split in tqdm(range(config.num_splits), desc="splits", leave=False):
-        train, test = D.split_by_prompt(
-            records, test_fraction=config.test_fraction, seed=config.seed + split
-        )
-        train_index, test_index = _index(train, position), _index(test, position)
-        design = _fit_design(config, raw, train_index, block)
-        phi = _phi(design, raw)
-        test_prompts = {r.prompt for r in test}
-        kept, rows, golds, num_skipped = _candidates(gold, test_prompts, position)
+        held, bon, num_skipped, status = _evaluate_split(config, prep, split)
         skipped.append(num_skipped)
-        types = np.array([r.annotator_type or "all" for r in test])
-        types = types if len(set(types)) > 1 else None
-        for spec in specs:
-            _, psi_train, psi_test = _psi(spec, train, test, config.min_annotator_count)
-            if spec.column is not None and psi_train is None:
-                continue
-            train_cmp = D.to_comparisons(train, phi, train_index, psi=psi_train)
-            test_cmp = _evaluation_comparisons(test, phi, test_index, psi_test)
-            fit = _fit(config, train_cmp, len(records))
-            metrics = _held_out(fit.params, test_cmp, types)
-            metrics["converged"] = fit.converged
-            metrics["ok"] = fit.status == "ok"
+        for model, metrics in held.items():
+            statuses[model][status[model]] += 1
             for name, value in metrics.items():
-                per_model[spec.name][name].append(value)
-            statuses[spec.name][fit.status] += 1
-            if rows and fit.status == "ok":
-                chosen = _best_of_n(fit, train_cmp, phi, rows, golds, config.alpha)
-                for name, value in chosen.items():
-                    bon_rows[spec.name][name].append(np.asarray(value))
-                bon_rows[spec.name]["prompt"].append(np.array(kept, dtype=object))
-    held_out = {
-        model: {
-            name: {"mean": float(np.mean(v)), "sd": float(np.std(v)), "values": v}
-            for name, v in metrics.items()
-        }
-        for model, metrics in per_model.items()
-    }
-    bon = {}
+                per_model[model][name].append(value)
+        for model, cols in bon.items():
+            for name, value in cols.items():
+                bon_rows[model][name].append(np.asarray(value))
+    summaries = {}
     for model, cols in bon_rows.items():
-        cat = {name: np.concatenate(v) for name, v in cols.items()}
         key, sub = jax.random.split(key)
-        diff, lo, hi = _cluster_bootstrap(
-            cat["pbon"] - cat["bon"],
-            list(cat["prompt"]),
-            sub,
-            config.num_bootstrap,
-            config.alpha,
-        )
-        bon[model] = {
-            "num_splits_used": len(cols["bon"]),
-            "num_prompts": int(len(cat["bon"]) / len(cols["bon"])),
-            "mean_candidates": float(cat["num_candidates"].mean()),
-            "random": float(cat["random"].mean()),
-            "bon": float(cat["bon"].mean()),
-            "pbon": float(cat["pbon"].mean()),
-            "oracle": float(cat["oracle"].mean()),
-            "pbon_minus_bon": diff,
-            "pbon_minus_bon_lower": lo,
-            "pbon_minus_bon_upper": hi,
-            "changed": float(cat["changed"].mean()),
-        }
+        summaries[model] = _bon_summary(cols, sub, config)
     return {
-        "held_out": held_out,
-        "bon": bon,
+        "held_out": {
+            model: {
+                name: {"mean": float(np.mean(v)), "sd": float(np.std(v)), "values": v}
+                for name, v in metrics.items()
+            }
+            for model, metrics in per_model.items()
+        },
+        "bon": summaries,
         "skipped_prompts": skipped,
         "fit_status": {m: dict(c) for m, c in statuses.items()},
     }
@@ -551,233 +464,123 @@ def _ok_mean_sd(held: dict, name: str, digits: int) -> str:
     return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
 
 
+def _verdict(entry: dict, lv: dict) -> str:
+    if entry["status"] != "ok":
+        return f"no interval: {entry['status']}"
+    if lv["lower"] > 0:
+        return "more rational"
+    return "less rational" if lv["upper"] < 0 else "no evidence"
+
+
+def _fits(datasets: dict, levels: bool = False):
+    """(dataset, model, inference entry) of every fitted model (with levels only)."""
+    for name, ds in datasets.items():
+        for model, entry in ds["inference"].items():
+            if not model.startswith("_") and (not levels or "levels" in entry):
+                yield name, model, entry
+
+
 def _tables(payload: dict) -> str:
-    out = ["# Real-data study: rationality by annotator, held-out fit, BoN vs pBoN", ""]
-    cfg = payload["config"]
-    out.append(
-        f"Features: {payload['featurizer']}, "
-        f"{cfg['num_components']} SVD components + pair "
-        f"statistics; ties: {cfg['ties']}; {cfg['num_splits']} prompt split(s), "
-        f"test fraction {cfg['test_fraction']}; α = {cfg['alpha']}."
+    cfg, datasets = payload["config"], payload["datasets"]
+    data_rows = [
+        [name, s["num_rows"], s["num_records"], s["num_ties"],
+         len(s["excluded"].get("tie", ())), len(s["excluded"].get("invalid", ())),
+         s["num_coerced"], ds["num_prompts"], len(s["annotators"]),
+         ds["inference"]["_design"]["d"]]
+        for name, ds in datasets.items() for s in [ds["summary"]]
+    ]  # fmt: skip
+    sigma_rows = []
+    for name, model, entry in _fits(datasets, levels=True):
+        ref = f"{entry['reference']} (ref)"
+        sigma_rows.append([name, model, ref, entry["reference_n"], 0.0, 0.0, 1.0, 1.0, 1.0, "reference"])  # fmt: skip
+        sigma_rows += [
+            [name, model, lv["level"], lv["n"], lv["gamma"], lv["se"], 1 + lv["gamma"],
+             1 + lv["lower"], 1 + lv["upper"], _verdict(entry, lv)]
+            for lv in entry["levels"]
+        ]  # fmt: skip
+    model_rows = [
+        [name, model, entry["k"], entry["loss"], entry.get("lr_stat", float("nan")),
+         entry.get("lr_p_value", float("nan")),
+         f"{entry['status']}; splits ok {sum(held['ok']['values'])}/{len(held['ok']['values'])}",
+         _ok_mean_sd(held, "log_likelihood", 4), _ok_mean_sd(held, "accuracy", 3),
+         _ok_mean_sd(held, "accuracy_human", 3)]
+        for name, model, entry in _fits(datasets)
+        for held in [datasets[name]["held_out"][model]]
+    ]  # fmt: skip
+    bon_rows = [
+        [name, model, b["num_prompts"], b["mean_candidates"], b["random"], b["bon"],
+         b["pbon"], b["oracle"],
+         f"{b['pbon_minus_bon']:+.4f} [{b['pbon_minus_bon_lower']:+.4f}, {b['pbon_minus_bon_upper']:+.4f}]",
+         b["changed"]]
+        for name, ds in datasets.items() for model, b in ds["bon"].items()
+    ]  # fmt: skip
+    table = reporting.markdown_table
+    return "\n".join([
+        "# Real-data study: rationality by annotator, held-out fit, BoN vs pBoN", "",
+        (f"Features: {payload['featurizer']}, {cfg['num_components']} SVD components "
+         f"+ pair statistics; ties: {cfg['ties']}; {cfg['num_splits']} prompt "
+         f"split(s), test fraction {cfg['test_fraction']}; α = {cfg['alpha']}."), "",
+        "## Data", "",
+        table(["dataset", "rows", "used", "ties", "ties excluded", "invalid excluded",
+               "non-string responses converted", "prompts", "annotators", "d"], data_rows),
+        "", "## Rationality σ = 1 + γ relative to the reference (fit on all rows, Wald CI)", "",
+        table(["dataset", "model", "level", "n", "γ", "se", "σ", "σ lower", "σ upper",
+               "vs reference"], sigma_rows),
+        "", "## Model comparison (train loss and LR test on all rows; held-out mean ± sd over the splits whose fit was ok)", "",
+        table(["dataset", "model", "k", "train loss", "LR stat", "LR p",
+               "fit status (all rows; splits)", "held-out log-lik", "held-out acc",
+               "held-out acc (human rows)"], model_rows, digits=4),
+        "", "## Best-of-N on held-out prompts (gold = human win rate of the chosen response)", "",
+        table(["dataset", "model", "prompts/split", "mean N", "random", "BoN", "pBoN",
+               "oracle", "pBoN − BoN [CI]", "share changed"], bon_rows, digits=4),
+    ])  # fmt: skip
+
+
+def _rationality_figure(panels: list):
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False
     )
-    rows = []
-    for name, ds in payload["datasets"].items():
-        s = ds["summary"]
-        rows.append(
-            [
-                name,
-                s["num_rows"],
-                s["num_records"],
-                s["num_ties"],
-                len(s["excluded"].get("tie", ())),
-                len(s["excluded"].get("invalid", ())),
-                s["num_coerced"],
-                ds["num_prompts"],
-                len(s["annotators"]),
-                ds["inference"]["_design"]["d"],
-            ]
-        )
-    out += [
-        "",
-        "## Data",
-        "",
-        reporting.markdown_table(
-            [
-                "dataset",
-                "rows",
-                "used",
-                "ties",
-                "ties excluded",
-                "invalid excluded",
-                "non-string responses converted",
-                "prompts",
-                "annotators",
-                "d",
-            ],
-            rows,
-        ),
-    ]
-    rows = []
-    for name, ds in payload["datasets"].items():
-        for model, entry in ds["inference"].items():
-            if model.startswith("_") or "levels" not in entry:
-                continue
-            rows.append(
-                [name, model, f"{entry['reference']} (ref)", entry["reference_n"], 0.0, 0.0,
-                 1.0, 1.0, 1.0, "reference"]
-            )  # fmt: skip
-            for lv in entry["levels"]:
-                verdict = (
-                    f"no interval: {entry['status']}"
-                    if entry["status"] != "ok"
-                    else "more rational"
-                    if lv["lower"] > 0
-                    else "less rational"
-                    if lv["upper"] < 0
-                    else "no evidence"
-                )
-                rows.append(
-                    [name, model, lv["level"], lv["n"], lv["gamma"], lv["se"],
-                     1 + lv["gamma"], 1 + lv["lower"], 1 + lv["upper"], verdict]
-                )  # fmt: skip
-    out += [
-        "",
-        "## Rationality σ = 1 + γ relative to the reference (fit on all rows, Wald CI)",
-        "",
-        reporting.markdown_table(
-            [
-                "dataset",
-                "model",
-                "level",
-                "n",
-                "γ",
-                "se",
-                "σ",
-                "σ lower",
-                "σ upper",
-                "vs reference",
-            ],
-            rows,
-        ),
-    ]
-    rows = []
-    for name, ds in payload["datasets"].items():
-        for model, entry in ds["inference"].items():
-            if model.startswith("_"):
-                continue
-            held = ds["held_out"][model]
-            rows.append(
-                [
-                    name,
-                    model,
-                    entry["k"],
-                    entry["loss"],
-                    entry.get("lr_stat", float("nan")),
-                    entry.get("lr_p_value", float("nan")),
-                    (
-                        f"{entry['status']}; splits ok "
-                        f"{sum(held['ok']['values'])}/{len(held['ok']['values'])}"
-                    ),
-                    _ok_mean_sd(held, "log_likelihood", 4),
-                    _ok_mean_sd(held, "accuracy", 3),
-                    _ok_mean_sd(held, "accuracy_human", 3),
-                ]
-            )
-    out += [
-        "",
-        "## Model comparison (train loss and LR test on all rows; held-out mean ± sd over the splits whose fit was ok)",
-        "",
-        reporting.markdown_table(
-            [
-                "dataset",
-                "model",
-                "k",
-                "train loss",
-                "LR stat",
-                "LR p",
-                "fit status (all rows; splits)",
-                "held-out log-lik",
-                "held-out acc",
-                "held-out acc (human rows)",
-            ],
-            rows,
-            digits=4,
-        ),
-    ]
-    rows = []
-    for name, ds in payload["datasets"].items():
-        for model, b in ds["bon"].items():
-            rows.append(
-                [
-                    name,
-                    model,
-                    b["num_prompts"],
-                    b["mean_candidates"],
-                    b["random"],
-                    b["bon"],
-                    b["pbon"],
-                    b["oracle"],
-                    (
-                        f"{b['pbon_minus_bon']:+.4f} [{b['pbon_minus_bon_lower']:+.4f}, "
-                        f"{b['pbon_minus_bon_upper']:+.4f}]"
-                    ),
-                    b["changed"],
-                ]
-            )
-    out += [
-        "",
-        "## Best-of-N on held-out prompts (gold = human win rate of the chosen response)",
-        "",
-        reporting.markdown_table(
-            [
-                "dataset",
-                "model",
-                "prompts/split",
-                "mean N",
-                "random",
-                "BoN",
-                "pBoN",
-                "oracle",
-                "pBoN − BoN [CI]",
-                "share changed",
-            ],
-            rows,
-            digits=4,
-        ),
-    ]
-    return "\n".join(out)
+    for ax, (name, model, entry) in zip(axes[0], panels):
+        lvs = entry["levels"]
+        labels = [f"{entry['reference']} (ref)"] + [lv["level"] for lv in lvs]
+        lo = [0.0] + [lv["gamma"] - lv["lower"] for lv in lvs]
+        hi = [0.0] + [lv["upper"] - lv["gamma"] for lv in lvs]
+        y = np.arange(len(labels))
+        sigma = [1.0] + [1 + lv["gamma"] for lv in lvs]
+        ax.errorbar(sigma, y, xerr=[lo, hi], fmt="o", capsize=3)
+        ax.axvline(1.0, color="grey", ls="--", lw=1)
+        ax.axvline(0.0, color="red", ls=":", lw=1)
+        ax.set_yticks(y, labels, fontsize=7)
+        ax.set_xlabel("rationality σ = 1 + γ")
+        ax.set_title(f"{name}: {model}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _bon_figure(bars: list):
+    fig, ax = plt.subplots(figsize=(1.8 * len(bars) + 2, 3.5))
+    x = np.arange(len(bars))
+    policies = (("random", "random"), ("bon", "BoN"), ("pbon", "pBoN"))
+    for j, (key, label) in enumerate((*policies, ("oracle", "oracle"))):
+        ax.bar(x + 0.2 * (j - 1.5), [b[key] for _, b in bars], 0.2, label=label)
+    ax.set_xticks(x, [label for label, _ in bars], fontsize=7)
+    ax.set_ylabel("gold human win rate of the choice")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def _figures(payload: dict) -> dict:
-    figs = {}
-    panels = [
-        (name, model, entry)
-        for name, ds in payload["datasets"].items()
-        for model, entry in ds["inference"].items()
-        if not model.startswith("_") and "levels" in entry
-    ]
-    if panels:
-        fig, axes = plt.subplots(
-            1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False
-        )
-        for ax, (name, model, entry) in zip(axes[0], panels):
-            labels = [f"{entry['reference']} (ref)"] + [
-                lv["level"] for lv in entry["levels"]
-            ]
-            sigma = [1.0] + [1 + lv["gamma"] for lv in entry["levels"]]
-            lo = [0.0] + [lv["gamma"] - lv["lower"] for lv in entry["levels"]]
-            hi = [0.0] + [lv["upper"] - lv["gamma"] for lv in entry["levels"]]
-            y = np.arange(len(labels))
-            ax.errorbar(sigma, y, xerr=[lo, hi], fmt="o", capsize=3)
-            ax.axvline(1.0, color="grey", ls="--", lw=1)
-            ax.axvline(0.0, color="red", ls=":", lw=1)
-            ax.set_yticks(y, labels, fontsize=7)
-            ax.set_xlabel("rationality σ = 1 + γ")
-            ax.set_title(f"{name}: {model}", fontsize=9)
-        fig.tight_layout()
-        figs["rationality"] = fig
+    datasets = payload["datasets"]
+    panels = list(_fits(datasets, levels=True))
     bars = [
         (f"{name}\n{model}", b)
-        for name, ds in payload["datasets"].items()
+        for name, ds in datasets.items()
         for model, b in ds["bon"].items()
     ]
+    figs = {"rationality": _rationality_figure(panels)} if panels else {}
     if bars:
-        fig, ax = plt.subplots(figsize=(1.8 * len(bars) + 2, 3.5))
-        x = np.arange(len(bars))
-        for j, (key, label) in enumerate(
-            [
-                ("random", "random"),
-                ("bon", "BoN"),
-                ("pbon", "pBoN"),
-                ("oracle", "oracle"),
-            ]
-        ):
-            ax.bar(x + 0.2 * (j - 1.5), [b[key] for _, b in bars], 0.2, label=label)
-        ax.set_xticks(x, [label for label, _ in bars], fontsize=7)
-        ax.set_ylabel("gold human win rate of the choice")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        figs["best_of_n"] = fig
+        figs["best_of_n"] = _bon_figure(bars)
     return figs
 
 
@@ -788,9 +591,8 @@ class Prepared(NamedTuple):
     summary: D.LoadSummary
     gold: list  # human records with ties kept (the BoN gold standard)
     specs: list  # the rationality models to fit
-    position: dict  # (prompt, response) -> row of ``raw``
-    raw: np.ndarray  # [m, hash_dim or 384 + stats] raw features
-    block: int  # width of the text block of ``raw`` (the rest are statistics)
+    position: dict  # (prompt, response) -> row of ``features.raw``
+    features: F.RawFeatures  # raw features of every distinct text
 
 
 def prepare(config, name: str) -> Prepared:
@@ -800,14 +602,18 @@ def prepare(config, name: str) -> Prepared:
     for r in [*records, *gold]:
         for pair in ((r.prompt, r.response_0), (r.prompt, r.response_1)):
             position.setdefault(pair, len(position))
-    raw, block = _raw_features(config, list(position))
-    return Prepared(records, summary, gold, specs, position, raw, block)
+    features = F.text_features(
+        list(position),
+        config.featurizer,
+        hash_dim=config.hash_dim,
+        cache_dir=config.cache_dir or None,
+    )
+    return Prepared(records, summary, gold, specs, position, features)
 
 
 def run(config) -> dict:
     """Runs the study on the datasets of ``config`` and writes ``config.results_dir``."""
-    jax.config.update("jax_enable_x64", True)
-    config = configs.apply_preset(config, real_data_config.PRESETS)
+    config = experiments.prepare(config, real_data_config.PRESETS)
     if config.ties not in ("exclude", "error"):
         raise ValueError(
             f"config.ties must be 'exclude' or 'error', got {config.ties!r}"
@@ -816,28 +622,20 @@ def run(config) -> dict:
     if not names:
         raise ValueError("config.datasets names no dataset")
     key = jax.random.key(config.seed)
-    payload: dict[str, Any] = {
-        "config": config.to_dict(),
-        # What computed the text features (the minilm featurizer's implementation).
-        "featurizer": (
-            F.EMBEDDING_MODEL
-            if config.featurizer == "minilm"
-            else f"hashed n-grams (dim {config.hash_dim})"
-        ),
-        "datasets": {},
-    }
+    datasets: dict[str, Any] = {}
     for name in tqdm(names, desc="datasets"):
-        prepared = prepare(config, name)
-        records, summary, gold, specs, position, raw, block = prepared
+        prep = prepare(config, name)
         key, sub = jax.random.split(key)
-        payload["datasets"][name] = {
-            "summary": summary._asdict(),
-            "num_prompts": len({r.prompt for r in records}),
-            "inference": _inference(config, records, position, raw, block, specs),
-            **_evaluate_splits(config, sub, records, gold, position, raw, block, specs),
+        datasets[name] = {
+            "summary": prep.summary._asdict(),
+            "num_prompts": len({r.prompt for r in prep.records}),
+            "inference": _inference(config, prep),
+            **_evaluate_splits(config, sub, prep),
         }
-    table = _tables(payload)
-    reporting.write_results(config.results_dir, payload, table, _figures(payload))
+    # What computed the text features (the minilm featurizer's implementation).
+    payload = {"featurizer": prep.features.featurizer, "datasets": datasets}
+    table = _tables({"config": config.to_dict(), **payload})
+    experiments.write(config, payload, table, _figures(payload))
     return payload
 
 

@@ -85,9 +85,15 @@ def _split_fit_inputs(config, name):
     """The training rows of one split of a data slice, as the study builds them."""
     prep = real_data.prepare(config, name)
     train, _ = D.split_by_prompt(prep.records, test_fraction=0.3, seed=config.seed)
-    index = real_data._index(train, prep.position)
-    design = real_data._fit_design(config, prep.raw, index, prep.block)
-    phi = real_data._phi(design, prep.raw)
+    index = D.text_index(train, prep.position)
+    raw = prep.features.raw
+    feature_map = F.fit_feature_map(
+        raw[index.index1] - raw[index.index0],
+        config.num_components,
+        block=prep.features.block,
+        min_rows=config.min_feature_rows,
+    )
+    phi = F.apply_feature_map(feature_map, raw)
     dphi = phi[index.index1] - phi[index.index0]
     y = np.array([r.label for r in train], float)
     return prep, train, index, phi, dphi, y

@@ -269,3 +269,31 @@ def test_case_bootstrap_intervals_equal_statsmodels_refits():
         hr.confidence.bootstrap_intervals(
             jax.random.key(0), res.params, unique, resample="jackknife"
         )
+
+
+def test_cluster_bootstrap_mean_matches_explicit_resamples():
+    """The sums-and-counts shortcut = concatenating the drawn clusters' rows, on the
+    same draws; and with one row per cluster its spread ≈ the normal-theory se."""
+    from hetrlhf.btl import confidence
+
+    rng = np.random.default_rng(0)
+    labels = np.array(["b", "a", "c", "a", "b", "d", "c", "a"])
+    values = rng.normal(size=labels.size)
+    key = jax.random.key(4)
+    mean, lo, hi = confidence.cluster_bootstrap_mean(
+        key, values, labels, num_bootstrap=300, alpha=0.1
+    )
+    names = sorted(set(labels))
+    draws = np.asarray(jax.random.randint(key, (300, len(names)), 0, len(names)))
+    boot = [
+        np.concatenate([values[labels == names[c]] for c in row]).mean()
+        for row in draws
+    ]
+    assert mean == pytest.approx(values.mean())
+    np.testing.assert_allclose([lo, hi], np.quantile(boot, [0.05, 0.95]), rtol=1e-12)
+    x = rng.normal(size=400)
+    _, lo, hi = confidence.cluster_bootstrap_mean(
+        key, x, np.arange(400), num_bootstrap=4000, alpha=0.05
+    )
+    se = x.std(ddof=1) / np.sqrt(400)
+    assert (hi - lo) / (2 * 1.96 * se) == pytest.approx(1.0, abs=0.08)

@@ -15,10 +15,12 @@ Trust-region steps (δ = π − π₀):
   * ``vanilla_step``:         max ⟨δ, r̂⟩ s.t. ‖δ‖² ≤ ε          → δ ∝ r̂   (P r̂ on the simplex)
   * ``variance_aware_step``:  max ⟨δ, r̂⟩ s.t. δᵀΣδ ≤ λ_min(Σ)·ε → δ ∝ Σ⁻¹r̂ (M r̂ on the simplex)
   * ``underperformance_probability``: the closed-form risk P(⟨δ(r̂), r⟩ ≤ 0).
+  * ``step_improvements``: ⟨δ(r̂), r⟩ of both steps over noise draws r̂ (Monte Carlo).
 KL-regularised policies:
   * ``sharpe_policy``:             argmax ⟨π, r̂/σ²⟩ − β KL(π‖π₀)  (closed form, Thm 2.7)
   * ``variance_penalized_policy``: argmax ⟨π, r̂⟩ − β Σ_a σ²_a π_a log(π_a/π₀_a)
     (our formulation of the variance-weighted penalty; solved numerically)
+  * ``kl_policy_improvements``: ⟨π − π₀, r⟩ of both and the Gibbs policy over draws.
 
 "On the simplex" (``simplex=True``) adds the constraint 1ᵀδ = 0 so that π₀ + δ still
 sums to one. Positivity of π₀ + δ is NOT enforced by the trust-region steps (they are
@@ -43,7 +45,9 @@ from jax.scipy.stats import norm
 from hetrlhf.validation import is_traced
 
 __all__ = [
+    "kl_policy_improvements",
     "sharpe_policy",
+    "step_improvements",
     "underperformance_probability",
     "vanilla_step",
     "variance_aware_step",
@@ -403,3 +407,66 @@ def variance_penalized_policy(
     init = (jnp.asarray(0), lo0, lo0, hi0, *h_and_slope(lo0))
     _, nu, *_ = jax.lax.while_loop(cond, body, init)
     return jax.nn.softmax(logits(nu))
+
+
+# ----------------------------------------------------------------------------------
+# Monte Carlo over noise draws (the check of the closed forms above).
+
+
+def step_improvements(key, r, var, eps, *, num_draws: int, simplex: bool = True):
+    """⟨δ(r̂), r⟩ of the vanilla and the variance-aware step over draws r̂ ~ N(r, Σ).
+
+    The share of draws with ⟨δ(r̂), r⟩ ≤ 0 estimates ``underperformance_probability``.
+
+    Args:
+      key: PRNG key.
+      r: [K] true rewards.
+      var: [K] noise variances σ².
+      eps: [] squared trust-region radius ε.
+      num_draws: number of draws (static).
+      simplex: static bool; steps constrained to 1ᵀδ = 0.
+
+    Returns:
+      [num_draws, 2] improvements of (vanilla, variance-aware).
+    """
+    noise = jax.random.normal(key, (num_draws, r.shape[0]), r.dtype)
+    r_hat = r + noise * jnp.sqrt(var)
+
+    def one(r_hat):
+        vanilla = vanilla_step(r_hat, eps, simplex=simplex)
+        aware = variance_aware_step(r_hat, var, eps, simplex=simplex)
+        return jnp.stack([vanilla @ r, aware @ r])
+
+    return jax.vmap(one)(r_hat)
+
+
+def kl_policy_improvements(key, r, var, beta, *, num_draws: int):
+    """Improvements ⟨π − π₀, r⟩ of the KL-regularised policies (π₀ uniform).
+
+    The variances are normalised by λ_min(Σ) (our choice, the analogue of
+    ε′ = λ_min(Σ)·ε): the most certain arm is penalised exactly as in the vanilla
+    Gibbs policy, every other arm more.
+
+    Args:
+      key: PRNG key.
+      r: [K] true rewards.
+      var: [K] noise variances σ².
+      beta: [] KL strength β > 0.
+      num_draws: number of draws r̂ ~ N(r, Σ) (static).
+
+    Returns:
+      [num_draws, 3] for (Gibbs π ∝ π₀ e^{r̂/β}, Sharpe tilt, variance-penalised).
+    """
+    k = r.shape[0]
+    pi0 = jnp.full((k,), 1.0 / k, r.dtype)
+    weights = var / jnp.min(var)
+    noise = jax.random.normal(key, (num_draws, k), r.dtype)
+    r_hat = r + noise * jnp.sqrt(var)
+
+    def one(r_hat):
+        gibbs = sharpe_policy(pi0, r_hat, jnp.ones_like(var), beta)
+        sharpe = sharpe_policy(pi0, r_hat, weights, beta)
+        penalized = variance_penalized_policy(pi0, r_hat, weights, beta)
+        return (jnp.stack([gibbs, sharpe, penalized]) - pi0) @ r
+
+    return jax.vmap(one)(r_hat)
