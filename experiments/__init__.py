@@ -45,10 +45,21 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import jaxlib
 import numpy as np
 
 import configs
 from hetrlhf import checkpoint, parallel, reporting
+
+# README "Known issues": jax 0.10's XLA:CPU YNNPACK fusion computes float32 row-wise
+# weighted sums broadcast back over their rows wrong beyond the first 128 KiB. The
+# studies turn that fusion off (XLA reads XLA_FLAGS when its backend starts, i.e. at
+# the first computation, after this import), unless the user set the flag.
+_YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+if jaxlib.__version__.startswith("0.10.") and _YNN_FLAG not in os.environ.get(
+    "XLA_FLAGS", ""
+):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_YNN_FLAG}=".strip()
 
 __all__ = [
     "PRECISIONS",
@@ -236,6 +247,7 @@ def write(
         "precision": config.precision,
         "devices": [str(d) for d in jax.devices()],
         "num_processes": jax.process_count(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         **payload,
     }
     return reporting.write_results(config.results_dir, payload, table, figures)

@@ -2,6 +2,7 @@
 Carlo with known truth, and scipy.optimize."""
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -528,22 +529,47 @@ def test_integer_input_is_promoted_to_float():
     np.testing.assert_allclose(risk, scipy.stats.norm.cdf(-0.5 / np.sqrt(0.5)))
 
 
+_FLOAT32_STEP_SCRIPT = """
+import os, sys
+import jax, jax.numpy as jnp, numpy as np
+from hetrlhf.alignment import policy
+num_draws = int(sys.argv[1])
+rng = np.random.default_rng(0)
+var64 = np.array([0.1, 0.1, 4.0])
+r_hat = jnp.asarray(rng.normal(size=(num_draws, 3)) * np.sqrt(var64) + [0.6, 0.3, 0.2],
+                    jnp.float32)
+var = jnp.asarray(var64, jnp.float32)
+step = jax.jit(jax.vmap(lambda r: policy.variance_aware_step(r, var, 0.01)))
+np.save(sys.argv[2], np.stack([np.asarray(r_hat, np.float64),
+                               np.asarray(step(r_hat), np.float64)]))
+"""
+
+
 @pytest.mark.parametrize("num_draws", [5_000, 20_000])
-def test_vmapped_float32_variance_aware_step_matches_float64_reference(num_draws):
+def test_vmapped_float32_variance_aware_step_matches_float64_reference(
+    num_draws, tmp_path
+):
     """The jitted, vmapped float32 kernel over many draws equals a float64 NumPy
-    reference row by row. jax 0.10.2's XLA:CPU computed every row from the 10,922nd
-    wrong for a weighted row sum written as jnp.sum(w * r_hat) (the bandit study's
-    Monte Carlo risk came out 0.34 instead of 0.25 with 20,000 draws)."""
-    rng = np.random.default_rng(0)
-    var64 = np.array([0.1, 0.1, 4.0])
-    r_hat64 = rng.normal(size=(num_draws, 3)) * np.sqrt(var64) + [0.6, 0.3, 0.2]
-    r_hat = jnp.asarray(r_hat64, jnp.float32)
-    var = jnp.asarray(var64, jnp.float32)
-    step = jax.jit(
-        jax.vmap(lambda r: policy.variance_aware_step(r, var, 0.01, simplex=True))
+    reference row by row, run in a fresh interpreter with XLA's default flags (the
+    YNNPACK fusion on, as a user gets it; the test suite turns it off). jax 0.10.2's
+    XLA:CPU computed every row from the 10,922nd wrong for a weighted row sum written
+    as jnp.sum(w * r_hat) (the bandit study's Monte Carlo risk came out 0.34 instead
+    of 0.25 with 20,000 draws)."""
+    import subprocess
+    import sys
+
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_ENABLE_X64")
+    }
+    out = tmp_path / "steps.npy"
+    subprocess.run(
+        [sys.executable, "-c", _FLOAT32_STEP_SCRIPT, str(num_draws), str(out)],
+        check=True,
+        env=env,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     )
-    got = np.asarray(step(r_hat), np.float64)
-    r_hat64 = np.asarray(r_hat, np.float64)  # the same float32 inputs
+    r_hat64, got = np.load(out)
+    var64 = np.array([0.1, 0.1, 4.0])
     w = var64.min() / var64
     d = w * (r_hat64 - (r_hat64 @ w)[:, None] / w.sum())
     want = np.sqrt(var64.min() * 0.01) * d / np.sqrt((var64 * d * d).sum(1))[:, None]
