@@ -2,7 +2,7 @@
 
 Replicated datasets from our simulation design (DESIGN.md §6), each fitted by the MLE
 (Wald intervals, ``hr.confidence_intervals``) and sampled by NUTS under weak N(0, s²)
-priors (equal-tailed credible intervals, ``hetrlhf.bayes``); coverage of the true
+priors (equal-tailed credible intervals, ``hetrlhf.btl.bayes``); coverage of the true
 (θ*, γ*) per coordinate, interval lengths, and how far the two summaries differ.
 
 Run:

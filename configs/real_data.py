@@ -51,7 +51,7 @@ def get_config():
     # Number of random prompt splits for the held-out metrics (mean and sd reported).
     config.num_splits = 3
     # Features φ(s, a): "hashed" (built-in n-grams) or "minilm" (the [text] extra: the
-    # flax all-MiniLM-L6-v2 encoder of hetrlhf.text_encoder).
+    # flax all-MiniLM-L6-v2 encoder of hetrlhf.data.text_encoder).
     config.featurizer = "hashed"
     # Hash buckets of the n-gram featurizer.
     config.hash_dim = 1024

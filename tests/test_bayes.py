@@ -1,4 +1,4 @@
-"""Tests of hetrlhf.bayes against independent references.
+"""Tests of hetrlhf.btl.bayes against independent references.
 
 * the numpyro model's log joint vs a numpy/scipy log-likelihood + normal log-prior;
 * NUTS vs the exact posterior by 2-D grid quadrature on a tiny problem (d = k = 1);

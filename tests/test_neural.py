@@ -1,4 +1,4 @@
-"""Tests of hetrlhf.neural: last-layer Laplace vs statsmodels, training, pBoN plumbing."""
+"""Tests of hetrlhf.btl.neural: last-layer Laplace vs statsmodels, training, pBoN plumbing."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""hetrlhf.preferences: reading preference files, encoding, and every bad-input case."""
+"""hetrlhf.data.preferences: reading preference files, encoding, and every bad-input case."""
 
 import csv
 import json

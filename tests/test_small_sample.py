@@ -1,4 +1,4 @@
-"""Tests of hetrlhf.small_sample against independent references.
+"""Tests of hetrlhf.btl.confidence (small-sample intervals) against independent references.
 
 * profile intervals vs a brute-force profile (scipy.optimize inner fits + brentq) on
   an independent numpy likelihood;

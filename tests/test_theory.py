@@ -1,4 +1,4 @@
-"""Tests of hetrlhf.theory against closed forms, scipy and independent computations."""
+"""Tests of hetrlhf.btl.theory against closed forms, scipy and independent computations."""
 
 import math
 import statistics
