@@ -32,8 +32,10 @@ def test_bayes_coverage_study_writes_sane_results(tmp_path, capsys):
             "config",
             "devices",
             "names",
+            "num_processes",
             "precision",
             "results",
+            "xla_flags",
         }
     assert "| 150 | γ1 |" in capsys.readouterr().out
     s = payload["results"]["150"]

@@ -116,12 +116,13 @@ def test_ppo_study_paired_keys_on_candidates(tmp_path):
 _SHARDED = """
 import jax
 jax.config.update("jax_num_cpu_devices", 2)
-jax.config.update("jax_enable_x64", False)  # the study's float32
 import json, pathlib, sys
 import numpy as np
 sys.path.insert(0, "tests")
 from test_experiments_ppo import _small_config
 from experiments import ppo as ppo_study
+# After the imports: tests.conftest (imported above) turns float64 on for the unit tests.
+jax.config.update("jax_enable_x64", False)  # the study's float32
 assert jax.device_count() == 2
 out = {}
 for shard in (False, True):

@@ -79,9 +79,10 @@ def _wait(procs, timeout=900):
 
 
 def _numbers(path: pathlib.Path):
-    """results.json without the fields that name the run (devices, processes, paths)."""
+    """results.json without the fields that name the run (devices, processes, XLA flags
+    -- they hold the forced device count -- and paths)."""
     payload = json.loads(path.read_text())
-    for key in ("devices", "num_processes", "config"):
+    for key in ("devices", "num_processes", "xla_flags", "config"):
         payload.pop(key, None)
     return payload
 
