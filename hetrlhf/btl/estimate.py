@@ -494,7 +494,7 @@ def padded_size(n: int, *, smallest: int = 64) -> int:
     return next(size for q in (5, 6, 7, 8) if (size := octave * q // 4) >= n)
 
 
-def pad_rows(data: Comparisons, size: int) -> Comparisons:
+def pad_rows(data: Comparisons, size: int, *, weighted: bool = True) -> Comparisons:
     """``data`` with rows of weight 0 appended up to ``size`` rows: the same fit.
 
     A row of weight 0 adds nothing to the loss Σ w_i ℓ_i / Σ w_i, its derivatives, the
@@ -505,22 +505,32 @@ def pad_rows(data: Comparisons, size: int) -> Comparisons:
     Δφ = 0, ψ = 0, ψ0 = 1, y = 0; unweighted data get weight 1 on their own rows.
     Eager (numpy; no compilation per input shape).
 
+    ``weighted=False`` (unweighted ``data`` only) appends the same rows without a
+    weight column: a row with Δφ = 0 has η = 0 whatever (θ, γ), so it adds the
+    constant log 2 to the summed loss and nothing to its gradient or Hessian — the
+    minimiser is unchanged, the mean gradient and the information shrink by n/size, and
+    I⁻¹/size is still the covariance of ``data`` (a fit's tolerance on the mean
+    gradient must be scaled by n/size to mean the same).
+
     Args:
       data: ``Comparisons`` with n rows.
       size: rows of the result (≥ n).
+      weighted: add the weight column (default) or leave the data unweighted.
 
     Returns:
-      ``Comparisons`` with ``size`` rows and a ``weight``.
+      ``Comparisons`` with ``size`` rows and a ``weight`` (None if not ``weighted``).
 
     Raises:
       TypeError: ``data`` is not ``Comparisons``.
-      ValueError: size < n.
+      ValueError: size < n; ``weighted=False`` with weighted ``data``.
     """
     if not isinstance(data, Comparisons):
         raise TypeError(f"data must be hetrlhf.Comparisons, got {type(data).__name__}")
     n = data.num_comparisons
     if size < n:
         raise ValueError(f"size must be >= the {n} rows of data, got {size}")
+    if not weighted and data.weight is not None:
+        raise ValueError("weighted=False needs unweighted data (data.weight is None)")
     weight = np.ones(n, data.y.dtype) if data.weight is None else data.weight
     fill = {"psi0": 1.0}
 
@@ -529,6 +539,13 @@ def pad_rows(data: Comparisons, size: int) -> Comparisons:
         extra = np.full((size - n, *x.shape[1:]), fill.get(name, 0.0), x.dtype)
         return jnp.asarray(np.concatenate([x, extra]))
 
+    if not weighted:
+        return Comparisons(
+            **{
+                name: None if value is None else grow(name, value)
+                for name, value in data._asdict().items()
+            }
+        )
     return Comparisons(
         **{
             name: grow(name, value)
