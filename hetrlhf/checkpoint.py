@@ -305,25 +305,8 @@ def run_chunked(
       ValueError: bad ``chunk_size``/``keys`` shape, or an existing checkpoint from
         a different run (unless ``overwrite``).
     """
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
-        raise TypeError(f"chunk_size must be an int, got {type(chunk_size).__name__}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    if not hasattr(keys, "shape") or not hasattr(keys, "dtype"):
-        raise TypeError(f"keys must be a key array, got {type(keys).__name__}")
-    if _is_key(keys):
-        if keys.ndim != 1:
-            raise ValueError(f"keys must be a [R] key array, got shape {keys.shape}")
-    elif keys.dtype != jnp.uint32 or keys.ndim != 2:
-        raise ValueError(
-            "keys must be a [R] typed key array or [R, 2] uint32 raw keys, got "
-            f"shape {keys.shape} dtype {keys.dtype}"
-        )
-    num = int(keys.shape[0])
-    if num == 0:
-        raise ValueError("keys is empty: at least one replicate is needed")
+    num = _check_chunk_args(chunk_size, keys)
     meta_fingerprint = _fingerprint_json(fingerprint)
-
     multiple = 1
     run_fn = fn
     if mesh is not None:
@@ -344,17 +327,7 @@ def run_chunked(
         chunk = keys[idx]
         return parallel.shard_replicates(chunk, mesh) if mesh is not None else chunk
 
-    like = jax.eval_shape(
-        fn, jax.ShapeDtypeStruct((chunk_size, *keys.shape[1:]), keys.dtype), *shared
-    )
-    leaves = jax.tree.leaves(like)
-    bad = [x.shape for x in leaves if not x.shape or x.shape[0] != chunk_size]
-    if bad:
-        raise ValueError(
-            f"every output leaf of fn must have leading axis {chunk_size} (the chunk "
-            f"size); got shapes {bad}"
-        )
-
+    like = _output_like(fn, keys, chunk_size, shared)
     meta = {
         "fingerprint": meta_fingerprint,
         "num_replicates": num,
@@ -371,32 +344,19 @@ def run_chunked(
     if directory is not None and primary:
         mngr = _manager(_check_directory(directory), create=True)
     try:
-        done = sum(r is not None for r in results)
         with tqdm(
             total=num_chunks,
-            initial=done,
+            initial=sum(r is not None for r in results),
             desc=desc or "chunks",
             disable=not (progress and primary),
         ) as bar:
             for i in range(num_chunks):
-                if results[i] is not None:
-                    continue
-                lo, hi = bounds[i]
-                out = _to_host(run_fn(chunk_keys(i), *shared))
-                out = {name: x[: hi - lo] for name, x in out.items()}
-                if mngr is not None:
-                    mngr.save(
-                        i,
-                        args=ocp.args.Composite(
-                            **{
-                                _OUTPUTS: ocp.args.StandardSave(out),
-                                _META: ocp.args.JsonSave(meta),
-                            }
-                        ),
-                    )
-                    mngr.wait_until_finished()
-                results[i] = out
-                bar.update(1)
+                if results[i] is None:
+                    lo, hi = bounds[i]
+                    out = _to_host(run_fn(chunk_keys(i), *shared))
+                    results[i] = {name: x[: hi - lo] for name, x in out.items()}
+                    _save_chunk(mngr, i, results[i], meta)
+                    bar.update(1)
     finally:
         if mngr is not None:
             mngr.close()
@@ -405,6 +365,62 @@ def run_chunked(
         for name in results[0]
     }
     return _from_host(flat, like)
+
+
+def _check_chunk_args(chunk_size, keys) -> int:
+    """Checks ``run_chunked``'s chunk size and keys; returns the number R of keys."""
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
+        raise TypeError(f"chunk_size must be an int, got {type(chunk_size).__name__}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if not hasattr(keys, "shape") or not hasattr(keys, "dtype"):
+        raise TypeError(f"keys must be a key array, got {type(keys).__name__}")
+    if _is_key(keys):
+        if keys.ndim != 1:
+            raise ValueError(f"keys must be a [R] key array, got shape {keys.shape}")
+    elif keys.dtype != jnp.uint32 or keys.ndim != 2:
+        raise ValueError(
+            "keys must be a [R] typed key array or [R, 2] uint32 raw keys, got "
+            f"shape {keys.shape} dtype {keys.dtype}"
+        )
+    num = int(keys.shape[0])
+    if num == 0:
+        raise ValueError("keys is empty: at least one replicate is needed")
+    return num
+
+
+def _output_like(fn, keys, chunk_size: int, shared: tuple):
+    """The shapes of ``fn``'s outputs on one chunk; every leaf must lead with it."""
+    like = jax.eval_shape(
+        fn, jax.ShapeDtypeStruct((chunk_size, *keys.shape[1:]), keys.dtype), *shared
+    )
+    bad = [
+        x.shape
+        for x in jax.tree.leaves(like)
+        if not x.shape or x.shape[0] != chunk_size
+    ]
+    if bad:
+        raise ValueError(
+            f"every output leaf of fn must have leading axis {chunk_size} (the chunk "
+            f"size); got shapes {bad}"
+        )
+    return like
+
+
+def _save_chunk(mngr, step: int, out: dict, meta: dict) -> None:
+    """Saves one finished chunk with the run's metadata (no-op without a manager)."""
+    if mngr is None:
+        return
+    mngr.save(
+        step,
+        args=ocp.args.Composite(
+            **{
+                _OUTPUTS: ocp.args.StandardSave(out),
+                _META: ocp.args.JsonSave(meta),
+            }
+        ),
+    )
+    mngr.wait_until_finished()
 
 
 def _restore_chunks(directory, overwrite, meta, like, bounds, primary) -> list:
