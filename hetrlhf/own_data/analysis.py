@@ -639,27 +639,9 @@ def report(
     say = functools.partial(_say, progress)
     if not isinstance(source, Preferences):
         say(f"reading {source}")
-    prefs = (
-        source
-        if isinstance(source, Preferences)
-        else load_preferences(source, **load_options)
-    )
-    data = prefs.data
-    k = data.psi.shape[-1]
-    say(
-        f"fitting {prefs.summary.num_comparisons} comparisons ({len(prefs.count)} "
-        "unique rows; the first fit of a shape compiles for a few seconds, unless "
-        "JAX's persistent compilation cache has it)"
-    )
-    hom = _fit_checked(_homogeneous(data), "homogeneous fit", (), prefs)
-    het = (
-        _fit_checked(data, "heterogeneous fit", prefs.rationality_names, prefs)
-        if k
-        else hom
-    )
-    lr = None
-    if k:
-        lr = likelihood_ratio_test(hom.log_likelihood, het.log_likelihood, k)
+        source = load_preferences(source, **load_options)
+    prefs, data = source, source.data
+    hom, het, lr = _fits(prefs, say)
     say(f"{intervals} intervals")
     lower, upper, cov, failed = _intervals(
         prefs, het, intervals, alpha, num_bootstrap, seed, progress
@@ -700,6 +682,23 @@ def report(
         num_bootstrap=num_bootstrap if intervals == "bootstrap" else None,
         seed=seed,
     )
+
+
+def _fits(prefs: Preferences, say):
+    """(homogeneous fit, heterogeneous fit (the homogeneous one when k = 0), the
+    likelihood-ratio test of the two or None)."""
+    data = prefs.data
+    k = data.psi.shape[-1]
+    say(
+        f"fitting {prefs.summary.num_comparisons} comparisons ({len(prefs.count)} "
+        "unique rows; the first fit of a shape compiles for a few seconds, unless "
+        "JAX's persistent compilation cache has it)"
+    )
+    hom = _fit_checked(_homogeneous(data), "homogeneous fit", (), prefs)
+    if not k:
+        return hom, hom, None
+    het = _fit_checked(data, "heterogeneous fit", prefs.rationality_names, prefs)
+    return hom, het, likelihood_ratio_test(hom.log_likelihood, het.log_likelihood, k)
 
 
 def _say(progress: bool, message: str) -> None:
