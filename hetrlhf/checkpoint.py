@@ -307,26 +307,13 @@ def run_chunked(
     """
     num = _check_chunk_args(chunk_size, keys)
     meta_fingerprint = _fingerprint_json(fingerprint)
-    multiple = 1
     run_fn = fn
     if mesh is not None:
-        multiple = mesh.size
         run_fn = parallel.sharded_map(
             fn, mesh, replicated=tuple(range(1, 1 + len(shared)))
         )
-    chunk_size = min(int(chunk_size), num)
-    chunk_size = math.ceil(chunk_size / multiple) * multiple
-    num_chunks = math.ceil(num / chunk_size)
-    bounds = [
-        (i * chunk_size, min(num, (i + 1) * chunk_size)) for i in range(num_chunks)
-    ]
-
-    def chunk_keys(i):
-        start = bounds[i][0]
-        idx = np.minimum(np.arange(start, start + chunk_size), num - 1)
-        chunk = keys[idx]
-        return parallel.shard_replicates(chunk, mesh) if mesh is not None else chunk
-
+    chunk_size, bounds = _chunking(chunk_size, num, 1 if mesh is None else mesh.size)
+    num_chunks = len(bounds)
     like = _output_like(fn, keys, chunk_size, shared)
     meta = {
         "fingerprint": meta_fingerprint,
@@ -343,21 +330,22 @@ def run_chunked(
     mngr = None
     if directory is not None and primary:
         mngr = _manager(_check_directory(directory), create=True)
+    bar = tqdm(
+        total=num_chunks,
+        initial=sum(r is not None for r in results),
+        desc=desc or "chunks",
+        disable=not (progress and primary),
+    )
     try:
-        with tqdm(
-            total=num_chunks,
-            initial=sum(r is not None for r in results),
-            desc=desc or "chunks",
-            disable=not (progress and primary),
-        ) as bar:
-            for i in range(num_chunks):
-                if results[i] is None:
-                    lo, hi = bounds[i]
-                    out = _to_host(run_fn(chunk_keys(i), *shared))
-                    results[i] = {name: x[: hi - lo] for name, x in out.items()}
-                    _save_chunk(mngr, i, results[i], meta)
-                    bar.update(1)
+        for i, (lo, hi) in enumerate(bounds):
+            if results[i] is None:
+                chunk = _chunk_keys(keys, lo, chunk_size, mesh)
+                out = _to_host(run_fn(chunk, *shared))
+                results[i] = {name: x[: hi - lo] for name, x in out.items()}
+                _save_chunk(mngr, i, results[i], meta)
+                bar.update(1)
     finally:
+        bar.close()
         if mngr is not None:
             mngr.close()
     flat = {
@@ -365,6 +353,24 @@ def run_chunked(
         for name in results[0]
     }
     return _from_host(flat, like)
+
+
+def _chunking(chunk_size: int, num: int, multiple: int):
+    """(chunk size: at most num, rounded up to a multiple of ``multiple``; the
+    [lo, hi) bounds of the chunks)."""
+    chunk_size = math.ceil(min(int(chunk_size), num) / multiple) * multiple
+    num_chunks = math.ceil(num / chunk_size)
+    bounds = [
+        (i * chunk_size, min(num, (i + 1) * chunk_size)) for i in range(num_chunks)
+    ]
+    return chunk_size, bounds
+
+
+def _chunk_keys(keys, start: int, chunk_size: int, mesh):
+    """The chunk's keys from ``start``; past the end, the last key repeated."""
+    idx = np.minimum(np.arange(start, start + chunk_size), keys.shape[0] - 1)
+    chunk = keys[idx]
+    return parallel.shard_replicates(chunk, mesh) if mesh is not None else chunk
 
 
 def _check_chunk_args(chunk_size, keys) -> int:

@@ -353,15 +353,9 @@ def load_jsonl(
                 break
             num_rows += 1
             where = f"{source}, line {line_no}"
-            row = _json_object(line, where)
-            try:
-                parsed = _parse_row(
-                    row, fields, label_map, tie_values, non_string_text, cov_fields
-                )
-            except _RowError as exc:
-                raise ValueError(
-                    f"{where}: field {exc.field!r} (JSON key {exc.key!r}) {exc}"
-                ) from None
+            parsed = _record_fields(
+                line, where, fields, label_map, tie_values, non_string_text, cov_fields
+            )
             if parsed is None:
                 excluded["invalid"].append(line_no)
                 continue
@@ -381,7 +375,14 @@ def load_jsonl(
             records.append(
                 PreferenceRecord(**fields_of_record, source=source, line=line_no)
             )
-    summary = LoadSummary(
+    summary = _summary(
+        source, records, num_rows, num_blank, num_ties, excluded, coerced
+    )
+    return records, summary
+
+
+def _summary(source, records, num_rows, num_blank, num_ties, excluded, coerced):
+    return LoadSummary(
         path=source,
         num_rows=num_rows,
         num_blank=num_blank,
@@ -392,7 +393,17 @@ def load_jsonl(
         coerced_lines=tuple(coerced),
         annotators=dict(sorted(Counter(r.annotator for r in records).items())),
     )
-    return records, summary
+
+
+def _record_fields(line, where, fields, label_map, tie_values, non_string_text, cov):
+    """``_parse_row`` of one line's JSON object; its errors name ``where``."""
+    row = _json_object(line, where)
+    try:
+        return _parse_row(row, fields, label_map, tie_values, non_string_text, cov)
+    except _RowError as exc:
+        raise ValueError(
+            f"{where}: field {exc.field!r} (JSON key {exc.key!r}) {exc}"
+        ) from None
 
 
 def _check_options(fields, ties, non_string_text, label_map, max_rows) -> dict:

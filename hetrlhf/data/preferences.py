@@ -214,37 +214,18 @@ def load_preferences(
         be fitted (the message names the cause).
     """
     rec = read_records(
-        path,
-        features=features,
-        rationality=rationality,
-        cluster=cluster,
+        path, features=features, rationality=rationality, cluster=cluster,
         skip_bad=skip_bad,
-    )
+    )  # fmt: skip
     spec, kept = rec.spec, rec.kept
     y = np.array(kept["y"], dtype=np.int64)
     enc = _encode_features(rec, y, reference, num_components, cache_dir)
     psi, rationality_names, ann_ref = _encode_rationality(
-        kept,
-        rec.rationality,
-        spec.covariates,
-        spec.numeric,
-        annotator_reference,
+        kept, rec.rationality, spec.covariates, spec.numeric, annotator_reference,
         pool_rare,
-    )
+    )  # fmt: skip
     rows = _unique_rows(enc.code0, enc.code1, y, psi, kept.get("cluster"))
     data = _comparisons(enc.phi_table, rows, spec.mode == "items", dtype)
-    annotators = (
-        dict(sorted(Counter(kept["annotator"]).items())) if spec.annotator else {}
-    )
-    summary = PreferenceSummary(
-        source=rec.source,
-        num_rows=rec.num_rows,
-        num_ties=rec.num_ties,
-        num_skipped=len(rec.bad),
-        skipped=rec.bad,
-        num_comparisons=len(y),
-        annotators=annotators,
-    )
     return Preferences(
         data=data,
         cluster=None if rows.row_cluster is None else rows.unique[:, 4],
@@ -262,7 +243,21 @@ def load_preferences(
         reference=enc.reference,
         pair=rows.unique[:, :2] if spec.mode in ("items", "text") else None,
         text=enc.text,
-        summary=summary,
+        summary=_summary(rec),
+    )
+
+
+def _summary(rec) -> PreferenceSummary:
+    kept = rec.kept
+    annotators = Counter(kept["annotator"]) if rec.spec.annotator else {}
+    return PreferenceSummary(
+        source=rec.source,
+        num_rows=rec.num_rows,
+        num_ties=rec.num_ties,
+        num_skipped=len(rec.bad),
+        skipped=rec.bad,
+        num_comparisons=len(kept["y"]),
+        annotators=dict(sorted(annotators.items())),
     )
 
 
