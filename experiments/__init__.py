@@ -31,7 +31,10 @@ works, while tests can import several study modules in one process (absl flags a
 global: ``--config`` is defined only when a study runs as a command). A study with a
 second, separate experiment keeps it in a module of its own that the study imports
 and whose numbers it stores (``convergence_starts`` for ``convergence``,
-``bon_theorem6`` for ``bon``); such a module has no ``run``.
+``bon_theorem6`` for ``bon``); such a module has no ``run``, and neither has a
+module of a study's tables and figures (``real_data_report``, ``calibration_report``).
+A second experiment with its own command is a study of its own that imports the first
+one's helpers (``calibration_real`` imports ``calibration``).
 
 Monte Carlo summaries (rates, bands, means, z-scores) come from
 ``hetrlhf.montecarlo``, tables and coverage figures from ``hetrlhf.reporting``.
