@@ -34,9 +34,9 @@ one). Levels with fewer than ``min_annotator_count`` training rows get no column
 pooled with the reference; a held-out row of an unseen level is scored as the
 reference. Keeping all levels would put ψ0 in the span of ψ (not identified).
 
-Every fit is jitted once per (d, k) and run on rows padded to the dataset's size
-(``estimate.pad_rows(..., weighted=False)``: Δφ = 0 rows leave the estimate and the
-covariance exactly unchanged). A fit
+Every fit is ``hetrlhf.own_data.analysis.fit_and_covariances`` (rows of weight 0 pad
+the data to a few sizes, so that fits share compiled programs; they leave the estimate
+and the covariance unchanged). A fit
 that does not converge, whose rows are perfectly separated, or whose information is
 singular is reported with that status (and no intervals), never raised or hidden.
 
@@ -51,7 +51,6 @@ Tables and figures: ``experiments/real_data_report.py``.
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -69,8 +68,9 @@ from experiments import real_data_report
 from hetrlhf import data as D
 from hetrlhf import validation
 from hetrlhf.alignment import selection
-from hetrlhf.btl import confidence, estimate, inference
+from hetrlhf.btl import confidence, inference
 from hetrlhf.data import features as F
+from hetrlhf.own_data import analysis
 
 _DATASETS = ("pandalm", "tulu1")
 _MODELS = ("homogeneous", "annotator_type", "annotator")
@@ -155,34 +155,15 @@ class Fit(NamedTuple):
     status: str  # "ok", "not converged", "separated" or "singular information"
 
 
-@functools.cache
-def _fit_program(options: tuple) -> Callable:
-    """jit(data, n) -> (FitResult, separated, cov, condition number), ``data`` padded."""
-    options = dict(options)
-    base_tol = options.pop("tol", None)
+def _fit(config, cmp: hr.Comparisons) -> Fit:
+    """Fits ``cmp`` and diagnoses it; never raises on a bad fit.
 
-    def program(data: hr.Comparisons, n):
-        size = data.y.shape[0]
-        tol = estimate.default_tol(data.y.dtype) if base_tol is None else base_tol
-        # The padded mean gradient is n/size times the real one: scale the tolerance.
-        res = hr.fit(data, tol=tol * n / size, **options)
-        real = jnp.arange(size) < n
-        margin = (2.0 * data.y - 1.0) * hr.model.logits(res.params, data)
-        separated = jnp.all(jnp.where(real, margin > 0, True))
-        info = hr.fisher_information(res.params, data)
-        cov = hr.covariance(res.params, data)  # traced: NaN, not an error, if singular
-        return res, separated, cov, validation.condition_number(info)
-
-    return jax.jit(program)
-
-
-def _fit(config, cmp: hr.Comparisons, size: int) -> Fit:
-    """Fits ``cmp`` (padded to ``size`` rows) and diagnoses it; never raises on a bad fit."""
-    n = cmp.num_comparisons
-    program = _fit_program(tuple(sorted(config.fit.to_dict().items())))
-    res, separated, cov, cond = program(estimate.pad_rows(cmp, size, weighted=False), n)
-    scale = n / size
-    separated, cond = bool(separated), float(cond)
+    ``own_data.analysis.fit_and_covariances``: one compiled program per padded size
+    and (d, k) (rows of weight 0: the fit and the covariance of ``cmp``).
+    """
+    out = analysis.fit_and_covariances(cmp, fit_options=config.fit.to_dict())
+    res = out.result
+    separated, cond = bool(out.separated), float(out.condition_number)
     converged = bool(res.converged) and not separated
     if separated:
         status = "separated"
@@ -197,9 +178,9 @@ def _fit(config, cmp: hr.Comparisons, size: int) -> Fit:
         converged=converged,
         separated=separated,
         num_steps=int(res.num_steps),
-        grad_norm=float(res.grad_norm) / scale,
-        loss=(float(res.loss) * size - (size - n) * float(np.log(2.0))) / n,
-        cov=np.asarray(cov),
+        grad_norm=float(res.grad_norm),
+        loss=float(res.loss),
+        cov=np.asarray(out.covariance),
         condition_number=cond,
         status=status,
     )
@@ -308,7 +289,7 @@ def _inference(config, prep) -> dict:
         if spec.column is not None and psi is None:
             continue
         cmp = D.to_comparisons(records, phi, index, psi=psi)
-        fit = _fit(config, cmp, len(records))
+        fit = _fit(config, cmp)
         n = cmp.num_comparisons
         entry = {
             "k": int(cmp.psi.shape[1]),
@@ -361,7 +342,7 @@ def _evaluate_split(config, prep, split: int):
             psi_train=psi_train,
             psi_test=psi_test,
         )
-        fit = _fit(config, data.train, len(prep.records))
+        fit = _fit(config, data.train)
         held[spec.name] = _held_out(fit.params, data.test, types)
         held[spec.name].update(converged=fit.converged, ok=fit.status == "ok")
         status[spec.name] = fit.status

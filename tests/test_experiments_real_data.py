@@ -120,11 +120,10 @@ def test_real_data_study_with_minilm_features(tmp_path, minilm_dir, monkeypatch)
 def test_homogeneous_fit_matches_statsmodels_logit(tmp_path):
     """The study's padded, jitted homogeneous fit = statsmodels Logit without intercept."""
     config = _small_config(tmp_path)
-    prep, train, index, phi, dphi, y = _split_fit_inputs(config, "tulu1")
+    _, train, index, phi, dphi, y = _split_fit_inputs(config, "tulu1")
     cmp = D.to_comparisons(train, phi, index)
     n = cmp.num_comparisons
-    assert len(prep.records) > n  # the fit below runs on padded rows
-    fit = real_data._fit(config, cmp, len(prep.records))
+    fit = real_data._fit(config, cmp)  # on padded rows (fit_and_covariances)
 
     ref = sm.Logit(y, dphi).fit(disp=0, method="newton", tol=1e-12)
     assert ref.mle_retvals["converged"]
@@ -143,7 +142,7 @@ def test_heterogeneous_fit_is_both_conditional_statsmodels_mles(tmp_path):
     spec = next(s for s in prep.specs if s.name == "annotator")
     _, psi, _ = real_data._psi(spec, train, train, config.min_annotator_count)
     cmp = D.to_comparisons(train, phi, index, psi=psi)
-    fit = real_data._fit(config, cmp, len(prep.records))
+    fit = real_data._fit(config, cmp)
     assert fit.status == "ok"
     theta, gamma = np.asarray(fit.params.theta), np.asarray(fit.params.gamma)
 
