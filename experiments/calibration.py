@@ -314,26 +314,19 @@ def run_simulation(key, config):
     """Simulated part: every source on ``num_replicates`` replicates."""
     cfg = config.sim
     design = hsim.get_design(cfg.design)
-    kernel = jax.jit(
-        jax.vmap(
-            functools.partial(
-                sim_replicate,
-                design=design,
-                num_train=cfg.num_train,
-                num_test=cfg.num_test,
-                ens=_ensemble_options(config),
-                width_scales=tuple(cfg.width_scales),
-                noise=(cfg.judge_noise_low, cfg.judge_noise_high),
-            )
-        )
+    replicate = functools.partial(
+        sim_replicate,
+        design=design,
+        num_train=cfg.num_train,
+        num_test=cfg.num_test,
+        ens=_ensemble_options(config),
+        width_scales=tuple(cfg.width_scales),
+        noise=(cfg.judge_noise_low, cfg.judge_noise_high),
     )
     keys = jax.random.split(key, cfg.num_replicates)
-    chunks = []
-    for start in tqdm(range(0, cfg.num_replicates, cfg.chunk_size), desc="simulation"):
-        chunks.append(
-            jax.tree.map(np.asarray, kernel(keys[start : start + cfg.chunk_size]))
-        )
-    out = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    out = experiments.replicates(
+        config, replicate, keys, part="simulation", chunk_size=cfg.chunk_size
+    )
     levels = jnp.asarray(config.levels)
     res = {
         "design": cfg.design,
@@ -777,7 +770,7 @@ def run(config) -> dict:
         table += "\n\n" + real_tables
     figures = _figures(sim, real, levels)
     payload = {"config": config, "simulation": sim, "real": real}
-    reporting.write_results(config.results_dir, payload, table, figures)
+    experiments.write(config, payload, table, figures)
     return payload
 
 

@@ -40,6 +40,7 @@ from jax.sharding import PartitionSpec as P
 
 __all__ = [
     "AXIS",
+    "barrier",
     "batched_vmap",
     "broadcast_from_primary",
     "detected_cluster",
@@ -129,10 +130,35 @@ def is_primary() -> bool:
 
 
 def broadcast_from_primary(tree):
-    """Process 0's value of a pytree of numpy arrays, on every process (identity alone)."""
+    """Process 0's value of a pytree of numpy arrays, on every process (identity alone).
+
+    Every process passes a tree of the same structure, shapes and dtypes (the others'
+    values are ignored: zeros of the right shape will do). The bytes are sent, so
+    every dtype arrives exactly -- float64 and int64 too when JAX runs in float32.
+    Collective: every process must call it.
+    """
     if jax.process_count() == 1:
         return tree
-    return jax.tree.map(np.asarray, multihost_utils.broadcast_one_to_all(tree))
+    leaves, treedef = jax.tree.flatten(tree)
+    hosts = [np.ascontiguousarray(x) for x in leaves]
+    raw = [x.reshape(-1).view(np.uint8) for x in hosts]
+    sent = multihost_utils.broadcast_one_to_all([r for r in raw if r.size])
+    it = iter(sent)
+    out = [
+        np.asarray(next(it)).view(h.dtype).reshape(h.shape) if r.size else h.copy()
+        for h, r in zip(hosts, raw)
+    ]
+    return jax.tree.unflatten(treedef, out)
+
+
+def barrier(name: str) -> None:
+    """Waits until every process has reached ``barrier(name)`` (no-op alone).
+
+    E.g. after process 0 wrote a checkpoint, so that no process runs ahead of a file
+    that a later step (or a restart) relies on.
+    """
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
 
 
 def to_host(tree):

@@ -1,0 +1,193 @@
+"""Every Monte Carlo study on two local processes equals one process, bit for bit.
+
+Each case runs a study twice with a tiny config: once as one process with two CPU
+devices, once as two processes with one device each (JAX's distributed runtime, gloo
+collectives on CPU; the README's "Scaling out" command). Both runs have a two-device
+mesh, so every chunk, shard and PRNG key is the same; the tables (results.md) and every
+number of results.json must be equal (the fields that name the run -- devices, process
+count, XLA flags, config -- are left out). Only process 0 writes.
+"""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+# Tiny configs: each case (one 1-process and one 2-process run) takes well under a
+# minute on an idle 2-core CPU.
+STUDIES = {
+    "ppo": [
+        "--config.runs=('ensemble:fixed','prompted:calibrated')",
+        "--config.sweep.runs=()",
+        "--config.num_policies=4",
+        "--config.num_reference_runs=4",
+        "--config.num_prompts=16",
+        "--config.ppo.num_updates=4",
+        "--config.ppo.num_prompts=4",
+        "--config.num_segments=2",
+        "--config.checkpoint_every=1",
+        "--config.calibration.grid_size=2",
+        "--config.calibration.num_rounds=1",
+        "--config.ensemble.num_steps=20",
+        "--config.transformer.num_eval_samples=2",
+    ],
+    "bon": [
+        "--config.num_seeds=4",
+        "--config.chunk_size=4",
+        "--config.num_prompts=8",
+        "--config.num_candidates=(4,8)",
+        "--config.theorem6.sample_sizes=()",
+        "--config.theorem6.fisher_sample_size=2000",
+        "--config.checkpoint=True",
+    ],
+    "small_sample": [
+        "--config.sample_sizes=(200,)",
+        "--config.num_replicates=4",
+        "--config.chunk_size=4",
+        "--config.num_bootstrap=8",
+    ],
+    "bayes_coverage": [
+        "--config.sizes=(200,)",
+        "--config.num_replicates=4",
+        "--config.chunk_size=4",
+        "--config.nuts.num_warmup=20",
+        "--config.nuts.num_samples=20",
+        "--config.nuts.num_chains=1",
+        "--config.checkpoint=True",
+    ],
+    "calibration": [
+        "--config.real.enabled=False",
+        "--config.sim.num_replicates=4",
+        "--config.sim.chunk_size=4",
+        "--config.sim.num_train=200",
+        "--config.sim.num_test=50",
+        "--config.ensemble.num_steps=20",
+    ],
+    "ensemble": [
+        "--config.real.enabled=False",
+        "--config.num_steps=20",
+        "--config.sim.num_train=200",
+        "--config.sim.num_test=200",
+    ],
+    "convergence": [
+        "--config.sample_sizes=(250,)",
+        "--config.num_replicates=4",
+        "--config.chunk_size=4",
+        "--config.vmap_size=2",
+        "--config.num_steps=20",
+        "--config.fisher_sample_size=2000",
+        "--config.paper_start.num_starts=4",
+        "--config.paper_start.checkpoints=(10,20)",
+    ],
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(devices: int) -> dict:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    flags = env.get("XLA_FLAGS", "").replace(
+        "--xla_force_host_platform_device_count", "--ignored"
+    )
+    env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}"
+    return env
+
+
+def _command(study: str, out: pathlib.Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        f"experiments.{study}",
+        f"--config=configs/{study}.py",
+        f"--config.results_dir={out}",
+        *STUDIES[study],
+    ]
+
+
+def _run_single(study, out):
+    proc = subprocess.run(
+        _command(study, out),
+        cwd=ROOT,
+        env=_env(2),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def _run_pair(study, out):
+    port = _free_port()
+    procs = [
+        subprocess.Popen(
+            [
+                *_command(study, out),
+                f"--coordinator_address=127.0.0.1:{port}",
+                "--num_processes=2",
+                f"--process_id={i}",
+            ],
+            cwd=ROOT,
+            env=_env(1),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        outs = [p.communicate(timeout=600)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for i, (p, text) in enumerate(zip(procs, outs)):
+        assert p.returncode == 0, f"process {i}:\n{text[-4000:]}"
+
+
+def _numbers(path: pathlib.Path):
+    payload = json.loads(path.read_text())
+    for key in ("devices", "num_processes", "xla_flags", "config"):
+        payload.pop(key, None)
+    return payload
+
+
+def _assert_same(a, b, where=""):
+    if isinstance(a, dict):
+        assert set(a) == set(b), where
+        for k in a:
+            _assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == b or (np.isnan(a) and np.isnan(b)), f"{where}: {a!r} != {b!r}"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+@pytest.mark.parametrize("study", sorted(STUDIES))
+def test_study_on_two_processes_equals_one_process(study, tmp_path):
+    start = time.perf_counter()
+    single, pair = tmp_path / "single", tmp_path / "pair"
+    _run_single(study, single)
+    _run_pair(study, pair)
+    assert (pair / "results.md").read_text() == (single / "results.md").read_text()
+    _assert_same(_numbers(pair / "results.json"), _numbers(single / "results.json"))
+    assert json.loads((pair / "results.json").read_text())["num_processes"] == 2
+    print(f"{study}: {time.perf_counter() - start:.1f} s")
