@@ -140,12 +140,15 @@ def broadcast_from_primary(tree):
     if jax.process_count() == 1:
         return tree
     leaves, treedef = jax.tree.flatten(tree)
-    hosts = [np.ascontiguousarray(x) for x in leaves]
-    raw = [x.reshape(-1).view(np.uint8) for x in hosts]
+    hosts = [np.asarray(x) for x in leaves]
+    raw = [np.ascontiguousarray(x).reshape(-1).view(np.uint8) for x in hosts]
     sent = multihost_utils.broadcast_one_to_all([r for r in raw if r.size])
     it = iter(sent)
+    # The sum over processes that broadcasts promotes uint8 (to uint32): back to bytes.
     out = [
-        np.asarray(next(it)).view(h.dtype).reshape(h.shape) if r.size else h.copy()
+        np.asarray(next(it)).astype(np.uint8).view(h.dtype).reshape(h.shape)
+        if r.size
+        else h.copy()
         for h, r in zip(hosts, raw)
     ]
     return jax.tree.unflatten(treedef, out)

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 # minute on an idle 2-core CPU.
 STUDIES = {
     "ppo": [
-        "--config.runs=('ensemble:fixed','prompted:calibrated')",
+        "--config.runs=('prompted:calibrated',)",
         "--config.sweep.runs=()",
         "--config.num_policies=4",
         "--config.num_reference_runs=4",
