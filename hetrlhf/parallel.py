@@ -40,6 +40,7 @@ from jax.sharding import PartitionSpec as P
 
 __all__ = [
     "AXIS",
+    "FORCE_ENV",
     "barrier",
     "batched_vmap",
     "broadcast_from_primary",
@@ -55,6 +56,10 @@ __all__ = [
 ]
 
 AXIS = "replicate"
+
+# Environment variable that starts the distributed runtime with JAX's own cluster
+# detection when ``detected_cluster`` finds nothing (Cloud TPU pod slices).
+FORCE_ENV = "HETRLHF_DISTRIBUTED"
 
 # Environment variables of clusters where ``jax.distributed.initialize()`` finds the
 # coordinator, the process count and the process id by itself.
@@ -92,8 +97,10 @@ def initialize_distributed(
 
     Explicit arguments (all three, e.g. from a study's ``--coordinator_address
     --num_processes --process_id`` flags) win; without them the runtime is started
-    only in a detected cluster (``detected_cluster``) and JAX reads the rest from the
-    environment. On CPU the collectives are gloo's. Call it once, before any array is
+    only in a detected cluster (``detected_cluster``) or when the environment variable
+    ``HETRLHF_DISTRIBUTED=1`` asks for it (e.g. on a Cloud TPU pod slice, which JAX
+    recognises from the VM's metadata server, not from the environment), and JAX
+    reads the rest from the cluster. On CPU the collectives are gloo's. Call it once, before any array is
     made; a single process needs nothing.
 
     Returns:
@@ -116,7 +123,7 @@ def initialize_distributed(
             )
         if num_processes == 1:
             return False
-    elif detected_cluster() is None:
+    elif detected_cluster() is None and os.environ.get(FORCE_ENV) != "1":
         return False
     # CPU devices talk through gloo (the setting only concerns the CPU backend).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
