@@ -191,3 +191,72 @@ def test_study_on_two_processes_equals_one_process(study, tmp_path):
     _assert_same(_numbers(pair / "results.json"), _numbers(single / "results.json"))
     assert json.loads((pair / "results.json").read_text())["num_processes"] == 2
     print(f"{study}: {time.perf_counter() - start:.1f} s")
+
+
+_PYTREE_SCRIPT = r"""
+import json, sys
+import jax, numpy as np
+from hetrlhf import checkpoint, parallel
+parallel.initialize_distributed("127.0.0.1:" + sys.argv[1], 2, int(sys.argv[2]))
+directory = sys.argv[3]
+# float32 JAX: float64 / int64 / 0-d / bool leaves must still arrive exactly.
+mine = {
+    "f64": np.array([np.pi, 1 / 3]) * (1 + jax.process_index()),
+    "i64": np.array(2**40 + jax.process_index(), np.int64),
+    "flag": np.array([True, False]) ^ bool(jax.process_index()),
+}
+got = parallel.broadcast_from_primary(mine)
+mesh = parallel.replicate_mesh()
+keys = parallel.shard_replicates(jax.random.split(jax.random.key(3), 4), mesh)
+state = {"keys": keys, "x": parallel.shard_replicates(np.arange(4.0), mesh)}
+assert checkpoint.latest_step(directory) is None
+checkpoint.save_pytree(directory, 5, state)
+step = checkpoint.latest_step(directory)
+back = checkpoint.restore_pytree(directory, step, state)
+print(json.dumps({
+    "f64": got["f64"].tolist(), "f64_dtype": str(got["f64"].dtype),
+    "i64": int(got["i64"]), "i64_shape": list(got["i64"].shape),
+    "flag": got["flag"].tolist(), "step": step,
+    "x": np.asarray(back["x"]).tolist(),
+    "keys": np.asarray(jax.random.key_data(back["keys"])).tolist(),
+    "keys_in": np.asarray(jax.random.key_data(jax.random.split(jax.random.key(3), 4))).tolist(),
+}))
+"""
+
+
+def test_broadcast_and_pytree_checkpoint_on_two_processes(tmp_path):
+    """Process 0's values reach both processes exactly; a state sharded over the
+    processes is saved once (by process 0) and restored on both."""
+    port = _free_port()
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _PYTREE_SCRIPT,
+                str(port),
+                str(i),
+                str(tmp_path / "ckpt"),
+            ],
+            cwd=ROOT,
+            env=_env(1),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for i, (p, (_, err)) in enumerate(zip(procs, outs)):
+        assert p.returncode == 0, f"process {i}:\n{err[-4000:]}"
+    results = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
+    for r in results:
+        assert r["f64"] == [np.pi, 1 / 3] and r["f64_dtype"] == "float64"
+        assert r["i64"] == 2**40 and r["i64_shape"] == []
+        assert r["flag"] == [True, False]
+        assert r["step"] == 5
+        assert r["x"] == [0.0, 1.0, 2.0, 3.0]
+        assert r["keys"] == r["keys_in"]
+    assert sorted(
+        c.name for c in (tmp_path / "ckpt").iterdir() if c.name.isdigit()
+    ) == ["5"]
