@@ -159,9 +159,15 @@ def _run_pair(study, out):
         assert p.returncode == 0, f"process {i}:\n{text[-4000:]}"
 
 
+# Fields that name the run, not its numbers: the devices and the process count, the
+# XLA flags (they hold the forced device count), the config (paths) and wall times.
+_RUN_FIELDS = ("devices", "num_processes", "xla_flags", "config")
+_TIMINGS = ("elapsed_s",)
+
+
 def _numbers(path: pathlib.Path):
     payload = json.loads(path.read_text())
-    for key in ("devices", "num_processes", "xla_flags", "config"):
+    for key in _RUN_FIELDS + _TIMINGS:
         payload.pop(key, None)
     return payload
 
