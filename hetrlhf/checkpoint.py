@@ -13,6 +13,13 @@ so a resumed run produces bit-identical final outputs.
 ``save_pytree`` / ``latest_step`` / ``restore_pytree`` checkpoint a training state
 (e.g. the PPO learner) every few steps.
 
+Several processes (``jax.process_count() > 1``): every process calls these functions
+with the same arguments. Arrays spread over the processes are gathered to each of
+them; process 0 alone reads and writes the checkpoint directory (orbax with process 0
+as its only active process) and broadcasts what it read
+(``parallel.broadcast_from_primary``, exact in every dtype), so a restart of all
+processes after any of them was killed resumes from process 0's last finished step.
+
 Typed PRNG keys (``jax.random.key``) cannot be serialised directly: their raw
 ``key_data`` is stored and they are re-wrapped with the implementation of the
 matching leaf of ``like`` on restore.
