@@ -126,8 +126,8 @@ def _agreement(o32, o64, truth):
 def _table(results, names) -> str:
     lines = [
         (
-            "| n | precision | coverage per coordinate | 95% band | inside | "
-            "not converged | ill-conditioned | max cond | s |"
+            "| n | precision | coverage per coordinate | 95% band | all inside | "
+            "not converged | ill-conditioned | max cond | s (with compile) |"
         ),
         "|---|---|---|---|---|---|---|---|---|",
     ]
