@@ -182,6 +182,7 @@ def replicates(
     *shared,
     part: str,
     vmap_size: int | None = None,
+    chunk_size: int | None = None,
     desc: str | None = None,
 ):
     """Runs a pure ``key -> pytree`` function over ``keys``; numpy outputs [R, ...].
@@ -202,13 +203,19 @@ def replicates(
         (their values share one compiled program; name them in ``part``).
       part: name of this set of replicates (checkpoint folder, fingerprint).
       vmap_size: overrides ``config.vmap_size``.
+      chunk_size: overrides ``config.chunk_size``.
       desc: progress-bar label (default: ``part``).
+
+    A config without ``checkpoint`` / ``overwrite`` / ``progress`` fields runs
+    without checkpoints, afresh, with a progress bar.
     """
     if vmap_size is None:
         vmap_size = config.get("vmap_size", 0)
+    if chunk_size is None:
+        chunk_size = config.chunk_size
     directory = (
         os.path.join(config.results_dir, "checkpoints", part)
-        if config.checkpoint
+        if config.get("checkpoint", False)
         else None
     )
     # One device: no mesh. A one-device mesh splits nothing, and its shard_map
@@ -220,13 +227,13 @@ def replicates(
     out = checkpoint.run_chunked(
         _program(fn, vmap_size or None),
         keys,
-        chunk_size=config.chunk_size,
+        chunk_size=chunk_size,
         directory=directory,
         fingerprint=fingerprint(config, part=part),
         desc=desc or part,
         mesh=mesh,
-        overwrite=config.overwrite,
-        progress=config.progress,
+        overwrite=config.get("overwrite", False),
+        progress=config.get("progress", True),
         shared=shared,
     )
     return jax.tree.map(np.asarray, out)

@@ -43,7 +43,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm import tqdm
 
 import experiments
 from configs import calibration as calibration_config
@@ -164,26 +163,19 @@ def sim_replicate(key, *, design, num_train, num_test, ens, width_scales, noise)
 def _replicates(key, config):
     """Every replicate's outputs, {name: [R, ...]} (jitted vmap in chunks)."""
     cfg = config.sim
-    kernel = jax.jit(
-        jax.vmap(
-            functools.partial(
-                sim_replicate,
-                design=hsim.get_design(cfg.design),
-                num_train=cfg.num_train,
-                num_test=cfg.num_test,
-                ens=ensemble_options(config),
-                width_scales=tuple(cfg.width_scales),
-                noise=(cfg.judge_noise_low, cfg.judge_noise_high),
-            )
-        )
+    replicate = functools.partial(
+        sim_replicate,
+        design=hsim.get_design(cfg.design),
+        num_train=cfg.num_train,
+        num_test=cfg.num_test,
+        ens=ensemble_options(config),
+        width_scales=tuple(cfg.width_scales),
+        noise=(cfg.judge_noise_low, cfg.judge_noise_high),
     )
     keys = jax.random.split(key, cfg.num_replicates)
-    chunks = []
-    for start in tqdm(range(0, cfg.num_replicates, cfg.chunk_size), desc="simulation"):
-        chunks.append(
-            jax.tree.map(np.asarray, kernel(keys[start : start + cfg.chunk_size]))
-        )
-    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    return experiments.replicates(
+        config, replicate, keys, part="simulation", chunk_size=cfg.chunk_size
+    )
 
 
 def run_simulation(key, config):

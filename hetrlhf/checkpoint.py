@@ -13,6 +13,13 @@ so a resumed run produces bit-identical final outputs.
 ``save_pytree`` / ``latest_step`` / ``restore_pytree`` checkpoint a training state
 (e.g. the PPO learner) every few steps.
 
+Several processes (``jax.process_count() > 1``): every process calls these functions
+with the same arguments. Arrays spread over the processes are gathered to each of
+them; process 0 alone reads and writes the checkpoint directory (orbax with process 0
+as its only active process) and broadcasts what it read
+(``parallel.broadcast_from_primary``, exact in every dtype), so a restart of all
+processes after any of them was killed resumes from process 0's last finished step.
+
 Typed PRNG keys (``jax.random.key``) cannot be serialised directly: their raw
 ``key_data`` is stored and they are re-wrapped with the implementation of the
 matching leaf of ``like`` on restore.
@@ -25,7 +32,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -139,6 +146,9 @@ def _check_step(step) -> int:
 def save_pytree(directory, step: int, tree, *, max_to_keep: int | None = None) -> str:
     """Saves a pytree (e.g. a training state) as checkpoint ``step`` in ``directory``.
 
+    Several processes: every process calls it (arrays spread over processes are
+    gathered first); process 0 alone writes, and all return once the step is on disk.
+
     Args:
       directory: checkpoint directory (created if missing); one sub-folder per step.
       step: non-negative int.
@@ -150,35 +160,44 @@ def save_pytree(directory, step: int, tree, *, max_to_keep: int | None = None) -
     """
     directory = _check_directory(directory)
     step = _check_step(step)
-    mngr = _manager(directory, create=True, max_to_keep=max_to_keep)
-    try:
-        mngr.save(
-            step,
-            args=ocp.args.Composite(
-                **{_OUTPUTS: ocp.args.StandardSave(_to_host(tree))}
-            ),
-            force=True,
-        )
-        mngr.wait_until_finished()
-    finally:
-        mngr.close()
+    flat = _to_host(tree)  # collective: every process takes part in the gather
+    if parallel.is_primary():
+        mngr = _manager(directory, create=True, max_to_keep=max_to_keep)
+        try:
+            mngr.save(
+                step,
+                args=ocp.args.Composite(**{_OUTPUTS: ocp.args.StandardSave(flat)}),
+                force=True,
+            )
+            mngr.wait_until_finished()
+        finally:
+            mngr.close()
+    parallel.barrier(f"hetrlhf.checkpoint.save_pytree:{directory}:{step}")
     return os.path.join(os.path.abspath(directory), str(step))
 
 
 def latest_step(directory) -> int | None:
-    """The newest finished step in ``directory``, or None (missing or empty)."""
+    """The newest finished step in ``directory``, or None (missing or empty).
+
+    Several processes: process 0 looks, every process gets its answer.
+    """
     directory = _check_directory(directory)
-    if not os.path.isdir(directory):
-        return None
-    mngr = _manager(directory, create=False)
-    try:
-        return mngr.latest_step()
-    finally:
-        mngr.close()
+    step = None
+    if parallel.is_primary() and os.path.isdir(directory):
+        mngr = _manager(directory, create=False)
+        try:
+            step = mngr.latest_step()
+        finally:
+            mngr.close()
+    found = parallel.broadcast_from_primary(np.array(-1 if step is None else step))
+    return None if int(found) < 0 else int(found)
 
 
 def restore_pytree(directory, step: int | None, like):
     """Restores checkpoint ``step`` (None: the latest) into the structure of ``like``.
+
+    Several processes: process 0 reads the checkpoint and sends it to the others
+    (every process calls it; every process raises if process 0 could not restore).
 
     Args:
       directory: the directory given to ``save_pytree``.
@@ -194,6 +213,38 @@ def restore_pytree(directory, step: int | None, like):
       ValueError: the checkpoint's leaves do not match ``like``.
     """
     directory = _check_directory(directory)
+    flat, error = None, None
+    if parallel.is_primary():
+        try:
+            flat = _read_step(directory, step, like)
+        except (FileNotFoundError, ValueError) as exc:
+            if jax.process_count() == 1:
+                raise
+            error = exc
+    if jax.process_count() > 1:
+        failed = parallel.broadcast_from_primary(np.array(error is not None))
+        if bool(failed):
+            raise error or FileNotFoundError(
+                f"process 0 could not restore {directory!r} (step {step})"
+            )
+        flat = parallel.broadcast_from_primary(
+            flat if flat is not None else _zeros_like_stored(like)
+        )
+    return _from_host(flat, like)
+
+
+def _zeros_like_stored(like, leading: int | None = None) -> dict[str, np.ndarray]:
+    """Zeros of the stored leaves of ``like`` (templates for a broadcast)."""
+    out = {}
+    for i, leaf in enumerate(jax.tree.leaves(like)):
+        spec = _storable_spec(leaf)
+        shape = spec.shape if leading is None else (leading, *spec.shape[1:])
+        out[f"{i:05d}"] = np.zeros(shape, spec.dtype)
+    return out
+
+
+def _read_step(directory: str, step: int | None, like) -> dict[str, np.ndarray]:
+    """The stored leaves of checkpoint ``step`` (None: latest), read by this process."""
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"no checkpoint directory {directory!r}")
     mngr = _manager(directory, create=False)
@@ -208,10 +259,9 @@ def restore_pytree(directory, step: int | None, like):
             raise FileNotFoundError(
                 f"no checkpoint step {step} in {directory!r} (steps: {sorted(steps)})"
             )
-        flat = _restore_flat(mngr, step, like)
+        return _restore_flat(mngr, step, like)
     finally:
         mngr.close()
-    return _from_host(flat, like)
 
 
 def _restore_flat(mngr, step: int, like, leading: int | None = None):
@@ -305,49 +355,37 @@ def run_chunked(
       ValueError: bad ``chunk_size``/``keys`` shape, or an existing checkpoint from
         a different run (unless ``overwrite``).
     """
-    num = _check_chunk_args(chunk_size, keys)
+    _check_chunk_args(chunk_size, keys)
+    num = int(keys.shape[0])
     meta_fingerprint = _fingerprint_json(fingerprint)
     run_fn = fn
     if mesh is not None:
         run_fn = parallel.sharded_map(
             fn, mesh, replicated=tuple(range(1, 1 + len(shared)))
         )
-    chunk_size, bounds = _chunking(chunk_size, num, 1 if mesh is None else mesh.size)
-    num_chunks = len(bounds)
-    like = _output_like(fn, keys, chunk_size, shared)
+    plan = _plan_chunks(num, chunk_size, 1 if mesh is None else mesh.size)
+    like = _output_like(fn, keys, plan.chunk_size, shared)
     meta = {
         "fingerprint": meta_fingerprint,
         "num_replicates": num,
-        "chunk_size": chunk_size,
-        "num_chunks": num_chunks,
+        "chunk_size": plan.chunk_size,
+        "num_chunks": len(plan.bounds),
         "keys_sha256": _keys_digest(keys),
     }
+
+    def compute(i):
+        start = plan.bounds[i][0]
+        idx = np.minimum(np.arange(start, start + plan.chunk_size), num - 1)
+        chunk = keys[idx]
+        if mesh is not None:
+            chunk = parallel.shard_replicates(chunk, mesh)
+        return _to_host(run_fn(chunk, *shared))  # gathered to every process
+
     # Several processes: process 0 alone reads and writes the checkpoint and shares
     # what it restored; every process computes every missing chunk together (each
     # its devices' slice) and holds the gathered outputs.
-    primary = parallel.is_primary()
-    results = _restore_chunks(directory, overwrite, meta, like, bounds, primary)
-    mngr = None
-    if directory is not None and primary:
-        mngr = _manager(_check_directory(directory), create=True)
-    bar = tqdm(
-        total=num_chunks,
-        initial=sum(r is not None for r in results),
-        desc=desc or "chunks",
-        disable=not (progress and primary),
-    )
-    try:
-        for i, (lo, hi) in enumerate(bounds):
-            if results[i] is None:
-                chunk = _chunk_keys(keys, lo, chunk_size, mesh)
-                out = _to_host(run_fn(chunk, *shared))
-                results[i] = {name: x[: hi - lo] for name, x in out.items()}
-                _save_chunk(mngr, i, results[i], meta)
-                bar.update(1)
-    finally:
-        bar.close()
-        if mngr is not None:
-            mngr.close()
+    results = _restore_chunks(directory, overwrite, meta, like, plan.bounds)
+    _compute_missing(results, plan.bounds, compute, directory, meta, desc, progress)
     flat = {
         name: np.concatenate([np.asarray(r[name]) for r in results], axis=0)
         for name in results[0]
@@ -355,26 +393,12 @@ def run_chunked(
     return _from_host(flat, like)
 
 
-def _chunking(chunk_size: int, num: int, multiple: int):
-    """(chunk size: at most num, rounded up to a multiple of ``multiple``; the
-    [lo, hi) bounds of the chunks)."""
-    chunk_size = math.ceil(min(int(chunk_size), num) / multiple) * multiple
-    num_chunks = math.ceil(num / chunk_size)
-    bounds = [
-        (i * chunk_size, min(num, (i + 1) * chunk_size)) for i in range(num_chunks)
-    ]
-    return chunk_size, bounds
+class _Plan(NamedTuple):
+    chunk_size: int  # keys per call (a multiple of the device count)
+    bounds: list[tuple[int, int]]  # [start, stop) of each chunk's real replicates
 
 
-def _chunk_keys(keys, start: int, chunk_size: int, mesh):
-    """The chunk's keys from ``start``; past the end, the last key repeated."""
-    idx = np.minimum(np.arange(start, start + chunk_size), keys.shape[0] - 1)
-    chunk = keys[idx]
-    return parallel.shard_replicates(chunk, mesh) if mesh is not None else chunk
-
-
-def _check_chunk_args(chunk_size, keys) -> int:
-    """Checks ``run_chunked``'s chunk size and keys; returns the number R of keys."""
+def _check_chunk_args(chunk_size, keys) -> None:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
         raise TypeError(f"chunk_size must be an int, got {type(chunk_size).__name__}")
     if chunk_size < 1:
@@ -389,14 +413,19 @@ def _check_chunk_args(chunk_size, keys) -> int:
             "keys must be a [R] typed key array or [R, 2] uint32 raw keys, got "
             f"shape {keys.shape} dtype {keys.dtype}"
         )
-    num = int(keys.shape[0])
-    if num == 0:
+    if int(keys.shape[0]) == 0:
         raise ValueError("keys is empty: at least one replicate is needed")
-    return num
 
 
-def _output_like(fn, keys, chunk_size: int, shared: tuple):
-    """The shapes of ``fn``'s outputs on one chunk; every leaf must lead with it."""
+def _plan_chunks(num: int, chunk_size: int, multiple: int) -> _Plan:
+    """Chunks of ``chunk_size`` (capped at ``num``, rounded up to ``multiple``)."""
+    size = math.ceil(min(int(chunk_size), num) / multiple) * multiple
+    count = math.ceil(num / size)
+    return _Plan(size, [(i * size, min(num, (i + 1) * size)) for i in range(count)])
+
+
+def _output_like(fn, keys, chunk_size: int, shared):
+    """Shapes of ``fn``'s outputs on one chunk; every leaf must lead with it."""
     like = jax.eval_shape(
         fn, jax.ShapeDtypeStruct((chunk_size, *keys.shape[1:]), keys.dtype), *shared
     )
@@ -413,23 +442,43 @@ def _output_like(fn, keys, chunk_size: int, shared: tuple):
     return like
 
 
-def _save_chunk(mngr, step: int, out: dict, meta: dict) -> None:
-    """Saves one finished chunk with the run's metadata (no-op without a manager)."""
-    if mngr is None:
-        return
-    mngr.save(
-        step,
-        args=ocp.args.Composite(
-            **{
-                _OUTPUTS: ocp.args.StandardSave(out),
-                _META: ocp.args.JsonSave(meta),
-            }
-        ),
-    )
-    mngr.wait_until_finished()
+def _compute_missing(results, bounds, compute, directory, meta, desc, progress):
+    """Fills the None entries of ``results`` by ``compute(i)`` (truncated to the
+    chunk's real replicates); process 0 saves each chunk as it finishes."""
+    primary = parallel.is_primary()
+    mngr = None
+    if directory is not None and primary:
+        mngr = _manager(_check_directory(directory), create=True)
+    try:
+        with tqdm(
+            total=len(bounds),
+            initial=sum(r is not None for r in results),
+            desc=desc or "chunks",
+            disable=not (progress and primary),
+        ) as bar:
+            for i, (lo, hi) in enumerate(bounds):
+                if results[i] is not None:
+                    continue
+                out = {name: x[: hi - lo] for name, x in compute(i).items()}
+                if mngr is not None:
+                    mngr.save(
+                        i,
+                        args=ocp.args.Composite(
+                            **{
+                                _OUTPUTS: ocp.args.StandardSave(out),
+                                _META: ocp.args.JsonSave(meta),
+                            }
+                        ),
+                    )
+                    mngr.wait_until_finished()
+                results[i] = out
+                bar.update(1)
+    finally:
+        if mngr is not None:
+            mngr.close()
 
 
-def _restore_chunks(directory, overwrite, meta, like, bounds, primary) -> list:
+def _restore_chunks(directory, overwrite, meta, like, bounds) -> list:
     """The finished chunks' outputs (None for the others), the same on every process.
 
     Process 0 reads ``directory`` (discarding it with ``overwrite``, checking every
@@ -437,7 +486,7 @@ def _restore_chunks(directory, overwrite, meta, like, bounds, primary) -> list:
     """
     results: list[Any] = [None] * len(bounds)
     error = ""
-    if directory is not None and primary:
+    if directory is not None and parallel.is_primary():
         mngr = _manager(_check_directory(directory), create=True)
         try:
             steps = sorted(mngr.all_steps())
@@ -463,13 +512,9 @@ def _restore_chunks(directory, overwrite, meta, like, bounds, primary) -> list:
     mask = parallel.broadcast_from_primary(np.array([r is not None for r in results]))
     for i in np.flatnonzero(mask):
         lo, hi = bounds[i]
-        shapes = [
-            np.zeros((hi - lo, *s.shape[1:]), s.dtype)
-            for s in (_storable_spec(x) for x in jax.tree.leaves(like))
-        ]
-        template = {f"{j:05d}": x for j, x in enumerate(shapes)}
+        template = _zeros_like_stored(like, leading=hi - lo)
         results[i] = parallel.broadcast_from_primary(
-            results[i] if primary else template
+            results[i] if results[i] is not None else template
         )
     return results
 

@@ -40,6 +40,8 @@ from jax.sharding import PartitionSpec as P
 
 __all__ = [
     "AXIS",
+    "FORCE_ENV",
+    "barrier",
     "batched_vmap",
     "broadcast_from_primary",
     "detected_cluster",
@@ -54,6 +56,10 @@ __all__ = [
 ]
 
 AXIS = "replicate"
+
+# Environment variable that starts the distributed runtime with JAX's own cluster
+# detection when ``detected_cluster`` finds nothing (Cloud TPU pod slices).
+FORCE_ENV = "HETRLHF_DISTRIBUTED"
 
 # Environment variables of clusters where ``jax.distributed.initialize()`` finds the
 # coordinator, the process count and the process id by itself.
@@ -91,8 +97,10 @@ def initialize_distributed(
 
     Explicit arguments (all three, e.g. from a study's ``--coordinator_address
     --num_processes --process_id`` flags) win; without them the runtime is started
-    only in a detected cluster (``detected_cluster``) and JAX reads the rest from the
-    environment. On CPU the collectives are gloo's. Call it once, before any array is
+    only in a detected cluster (``detected_cluster``) or when the environment variable
+    ``HETRLHF_DISTRIBUTED=1`` asks for it (e.g. on a Cloud TPU pod slice, which JAX
+    recognises from the VM's metadata server, not from the environment), and JAX
+    reads the rest from the cluster. On CPU the collectives are gloo's. Call it once, before any array is
     made; a single process needs nothing.
 
     Returns:
@@ -115,7 +123,7 @@ def initialize_distributed(
             )
         if num_processes == 1:
             return False
-    elif detected_cluster() is None:
+    elif detected_cluster() is None and os.environ.get(FORCE_ENV) != "1":
         return False
     # CPU devices talk through gloo (the setting only concerns the CPU backend).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -129,10 +137,38 @@ def is_primary() -> bool:
 
 
 def broadcast_from_primary(tree):
-    """Process 0's value of a pytree of numpy arrays, on every process (identity alone)."""
+    """Process 0's value of a pytree of numpy arrays, on every process (identity alone).
+
+    Every process passes a tree of the same structure, shapes and dtypes (the others'
+    values are ignored: zeros of the right shape will do). The bytes are sent, so
+    every dtype arrives exactly -- float64 and int64 too when JAX runs in float32.
+    Collective: every process must call it.
+    """
     if jax.process_count() == 1:
         return tree
-    return jax.tree.map(np.asarray, multihost_utils.broadcast_one_to_all(tree))
+    leaves, treedef = jax.tree.flatten(tree)
+    hosts = [np.asarray(x) for x in leaves]
+    raw = [np.ascontiguousarray(x).reshape(-1).view(np.uint8) for x in hosts]
+    sent = multihost_utils.broadcast_one_to_all([r for r in raw if r.size])
+    it = iter(sent)
+    # The sum over processes that broadcasts promotes uint8 (to uint32): back to bytes.
+    out = [
+        np.asarray(next(it)).astype(np.uint8).view(h.dtype).reshape(h.shape)
+        if r.size
+        else h.copy()
+        for h, r in zip(hosts, raw)
+    ]
+    return jax.tree.unflatten(treedef, out)
+
+
+def barrier(name: str) -> None:
+    """Waits until every process has reached ``barrier(name)`` (no-op alone).
+
+    E.g. after process 0 wrote a checkpoint, so that no process runs ahead of a file
+    that a later step (or a restart) relies on.
+    """
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
 
 
 def to_host(tree):

@@ -194,8 +194,9 @@ def train_policies(
     curves = {name: np.full((keys.shape[0], num_updates), np.nan) for name in CURVES}
     start = 0
     saving = directory is not None and checkpoint_every > 0
-    if saving and resume and checkpoint.latest_step(directory) is not None:
-        start = checkpoint.latest_step(directory)
+    latest = checkpoint.latest_step(directory) if saving and resume else None
+    if latest is not None:
+        start = latest
         restored = checkpoint.restore_pytree(
             directory, start, {"state": state, "curves": curves}
         )
@@ -203,19 +204,22 @@ def train_policies(
         curves = {k: np.array(v) for k, v in restored["curves"].items()}
     state = runner.place(state)
     u = runner.per_segment
-    for seg in tqdm(range(start, runner.num_segments), desc=desc, leave=False):
+    segments = range(start, runner.num_segments)
+    for seg in tqdm(
+        segments, desc=desc, leave=False, disable=not parallel.is_primary()
+    ):
         state, metrics = runner.segment(state, reward_params)
+        # Several processes: every process gathers every policy's metrics.
+        metrics = parallel.to_host({name: getattr(metrics, name) for name in CURVES})
         for name in CURVES:
-            curves[name][:, seg * u : (seg + 1) * u] = np.asarray(
-                getattr(metrics, name)
-            )
+            curves[name][:, seg * u : (seg + 1) * u] = metrics[name]
         done = seg + 1
         if saving and (done % checkpoint_every == 0 or done == runner.num_segments):
             checkpoint.save_pytree(
                 directory, done, {"state": state, "curves": curves}, max_to_keep=1
             )
     eval_keys = runner.place(jax.vmap(evaluation_key)(keys))
-    evaluation = runner.evaluate(eval_keys, state.params)
+    evaluation = parallel.to_host(runner.evaluate(eval_keys, state.params))
     return {
         "evaluation": PolicyEval(*(np.asarray(x, np.float64) for x in evaluation)),
         "curves": curves,
