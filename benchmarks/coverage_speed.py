@@ -278,7 +278,11 @@ def main(argv=None) -> dict:
     # (b) statsmodels on the same datasets (numpy copies).
     r_sm = args.statsmodels_replicates
     data = jax.jit(jax.vmap(lambda k: sim.simulate(k, design, n)))(keys[:r_sm])
-    data = {f: np.asarray(getattr(data, f)) for f in data._fields}
+    data = {
+        f: np.asarray(getattr(data, f))
+        for f in data._fields
+        if getattr(data, f) is not None
+    }
     model_cls = _statsmodels_model(args.statsmodels_derivatives)
     sm_rows = []
     with Timer() as t_sm:
