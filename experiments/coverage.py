@@ -242,11 +242,6 @@ def check_config(config) -> None:
     """Raises ValueError naming the first bad field of a (resolved) coverage config."""
     configs.check_sample_sizes(config)
     configs.check_choice(config, "prng_impl", tuple(PRNG_IMPLS))
-    if not isinstance(config.pad_sample_sizes, bool):
-        raise TypeError(
-            f"config.pad_sample_sizes must be True or False, got "
-            f"{config.pad_sample_sizes!r}"
-        )
     configs.check_int_fields(config, ("num_replicates", "chunk_size"))
     configs.check_int_fields(config, ("vmap_size",), minimum=0)
     configs.check_alpha(config)
