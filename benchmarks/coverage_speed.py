@@ -108,6 +108,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="XLA:CPU backend optimisation level (xla_backend_optimization_level; "
         "default: XLA's)",
     )
+    parser.add_argument(
+        "--prng_impl",
+        default="threefry2x32",
+        choices=("threefry2x32", "rbg", "unsafe_rbg"),
+        help="JAX PRNG implementation of the simulation (the study's "
+        "config.prng_impl: threefry = threefry2x32)",
+    )
     parser.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -270,7 +277,8 @@ def _worker_jax(job) -> dict:
     r, n, alpha = job["replicates"], job["n"], job["alpha"]
     truth = ravel_params(sim.design_truth(design))
     mesh = parallel.replicate_mesh() if jax.device_count() > 1 else None
-    keys = jax.random.split(jax.random.key(job["seed"]), r)
+    impl = job.get("prng_impl", "threefry2x32")
+    keys = jax.random.split(jax.random.key(job["seed"], impl=impl), r)
     keys_in = parallel.shard_replicates(keys, mesh) if mesh is not None else keys
     options = {}
     if job["opt_level"] is not None:
@@ -471,6 +479,7 @@ def main(argv=None) -> dict:
                         "opt_level": args.opt_level,
                         "cache": str(cache),
                         "breakdown": not args.no_breakdown,
+                        "prng_impl": args.prng_impl,
                     }
                     cold = _run_worker(job, root)
                     warm = _run_worker({**job, "breakdown": False}, root)
@@ -507,7 +516,8 @@ def main(argv=None) -> dict:
     table = _table(rows)
     header = (
         f"# Coverage study speed: {args.replicates} replicates, n = {args.n} "
-        f"(design '{args.design}'), against a statsmodels loop\n\n"
+        f"(design '{args.design}', PRNG {args.prng_impl}), against a statsmodels "
+        "loop\n\n"
         f"statsmodels loop: {1e3 * per_rep:.2f} ms per replicate (wall; mean of "
         + ", ".join(f"{1e3 * s['wall_per_replicate']:.2f}" for s in statsmodels)
         + f" ms over {args.statsmodels_replicates} replicates, timed before and after "
