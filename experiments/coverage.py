@@ -273,7 +273,7 @@ def run(config) -> dict:
     for n in sizes:
         keys = jax.random.split(jax.random.fold_in(root, n), config.num_replicates)
         if config.pad_sample_sizes:
-            size = jnp.asarray(n, jnp.int32)
+            size = np.asarray(n, np.int32)  # traced, not static: one program
             out = experiments.replicates(config, padded, keys, size, part=f"n{n}")
         else:
             replicate = make_replicate(design, n, **options)
