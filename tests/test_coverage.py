@@ -51,14 +51,14 @@ _run_chunked = checkpoint.run_chunked
 def run_chunked(fn, keys, **kwargs):
     calls = [0]
 
-    def counting(k):
+    def counting(k, *shared):
         if not isinstance(k, jax.core.Tracer):  # a real chunk, not shape inference
             calls[0] += 1
             if calls[0] == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)  # no cleanup: as a killed job
             with open(log, "a") as f:
                 f.write("chunk\\n")
-        return fn(k)
+        return fn(k, *shared)
 
     return _run_chunked(counting, keys, **kwargs)
 

@@ -53,6 +53,7 @@ __all__ = [
     "alternating_gd",
     "fit",
     "fit_rankings",
+    "fit_with_information",
     "mirror_basin",
     "newton_fit",
     "pad_rows",
@@ -311,7 +312,7 @@ def _finish(params: Params, data, count, tol, ok) -> FitResult:
     return _honest_result(fam, x, value, grad, hess, prep, count, tol, ok)
 
 
-def newton_fit(
+def fit_with_information(
     data: Comparisons,
     init: Params | None = None,
     *,
@@ -321,8 +322,14 @@ def newton_fit(
     lr_theta=0.5,
     lr_gamma=0.5,
     start_tol=1e-2,
-) -> FitResult:
-    """The default solver (see the module docstring). Pure; jit/vmap at the call site.
+) -> tuple[FitResult, jax.Array, jax.Array]:
+    """``newton_fit`` and the information at its estimate, from its last pass.
+
+    The Newton loop evaluates the Hessian and the expected information at every
+    iterate, the estimate included; returning them spares the intervals
+    (``hr.confidence_intervals(..., information=hessian)``) another pass over the
+    data — the same matrices ``model.derivatives`` gives at the estimate. Pure;
+    jit/vmap at the call site; Newton only (the default solver).
 
     Args:
       data: one dataset (``Comparisons`` with [n, d], [n, k] fields).
@@ -337,8 +344,9 @@ def newton_fit(
         to ``tol``.
 
     Returns:
-      ``FitResult``; ``num_steps`` counts Newton iterations of every phase plus warm-up
-      iterations.
+      (``FitResult``, observed information [p, p] (the Hessian of L_n), expected
+      information [p, p]) at the estimate, p = d + k; ``num_steps`` counts Newton
+      iterations of every phase plus warm-up iterations.
     """
     fam = model.family(data)
     d = fam.dim(data)
@@ -389,9 +397,26 @@ def newton_fit(
     # γ = 0 is feasible, so a minimiser can't be worse than the homogeneous fit.
     slack = 10 * jnp.finfo(dtype).eps * (1 + jnp.abs(hom.value))
     ok = best.value <= hom.value + slack
-    return _honest_result(
+    result = _honest_result(
         fam, best.x, best.value, best.grad, best.hess, prep, best.count, tol, ok
     )
+    return result, best.hess, best.fisher
+
+
+def newton_fit(data: Comparisons, init: Params | None = None, **options) -> FitResult:
+    """The default solver (see the module docstring). Pure; jit/vmap at the call site.
+
+    Options (all keyword): ``tol`` (on ‖∇L_n‖₂; default ``default_tol(dtype)``),
+    ``max_steps`` (Newton iterations per phase, static, 100), ``warmup_steps``
+    (Algorithm-1 iterations before the joint phase, static, 0), ``lr_theta``,
+    ``lr_gamma`` (their step sizes), ``start_tol`` (tolerance of the homogeneous
+    start, 1e-2): see ``fit_with_information``.
+
+    Returns:
+      ``FitResult``; ``num_steps`` counts Newton iterations of every phase plus warm-up
+      iterations.
+    """
+    return fit_with_information(data, init, **options)[0]
 
 
 def fit(
