@@ -566,7 +566,9 @@ def test_vmapped_float32_variance_aware_step_matches_float64_reference(
         [sys.executable, "-c", _FLOAT32_STEP_SCRIPT, str(num_draws), str(out)],
         check=True,
         env=env,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        cwd=os.path.dirname(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        ),
     )
     r_hat64, got = np.load(out)
     var64 = np.array([0.1, 0.1, 4.0])

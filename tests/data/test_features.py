@@ -99,7 +99,7 @@ _SUBPROCESS = textwrap.dedent(
 def test_hashed_features_identical_across_processes(tmp_path):
     # Two fresh interpreters with different hash salts must agree bit for bit.
     args = [f"{p}|{a}" for p, a in PAIRS]
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     outs = []
     for seed in ("1", "12345"):
         out = tmp_path / f"x{seed}.npy"
@@ -236,7 +236,7 @@ def test_embedding_features_with_a_stub_encoder(tmp_path):
 
 def test_sentence_embeddings(tmp_path, minilm_dir):
     # The flax MiniLM encoder (its numbers are checked against sentence-transformers in
-    # tests/test_text_encoder.py).
+    # tests/data/test_text_encoder.py).
     encode = F.load_sentence_encoder(model_dir=minilm_dir, progress=False)
     pairs = [
         ("What pet should I get?", "A cat is a good pet."),

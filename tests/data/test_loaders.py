@@ -10,7 +10,7 @@ import hetrlhf as hr
 from hetrlhf import data
 from hetrlhf.data import features as F
 
-DATA_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+DATA_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
 if not os.path.isdir(DATA_DIR):
     DATA_DIR = "/work/shared/data"
 needs_data = pytest.mark.skipif(

@@ -23,8 +23,8 @@ import pytest
 
 from hetrlhf.data import text_encoder as T
 
-REFERENCE = pathlib.Path(__file__).parent / "data" / "minilm_reference.json"
-DATA_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+REFERENCE = pathlib.Path(__file__).parent / "minilm_reference.json"  # tests/data/
+DATA_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
 if not os.path.isdir(DATA_DIR):
     DATA_DIR = "/work/shared/data"
 

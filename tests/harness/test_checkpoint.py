@@ -17,7 +17,7 @@ from hetrlhf import checkpoint as ck
 from hetrlhf import parallel
 from tests.mc_replicates import replicate
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]  # the repository (tests/<part>/)
 
 BATCH = jax.jit(jax.vmap(replicate))
 

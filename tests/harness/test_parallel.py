@@ -14,7 +14,7 @@ from hetrlhf import checkpoint as ck
 from hetrlhf import parallel
 from tests.mc_replicates import simulate_statistic
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]  # the repository (tests/<part>/)
 STATISTIC = jax.jit(jax.vmap(simulate_statistic))
 
 CHILD_SRC = """

@@ -12,7 +12,7 @@ from configs import neural as neural_config
 from experiments import bayes_coverage, neural
 
 
-@pytest.mark.slow  # ~20 s; run by .ci/run and `pytest -m slow`
+# ~20 s
 def test_bayes_coverage_study_writes_sane_results(tmp_path, capsys):
     config = bayes_config.get_config()
     config.results_dir = str(tmp_path / "bayes")
@@ -59,7 +59,7 @@ def test_bayes_coverage_config_presets_and_validation(tmp_path):
         bayes_coverage.run(config)
 
 
-@pytest.mark.slow  # ~20 s; run by .ci/run and `pytest -m slow`
+# ~20 s
 def test_neural_study_writes_sane_results(tmp_path, capsys):
     config = neural_config.get_config()
     config.results_dir = str(tmp_path / "neural")
@@ -93,7 +93,7 @@ def test_neural_study_writes_sane_results(tmp_path, capsys):
 
 
 def test_neural_config_validation(tmp_path):
-    # (The nonlinear truth r* is tested in tests/test_simulate.py.)
+    # (The nonlinear truth r* is tested in tests/data/test_simulate.py.)
     config = neural_config.get_config()
     config.design.theta = (1.0, -0.5)
     with pytest.raises(ValueError, match="d >= 3"):

@@ -116,7 +116,7 @@ def test_bad_config_raises(tmp_path):
         bon.run(config)
 
 
-@pytest.mark.slow  # ~100 s (three compiled runs); run by .ci/run and `pytest -m slow`
+# ~100 s (three compiled runs)
 def test_theorem6_sweep_over_n(tmp_path):
     """The sweep adds runs at more n; the bound falls like 1/√n and holds."""
     config = _small_config(tmp_path)

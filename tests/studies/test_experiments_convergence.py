@@ -9,7 +9,7 @@ from configs import convergence as convergence_config
 from experiments import convergence
 
 
-@pytest.mark.slow  # ~70 s on a busy 2-core CPU (two programs); .ci/run, `pytest -m slow`
+# ~70 s on a busy 2-core CPU (two programs)
 def test_smoke_rate_matches_linearised_map(tmp_path):
     config = convergence_config.get_config()
     config.sample_sizes = (300,)

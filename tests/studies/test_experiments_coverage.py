@@ -23,7 +23,7 @@ from experiments import coverage
 from hetrlhf import checkpoint as ck
 from hetrlhf.data import simulate as sim
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]  # the repository (tests/<part>/)
 
 TINY = [
     "--config.sample_sizes=(120,)",
@@ -223,7 +223,6 @@ def test_simulator_truth_recovered_at_large_n_by_statsmodels():
         assert np.all(np.asarray(res.bse) < 0.1), name  # n = 30000: tight
 
 
-@pytest.mark.slow
 def test_coverage_inside_binomial_band(tmp_path):
     """400 replicates at n = 600: every coordinate's coverage near 0.95."""
     config = coverage_config.get_config()

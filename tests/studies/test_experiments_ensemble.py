@@ -17,7 +17,7 @@ def test_ensemble_study_writes_sane_results(tmp_path, capsys):
     config.sim.num_train = 150
     config.sim.num_test = 300
     config.real.data_dir = os.path.join(
-        os.path.dirname(__file__), "..", "..", "shared", "data"
+        os.path.dirname(__file__), "..", "..", "..", "shared", "data"
     )
     config.real.datasets = ("tulu1",)
     config.real.hash_dim = 128

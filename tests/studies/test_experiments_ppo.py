@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from configs import ppo as ppo_config
 from experiments import ppo as ppo_study
@@ -40,7 +39,6 @@ def _small_config(tmp_path, **overrides):
     return config
 
 
-@pytest.mark.slow
 def test_ppo_study_writes_every_table_and_key_and_resumes(tmp_path, capsys):
     config = _small_config(tmp_path)
     payload = run_study(ppo_study, config)
@@ -96,7 +94,6 @@ def test_ppo_study_writes_every_table_and_key_and_resumes(tmp_path, capsys):
     )
 
 
-@pytest.mark.slow
 def test_ppo_study_paired_keys_on_candidates(tmp_path):
     config = _small_config(
         tmp_path,
@@ -118,8 +115,7 @@ import jax
 jax.config.update("jax_num_cpu_devices", 2)
 import json, pathlib, sys
 import numpy as np
-sys.path.insert(0, "tests")
-from test_experiments_ppo import _small_config
+from tests.studies.test_experiments_ppo import _small_config
 from experiments import ppo as ppo_study
 # After the imports: tests.conftest (imported above) turns float64 on for the unit tests.
 jax.config.update("jax_enable_x64", False)  # the study's float32
@@ -142,10 +138,9 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.slow
 def test_ppo_study_sharded_over_two_devices_matches_one(tmp_path):
     """config.shard on 2 CPU devices trains the same policies as one vmap (subprocess)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.run(
         [sys.executable, "-c", _SHARDED, str(tmp_path)],
         check=False,

@@ -99,7 +99,6 @@ def _split_fit_inputs(config, name):
     return prep, train, index, phi, dphi, y
 
 
-@pytest.mark.slow
 def test_real_data_study_with_minilm_features(tmp_path, minilm_dir, monkeypatch):
     # The text path end to end (flax MiniLM embeddings, cached under tmp_path).
     monkeypatch.setenv("HETRLHF_MINILM_DIR", str(minilm_dir))

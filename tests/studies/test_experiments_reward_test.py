@@ -76,7 +76,7 @@ def test_bad_config_fields_raise(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.slow  # ~30 s; run by .ci/run and `pytest -m slow`
+# ~30 s
 def test_smoke_study_size_power_coverage(tmp_path, capsys):
     config = reward_test_config.get_config()
     config.sample_sizes = (300,)

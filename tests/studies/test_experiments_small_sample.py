@@ -6,13 +6,12 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from configs import small_sample as small_sample_config
 from experiments import small_sample
 
 
-@pytest.mark.slow  # ~20 s; run by .ci/run and `pytest -m slow`
+# ~20 s
 def test_small_sample_study_smoke(tmp_path):
     config = small_sample_config.get_config()
     config.results_dir = str(tmp_path / "small_sample")
@@ -67,7 +66,7 @@ def test_wide_vmapped_bootstrap_does_not_deadlock():
     The solver now factors both matrices in one call. Run in a subprocess with a
     timeout so that a regression fails instead of hanging the test run.
     """
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {**os.environ, "PYTHONPATH": root}
     proc = subprocess.run(
         [sys.executable, "-c", _WIDE_BOOTSTRAP],

@@ -17,11 +17,8 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-pytestmark = pytest.mark.slow
+ROOT = pathlib.Path(__file__).resolve().parents[2]  # the repository (tests/<part>/)
 
 
 def _free_port() -> int:
