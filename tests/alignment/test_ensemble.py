@@ -88,6 +88,7 @@ def test_train_ensemble_ignores_rationality_covariates():
     np.testing.assert_array_equal(plain.params, with_psi.params)
 
 
+@pytest.mark.slow  # ~4 s on the 2-core CI machine
 def test_bootstrap_heads_equal_fitting_on_the_resample():
     phi0, phi1, y = _data(seed=2, n=200)
     dphi = phi1 - phi0
@@ -103,6 +104,7 @@ def test_bootstrap_heads_equal_fitting_on_the_resample():
         np.testing.assert_allclose(fit.params[k], ref, atol=1e-5)
 
 
+@pytest.mark.slow  # ~4 s on the 2-core CI machine
 def test_bootstrap_counts_are_multinomial_over_the_rows_of_positive_weight():
     """Padding rows (weight 0) are never drawn and a resample has the size of the
     real data, not of the padding: Multinomial(n_real, 1/n_real) per head."""

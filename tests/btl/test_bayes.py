@@ -39,6 +39,7 @@ def test_model_log_joint_matches_scipy():
     np.testing.assert_allclose(float(got), want, rtol=1e-12)
 
 
+@pytest.mark.slow  # ~8 s on the 2-core CI machine
 def test_nuts_matches_grid_quadrature():
     # d = k = 1 and n = 50: a visibly non-Gaussian posterior in γ, computed exactly on
     # a grid (numpy likelihood, N(0, 10²) priors) as the independent reference.

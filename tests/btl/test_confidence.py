@@ -78,6 +78,7 @@ def _brute_force_profile(data, alpha):
     return full.x, lower, upper
 
 
+@pytest.mark.slow  # ~9 s on the 2-core CI machine
 def test_profile_matches_brute_force_scipy_profile():
     data = sim.simulate(jax.random.key(3), SMALL, 150)
     res = hr.fit(data)
@@ -94,6 +95,7 @@ def test_profile_matches_brute_force_scipy_profile():
     assert np.all(np.asarray(bounds.status) == confidence.FOUND)
 
 
+@pytest.mark.slow  # ~6 s on the 2-core CI machine
 def test_profile_homogeneous_matches_statsmodels_likelihood_ratio():
     """Homogeneous model: the profile end point's LR equals χ²₁(0.9) by statsmodels' fits."""
     data = sim.simulate(jax.random.key(4), sim.get_design("default", gamma=()), 120)
@@ -110,6 +112,7 @@ def test_profile_homogeneous_matches_statsmodels_likelihood_ratio():
             )
 
 
+@pytest.mark.slow  # ~10 s on the 2-core CI machine
 def test_profile_traces_under_jit_and_vmap():
     keys = jax.random.split(jax.random.key(5), 3)
     data = jax.vmap(lambda k: sim.simulate(k, SMALL, 150))(keys)
@@ -129,6 +132,7 @@ def test_profile_traces_under_jit_and_vmap():
     np.testing.assert_allclose(out.upper.theta[1], eager.upper[:2], rtol=1e-8)
 
 
+@pytest.mark.slow  # ~6 s on the 2-core CI machine
 def test_bartlett_statistics_match_statsmodels_restricted_logit():
     """Bootstrap LR*_bj vs statsmodels on the same bootstrap labels (homogeneous model).
 
@@ -164,6 +168,7 @@ def test_bartlett_statistics_match_statsmodels_restricted_logit():
     np.testing.assert_allclose(out.factors, expected.mean(0), rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.slow  # ~11 s on the 2-core CI machine
 def test_profile_scale_equals_a_changed_chi2_level():
     """Critical value c·χ²₁(1−α) is the χ²₁ profile at level α' = 1 − F(c·χ²₁(1−α))."""
     data = sim.simulate(jax.random.key(4), SMALL, 300)
@@ -179,6 +184,7 @@ def test_profile_scale_equals_a_changed_chi2_level():
     assert np.all(np.asarray(scaled.upper) > np.asarray(unscaled.upper))
 
 
+@pytest.mark.slow  # ~10 s on the 2-core CI machine
 def test_bartlett_profile_through_confidence_intervals():
     data = sim.simulate(jax.random.key(8), SMALL, 200)
     params = hr.fit(data).params
@@ -212,6 +218,7 @@ def test_sandwich_matches_statsmodels_hc0_homogeneous_logit():
     np.testing.assert_allclose(ci.upper.theta, ref.conf_int(0.05)[:, 1], rtol=1e-7)
 
 
+@pytest.mark.slow  # ~5 s on the 2-core CI machine
 def test_sandwich_heterogeneous_matches_numpy_closed_form():
     data = sim.simulate(jax.random.key(7), sim.get_design("binary"), 250)
     res = hr.fit(data)
@@ -242,6 +249,7 @@ def test_sandwich_heterogeneous_matches_numpy_closed_form():
     np.testing.assert_allclose(cov, ref, rtol=1e-5, atol=1e-10)
 
 
+@pytest.mark.slow  # ~5 s on the 2-core CI machine
 def test_sandwich_equals_wald_in_large_correct_samples():
     data = sim.simulate(jax.random.key(8), sim.get_design("default"), 40_000)
     res = hr.fit(data)
@@ -264,6 +272,7 @@ def test_sandwich_differs_from_wald_under_misspecification():
     assert np.max(np.abs(np.asarray(ratio) - 1.0)) > 0.08
 
 
+@pytest.mark.slow  # ~4 s on the 2-core CI machine
 def test_bootstrap_smoke_and_sd_close_to_wald_se():
     data = sim.simulate(jax.random.key(10), SMALL, 150)
     res = hr.fit(data)

@@ -186,6 +186,7 @@ def test_unknown_method_and_missing_init():
 # ---------------------------------------------------------------- Algorithm 1 ---------
 
 
+@pytest.mark.slow  # ~4 s on the 2-core CI machine
 def test_algorithm1_monotone_and_reaches_the_same_optimum():
     _arrays, data = _data("default", 600, seed=5)
     newton = _fit(data)
@@ -262,6 +263,7 @@ def test_float32_fit_is_close_to_float64():
     )
 
 
+@pytest.mark.slow  # ~5 s on the 2-core CI machine
 def test_algorithm1_converging_in_the_wrong_basin_is_not_converged():
     """Algorithm 1 run long enough to settle at a wrong-basin stationary point."""
     _arrays, data = _data("default", 400, seed=11)

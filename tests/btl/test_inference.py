@@ -172,6 +172,7 @@ def test_bad_information_kind():
         hr.covariance(_truth("default"), data, kind="sandwhich")
 
 
+@pytest.mark.slow  # ~6 s on the 2-core CI machine
 def test_vmapped_intervals_equal_eager():
     sets = [
         simulate(np.random.default_rng(s), 300, DESIGNS["default"]) for s in range(4)

@@ -25,6 +25,7 @@ def _pvalue_families():
     return fams
 
 
+@pytest.mark.slow  # ~5 s on the 2-core CI machine
 @pytest.mark.parametrize("method", sorted(_SM))
 def test_adjust_pvalues_matches_statsmodels(method):
     for p in _pvalue_families():

@@ -26,6 +26,7 @@ def fixed_features():
     return data, params, hdata, logit
 
 
+@pytest.mark.slow  # ~6 s on the 2-core CI machine
 def test_laplace_covariance_equals_statsmodels_logit(fixed_features):
     # With fixed features h and γ absent, the last layer is logistic regression of y
     # on h(φ¹) − h(φ⁰) without intercept: its Laplace covariance at the MLE is
@@ -70,6 +71,7 @@ def test_laplace_with_prior_adds_precision(fixed_features):
     )
 
 
+@pytest.mark.slow  # ~6 s on the 2-core CI machine
 def test_heterogeneous_last_layer_matches_linear_inference():
     # Identity features (a Dense layer frozen at the identity): the neural reward is
     # the linear heterogeneous model, so its Laplace is hr.covariance of hr.fit.
@@ -92,6 +94,7 @@ def test_heterogeneous_last_layer_matches_linear_inference():
     assert hr.pessimistic_best_of_n(est).shape == (4,)
 
 
+@pytest.mark.slow  # ~8 s on the 2-core CI machine
 def test_training_decreases_loss_and_vmaps():
     design = simulate.get_design("heavy", theta=(1.0, -0.5, 0.8), gamma=(0.8, -0.6))
     keys = jax.random.split(jax.random.key(5), 2)
@@ -116,6 +119,7 @@ def test_training_decreases_loss_and_vmaps():
         assert float(jnp.linalg.norm(grad)) < 1e-6
 
 
+@pytest.mark.slow  # ~9 s on the 2-core CI machine
 def test_singular_features_raise():
     design = simulate.get_design("default", theta=(1.0, -0.5), gamma=())
     data = simulate.simulate(jax.random.key(6), design, 100)

@@ -124,6 +124,7 @@ def test_log_likelihood_matches_numpy_loops_and_normalises():
     np.testing.assert_allclose(total, 1.0, rtol=1e-12)
 
 
+@pytest.mark.slow  # ~4 s on the 2-core CI machine
 def test_expected_information_averages_to_exact_score_outer_product():
     """E over all K! orders of the returned information = E[s sᵀ] (one ranking at a time)."""
     data, params = _random_rankings(4, 3, 3, 2, 1, [0.9, -0.6], [0.4])

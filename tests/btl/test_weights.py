@@ -38,6 +38,7 @@ def _unique_and_expanded(seed=0, num_items=5, n=600, k=2):
     return unique, expanded, inverse.ravel(), rows
 
 
+@pytest.mark.slow  # ~15 s on the 2-core CI machine
 def test_weighted_fit_intervals_and_sandwich_equal_the_raw_rows():
     unique, expanded, _, _ = _unique_and_expanded()
     assert unique.num_comparisons < expanded.num_comparisons / 5
@@ -78,6 +79,7 @@ def test_weighted_homogeneous_fit_matches_statsmodels_freq_weights():
     np.testing.assert_allclose(ci.se.theta, glm.bse, rtol=1e-6)
 
 
+@pytest.mark.slow  # ~4 s on the 2-core CI machine
 def test_weighted_cluster_sandwich_matches_statsmodels_on_raw_rows():
     unique, expanded, inverse, rows = _unique_and_expanded(seed=2, k=0)
     # Cluster = the first item of the pair; constant within each unique row.
@@ -97,6 +99,7 @@ def test_weighted_cluster_sandwich_matches_statsmodels_on_raw_rows():
     np.testing.assert_allclose(cov, logit.cov_params(), rtol=1e-6)
 
 
+@pytest.mark.slow  # ~10 s on the 2-core CI machine
 def test_zero_weight_rows_are_absent_and_resampled_weights_vmap():
     unique, _, _, _ = _unique_and_expanded(seed=3)
     keep = np.asarray(unique.weight) > 0
@@ -146,6 +149,7 @@ def test_bad_weights_are_named():
         )
 
 
+@pytest.mark.slow  # ~13 s on the 2-core CI machine
 def test_padding_rows_of_weight_zero_leave_fit_and_intervals_unchanged():
     unique, _, inverse, rows = _unique_and_expanded(seed=5)
     sizes = [hr.estimate.padded_size(n) for n in (1, 64, 65, 100, 129, 9177)]
@@ -183,6 +187,7 @@ def test_padding_rows_of_weight_zero_leave_fit_and_intervals_unchanged():
         hr.estimate.pad_rows(unique, 3)
 
 
+@pytest.mark.slow  # ~6 s on the 2-core CI machine
 def test_resampled_weights_are_case_and_cluster_bootstraps():
     unique, _, inverse, rows = _unique_and_expanded(seed=6)
     key = jax.random.key(1)
@@ -215,6 +220,7 @@ def test_resampled_weights_are_case_and_cluster_bootstraps():
         hr.confidence.resample_weights(key, unique, 2, cluster)
 
 
+@pytest.mark.slow  # ~13 s on the 2-core CI machine
 def test_case_bootstrap_intervals_equal_statsmodels_refits():
     """resample="cases": percentile intervals of the weighted refits = the same
     quantiles of statsmodels GLM refits (freq_weights) of the same weight vectors."""

@@ -96,6 +96,7 @@ _SUBPROCESS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # ~4 s on the 2-core CI machine
 def test_hashed_features_identical_across_processes(tmp_path):
     # Two fresh interpreters with different hash salts must agree bit for bit.
     args = [f"{p}|{a}" for p, a in PAIRS]

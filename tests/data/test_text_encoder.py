@@ -96,6 +96,7 @@ def test_truncation_at_256_pieces_and_padding(encoder, reference):
         T.pad_batch([[1], [2]], 4, 1)
 
 
+@pytest.mark.slow  # ~4 s on the 2-core CI machine
 def test_embedding_does_not_depend_on_batch_companions_or_bucket(encoder, reference):
     texts = reference["sentences"]
     # Together: batches [1, 256] (the long text), [2, 32], [8, 16]; alone: [1, b].

@@ -36,6 +36,7 @@ def _assert_trees_equal(a, b, exact=True):
             np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.slow  # ~4 s on the 2-core CI machine
 def test_chunked_equals_unchunked_and_reloads(tmp_path):
     keys = jax.random.split(jax.random.key(0), 21)  # 3 chunks of 8, the last padded
     reference = BATCH(keys)
@@ -159,6 +160,7 @@ def test_shared_arguments_are_passed_whole_to_every_chunk(tmp_path):
         np.testing.assert_allclose(np.asarray(out), reference, rtol=1e-15)
 
 
+@pytest.mark.slow  # ~8 s on the 2-core CI machine
 def test_killed_run_resumes_with_identical_output(tmp_path):
     directory, log = tmp_path / "ckpt", tmp_path / "log.txt"
     killed = _child(tmp_path, directory, log, tmp_path / "unused.npz", kill_at=3)

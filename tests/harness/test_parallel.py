@@ -44,6 +44,7 @@ np.savez(
 """
 
 
+@pytest.mark.slow  # ~9 s on the 2-core CI machine
 def test_eight_simulated_devices_match_one_device(tmp_path):
     script = tmp_path / "child.py"
     script.write_text(textwrap.dedent(CHILD_SRC))
@@ -78,6 +79,7 @@ def test_eight_simulated_devices_match_one_device(tmp_path):
     )
 
 
+@pytest.mark.slow  # ~6 s on the 2-core CI machine
 def test_one_device_mesh_and_run_chunked():
     mesh = parallel.replicate_mesh()
     assert mesh.axis_names == ("replicate",) and mesh.size == jax.device_count() == 1

@@ -151,6 +151,7 @@ def test_sandwich_equals_statsmodels_cluster_robust_covariance(items_file):
     np.testing.assert_allclose(rep0.covariance, hc0.cov_params(), rtol=1e-7)
 
 
+@pytest.mark.slow  # ~6 s on the 2-core CI machine
 def test_vmapped_cluster_bootstrap_equals_refits_and_its_percentiles(items_file):
     path, _ = items_file
     prefs = hr.load_preferences(path, cluster="prompt")
@@ -285,6 +286,7 @@ def test_profile_end_points_are_where_the_lr_statistic_crosses_chi2(items_file):
             np.testing.assert_allclose(2 * (full - llf), critical, rtol=1e-5)
 
 
+@pytest.mark.slow  # ~8 s on the 2-core CI machine
 def test_padded_weighted_fits_equal_the_library_on_raw_rows(tmp_path):
     """The report's fits (unique rows weighted by counts, padded with rows of weight 0,
     clusters padded likewise) = hr.* on the comparisons written out row by row."""

@@ -90,6 +90,7 @@ def test_kl_in_reward_by_hand():
     np.testing.assert_allclose(out, [1.0, -0.5 + 0.3 * 0.25 * np.log(2)], atol=1e-6)
 
 
+@pytest.mark.slow  # ~8 s on the 2-core CI machine
 def test_rollout_kl_metric_is_the_batch_mean_sequence_log_ratio():
     task = _candidate_task()
     config = ppo.PPOConfig(num_updates=1, num_prompts=8, group_size=4, beta=0.1)

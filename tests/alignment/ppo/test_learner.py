@@ -48,6 +48,7 @@ def test_candidate_expected_gold_matches_numpy():
     np.testing.assert_allclose(task.expected_gold(None, params), expected, rtol=1e-10)
 
 
+@pytest.mark.slow  # ~10 s on the 2-core CI machine
 def test_tiny_transformer_is_causal():
     model = ppo.TinyTransformer(num_prompts=3, vocab_size=5, seq_len=4)
     params = model.init(jax.random.key(0), jnp.int32(0), jnp.zeros(4, jnp.int32))
@@ -71,6 +72,7 @@ def _candidate_setup(num_updates=20, **kwargs):
     return task, theta, config
 
 
+@pytest.mark.slow  # ~11 s on the 2-core CI machine
 @pytest.mark.parametrize(
     "penalty", ["mean_one", pytest.param("kl_reward", marks=pytest.mark.slow)]
 )
@@ -187,6 +189,7 @@ def test_task_validation():
         ppo.make_train(ppo.PPOConfig(), object(), ensemble.ensemble_reward)
 
 
+@pytest.mark.slow  # ~4 s on the 2-core CI machine
 def test_candidate_forward_paths_agree():
     """All-prompts-then-gather (small prompt sets) = per-prompt forward (large ones)."""
     feats = jax.random.normal(jax.random.key(0), (12, 5, 3))
@@ -229,6 +232,7 @@ class _NoTable(ppo.CandidateTask):
         return None
 
 
+@pytest.mark.slow  # ~6 s on the 2-core CI machine
 @pytest.mark.parametrize(
     "baseline, noise",
     [

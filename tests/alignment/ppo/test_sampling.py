@@ -100,6 +100,7 @@ def test_candidate_sample_frequencies_match_policy_chi_square():
         assert p > 1e-3, (s, counts, p)
 
 
+@pytest.mark.slow  # ~9 s on the 2-core CI machine
 def test_token_sample_frequencies_match_sequence_likelihood_chi_square():
     """Autoregressive draws of T = 2 tokens match π(a1|s)·π(a2|s, a1) (chi-square)."""
     from scipy import stats
