@@ -204,6 +204,7 @@ def test_bartlett_profile_through_confidence_intervals():
         )
 
 
+@pytest.mark.slow  # ~4 s on the 2-core CI machine
 def test_sandwich_matches_statsmodels_hc0_homogeneous_logit():
     design = sim.get_design("correlated", gamma=())
     data = sim.simulate(jax.random.key(6), design, 300)
@@ -260,6 +261,7 @@ def test_sandwich_equals_wald_in_large_correct_samples():
     )
 
 
+@pytest.mark.slow  # ~6 s on the 2-core CI machine
 def test_sandwich_differs_from_wald_under_misspecification():
     # σ = 1 + γᵀψ + 2ψ₁² is not linear in ψ: J ≠ H, so the two se's part.
     data = sim.simulate(

@@ -121,6 +121,7 @@ def test_wrong_basin_start_is_escaped(name):
     assert not (bool(result.converged) and float(result.loss) > ref.loss + 1e-9)
 
 
+@pytest.mark.slow  # ~4 s on the 2-core CI machine
 def test_converged_never_means_worse_than_reference():
     """Random starts, including far and wrong-signed ones: converged ⇒ the global MLE."""
     arrays, data = _data("heavy", 300, seed=3)
@@ -232,6 +233,7 @@ def test_alternating_solver_init_update_matches_algorithm1_written_out():
 # ---------------------------------------------------------------- jit / vmap ----------
 
 
+@pytest.mark.slow  # ~4 s on the 2-core CI machine
 def test_vmapped_fit_equals_eager_fits():
     sets = [
         simulate(np.random.default_rng(s), 200, DESIGNS["default"]) for s in range(6)
@@ -285,6 +287,7 @@ def test_algorithm1_converging_in_the_wrong_basin_is_not_converged():
 # ---------------------------------------------------------------- long runs -----------
 
 
+@pytest.mark.slow  # ~5 s on the 2-core CI machine
 def test_trace_alternating_matches_the_recorded_path():
     """Checkpoints, hit step, loss and gradient norm against run_alternating's path."""
     _arrays, data = _data("default", 200, seed=4)

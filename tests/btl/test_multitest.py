@@ -55,6 +55,7 @@ def test_adjust_pvalues_bad_input():
         multitest.adjust_pvalues(jnp.array(0.1))
 
 
+@pytest.mark.slow  # ~4 s on the 2-core CI machine
 def test_adjust_comparisons_on_a_batch_of_fisher_comparisons():
     # 30 pairs of responses compared at once under one model (the covariance is
     # taken at the generating parameters: no fit needed for this check).

@@ -145,6 +145,7 @@ def test_imbalanced_feature_means():
     np.testing.assert_allclose(np.cov(data.phi1, rowvar=False), np.eye(5), atol=0.04)
 
 
+@pytest.mark.slow  # ~4 s on the 2-core CI machine
 def test_heavy_tailed_marginals_are_student_t():
     # Each coordinate of a multivariate t (ν = 3) with unit covariance is
     # sqrt((ν−2)/ν)·t_ν; compare with scipy's t distribution (KS test).

@@ -271,6 +271,7 @@ def test_write_report_files(items_file, tmp_path):
     assert "data:image/png;base64," in html and "<table>" in html
 
 
+@pytest.mark.slow  # ~4 s on the 2-core CI machine
 def test_profile_end_points_are_where_the_lr_statistic_crosses_chi2(items_file):
     path, rows = items_file
     rep = hr.report(path, intervals="profile", progress=False)

@@ -53,6 +53,7 @@ def _judge(task):
     }
 
 
+@pytest.mark.slow  # ~7 s on the 2-core CI machine
 @pytest.mark.parametrize("penalty", ["kl_reward", "mean_one"])
 def test_learner_controller_follows_trl_on_its_own_rollout_kl(penalty):
     """Per update: Metrics.beta is the β used; the next one is TRL's update with the

@@ -67,6 +67,7 @@ def _rollouts(task, config, reward_fn, reward_params, num_policies, seed=3):
     return jax.tree.map(np.asarray, out)
 
 
+@pytest.mark.slow  # ~4 s on the 2-core CI machine
 def test_ensemble_source_is_deterministic_and_bit_identical_across_policies():
     """Every policy that samples a response observes the same reward, bit for bit:
     the ensemble mean at its features (vmapped over policies, per-sample route)."""
