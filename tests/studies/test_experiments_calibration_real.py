@@ -23,7 +23,6 @@ def _tiny_config(tmp_path):
     return config
 
 
-@pytest.mark.slow  # ~20 s
 def test_calibration_real_study_smoke(tmp_path, capsys):
     config = _tiny_config(tmp_path)
     payload = study.run(config)

@@ -21,7 +21,6 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.slow
 
 # Tiny configs: each case (one 1-process and one 2-process run) takes well under a
 # minute on an idle 2-core CPU.

@@ -1,5 +1,5 @@
 """hetrlhf.parallel's distributed helpers in one process (the two-process behaviour is
-checked in tests/test_multiprocess_studies.py)."""
+checked in tests/studies/test_multiprocess_studies.py)."""
 
 import numpy as np
 import pytest

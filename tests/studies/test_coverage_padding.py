@@ -39,7 +39,6 @@ def _replicates(design, sizes, keys, padded):
     return outs
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("design_name", ["default", "heavy"])
 def test_padded_replicates_equal_unpadded(design_name):
     design = sim.get_design(design_name)
@@ -126,11 +125,10 @@ def test_bad_speed_fields_raise(tmp_path):
         coverage.run(config)
 
 
-@pytest.mark.slow
 def test_rbg_coverage_inside_binomial_band(tmp_path):
     """XLA's RngBitGenerator draws, 400 replicates at n = 200 and 600: at n = 600 every
     coordinate's coverage lies inside the binomial band around 0.95 (as the threefry
-    study's, tests/test_coverage.py); at both n it agrees with the threefry study's
+    study's, tests/studies/test_experiments_coverage.py); at both n it agrees with the threefry study's
     coverage of the same design within the two-sample band (at n = 200 the Wald
     intervals under-cover a little whatever the random numbers)."""
 
