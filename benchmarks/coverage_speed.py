@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import pathlib
 import shutil
@@ -129,6 +130,13 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error("--devices must be >= 1")
         if args.batch_size < 0:
             parser.error("--batch_size must be >= 0")
+        multiple = math.lcm(*args.devices)
+        if args.replicates % multiple:  # every device gets the same number of keys
+            args.replicates += multiple - args.replicates % multiple
+            print(
+                f"--replicates rounded up to {args.replicates}, a multiple of the "
+                f"device counts {args.devices}"
+            )
     return args
 
 

