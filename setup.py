@@ -31,6 +31,7 @@ setup(
     extras_require={
         "dev": [
             "pytest>=7",
+            "pytest-xdist>=3",
             "statsmodels>=0.14",
             "choix>=0.3",
             "ruff>=0.4",

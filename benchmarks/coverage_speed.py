@@ -1,42 +1,56 @@
-"""Benchmark: the vmapped JAX coverage study vs a per-replicate statsmodels loop.
+"""Benchmark: the coverage study's replicates against a loop of statsmodels fits.
 
-The same Monte Carlo coverage study (our design of DESIGN.md §6: d = 5, k = 3, n = 600,
-95% Wald intervals of every coordinate of θ and γ) is run twice on the SAME simulated
-datasets, in one process:
+One replicate of the coverage study (our design of DESIGN.md §6: d = 5, k = 3,
+n = 600 by default, 95% Wald intervals of every coordinate of θ and γ) is, in JAX,
+``experiments.coverage.make_replicate``: simulate → ``hr.fit`` (Newton) → Wald
+intervals (observed information) → covered?, one jitted program over the PRNG keys
+(``lax.map`` over vmapped batches of ``--batch_size``, split over the devices). The
+baseline, in the same run and on datasets of the same design: for each dataset the
+homogeneous start (``sm.Logit`` on ψ0·Δφ, the cold start of ``hr.fit``), then a
+``GenericLikelihoodModel`` of the same likelihood fitted by BFGS with the analytic
+score and Hessian, and its Wald intervals (``conf_int``).
 
-(a) JAX: one replicate = simulate → ``hr.fit`` (Newton) → ``hr.confidence_intervals``
-    (observed information) → covered?, one jitted program vmapped over the PRNG keys
-    (``experiments.coverage.make_replicate``; ``--batch_size`` replicates per vmapped
-    batch, ``hetrlhf.parallel.batched_vmap``). Compilation (``.lower().compile()``) is
-    timed apart from the run; the run is broken down into simulate / fit / intervals
-    by timing the jitted prefixes of the pipeline.
-(b) statsmodels: for each dataset, the homogeneous start (``sm.Logit`` on ψ0·Δφ, the
-    same cold start ``hr.fit`` uses), then a ``GenericLikelihoodModel`` of the same
-    heterogeneous Bradley–Terry likelihood fitted by BFGS, with its Wald intervals
-    (``conf_int``; the covariance is the inverse observed information, as in (a)).
-    By default the model gets the analytic score and Hessian (the fastest honest
-    statsmodels baseline); ``--statsmodels_derivatives=numeric`` leaves them to
-    statsmodels' finite differences.
+Measured for 1 and 2 CPU devices (``--xla_force_host_platform_device_count``) and
+float32 / float64, each configuration in fresh processes, for two versions of the
+code: AFTER (this checkout) and BEFORE (``--before_commit``, by default the commit
+this work branched from, extracted with ``git archive`` into a temporary folder):
 
-The statsmodels loop may run on fewer replicates (``--statsmodels_replicates``); its
-per-replicate time is then extrapolated to the full count, and the output says so.
+* run — simulate + fit + intervals of ``--replicates`` replicates, compiled program,
+  best of 3 runs (wall-clock);
+* fit + intervals — the same program on datasets simulated beforehand (the part
+  statsmodels does), best of 3;
+* one-off, cold — what a user's first run costs: tracing + compilation (no
+  persistent cache) + the first run;
+* one-off, warm cache — the same in a second process that finds the compiled program
+  in JAX's persistent compilation cache (filled by the first process).
+
+Each is reported as seconds and as the ratio statsmodels-loop-time / JAX-time (the
+statsmodels loop is timed on ``--statsmodels_replicates`` datasets twice, before and
+after the JAX processes, and extrapolated to ``--replicates``; the mean is used).
+Timings on a shared machine are noisy: the ratios, measured within one run, are what
+to compare. Results: ``results/benchmarks/coverage_speed.{json,md}``.
 
 Run:
   python benchmarks/coverage_speed.py                       # 1000 replicates, n = 600
-  python benchmarks/coverage_speed.py --statsmodels_replicates 200
-  python benchmarks/coverage_speed.py --devices 2           # 2 CPU devices, sharded
+  python benchmarks/coverage_speed.py --replicates=200 --statsmodels_replicates=20 --no_breakdown
+  python benchmarks/coverage_speed.py --devices 2 --precisions float64 --no_before
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+BRANCH_POINT = "2c73ac2"  # main when this work started (the BEFORE column)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,62 +59,85 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--statsmodels_replicates",
         type=int,
-        default=None,
-        help="replicates of the statsmodels loop (default: all; fewer are "
-        "extrapolated to --replicates)",
+        default=100,
+        help="replicates of each statsmodels loop (extrapolated to --replicates)",
     )
     parser.add_argument("--n", type=int, default=600, help="comparisons per dataset")
-    parser.add_argument("--design", default="default", help="hetrlhf.simulate preset")
+    parser.add_argument("--design", default="default", help="simulation design preset")
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--statsmodels_derivatives",
-        choices=("analytic", "numeric"),
-        default="analytic",
-        help="give GenericLikelihoodModel the analytic score/Hessian, or let it "
-        "use finite differences",
-    )
-    parser.add_argument(
         "--devices",
         type=int,
-        default=1,
-        help="CPU devices (XLA_FLAGS host device count); >1 shards the replicates",
+        nargs="+",
+        default=[1, 2],
+        help="CPU device counts to measure (XLA host platform device count)",
+    )
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["float32", "float64"],
+        choices=("float32", "float64"),
     )
     parser.add_argument(
         "--batch_size",
         type=int,
         default=25,
-        help="vmap width: lax.map over vmapped batches of this many replicates "
-        "(small batches stay in cache: ~1.7x less CPU than one vmap over 1000 on "
-        "a 2-core CPU); 0 vmaps over all replicates at once",
+        help="vmap width: lax.map over vmapped batches (0: one vmap over all)",
     )
     parser.add_argument(
         "--no_breakdown",
         action="store_true",
-        help="skip the simulate/fit/intervals breakdown (3 extra compiles)",
+        help="skip the fit + intervals program (one compilation less per process)",
     )
+    parser.add_argument(
+        "--no_before",
+        action="store_true",
+        help="measure this checkout only (no BEFORE column)",
+    )
+    parser.add_argument(
+        "--before_commit",
+        default=BRANCH_POINT,
+        help="commit of the BEFORE column (git archive of this repository)",
+    )
+    parser.add_argument(
+        "--opt_level",
+        type=int,
+        default=None,
+        choices=(0, 1, 2, 3),
+        help="XLA:CPU backend optimisation level (xla_backend_optimization_level; "
+        "default: XLA's)",
+    )
+    parser.add_argument(
+        "--prng_impl",
+        default="threefry2x32",
+        choices=("threefry2x32", "rbg", "unsafe_rbg"),
+        help="JAX PRNG implementation of the simulation (the study's "
+        "config.prng_impl: threefry = threefry2x32)",
+    )
+    parser.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.replicates < 1:
-        parser.error("--replicates must be >= 1")
-    if args.statsmodels_replicates is None:
-        args.statsmodels_replicates = args.replicates
-    if not 1 <= args.statsmodels_replicates <= args.replicates:
-        parser.error("--statsmodels_replicates must lie in [1, --replicates]")
-    if args.n < 10:
-        parser.error("--n must be >= 10")
-    if args.devices < 1:
-        parser.error("--devices must be >= 1")
-    if args.batch_size < 0:
-        parser.error("--batch_size must be >= 0")
+    if args.worker is None:
+        if args.replicates < 1:
+            parser.error("--replicates must be >= 1")
+        if args.statsmodels_replicates < 1:
+            parser.error("--statsmodels_replicates must be >= 1")
+        if args.n < 10:
+            parser.error("--n must be >= 10")
+        if any(d < 1 for d in args.devices):
+            parser.error("--devices must be >= 1")
+        if args.batch_size < 0:
+            parser.error("--batch_size must be >= 0")
     return args
 
 
 # ------------------------------------------------------------------------------------
-# (b) statsmodels: the same likelihood as a GenericLikelihoodModel.
+# statsmodels: the same likelihood as a GenericLikelihoodModel.
 # ------------------------------------------------------------------------------------
 
 
-def _statsmodels_model(derivatives: str):
+def _statsmodels_model(derivatives: str = "analytic"):
     import numpy as np
     from statsmodels.base.model import GenericLikelihoodModel
 
@@ -146,7 +183,7 @@ def _statsmodels_model(derivatives: str):
 
 
 def statsmodels_replicate(model_cls, data, truth, alpha):
-    """Fits one dataset (numpy arrays) with statsmodels; returns (covered, length, ...)."""
+    """Fits one dataset (numpy arrays) with statsmodels; returns its intervals."""
     import numpy as np
     import statsmodels.api as sm
 
@@ -164,9 +201,178 @@ def statsmodels_replicate(model_cls, data, truth, alpha):
     return {
         "estimate": np.asarray(res.params),
         "covered": (lower <= truth) & (truth <= upper),
-        "length": upper - lower,
         "converged": bool(res.mle_retvals["converged"]),
     }
+
+
+# ------------------------------------------------------------------------------------
+# Workers (fresh processes): one configuration of one code version each.
+# ------------------------------------------------------------------------------------
+
+
+def _timed(fn):
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _worker_statsmodels(job) -> dict:
+    import jax
+    import numpy as np
+
+    jax.config.update("jax_enable_x64", True)
+    from hetrlhf.data import simulate as sim
+    from hetrlhf.types import ravel_params
+
+    design = sim.get_design(job["design"])
+    truth = np.asarray(ravel_params(sim.design_truth(design)))
+    r = job["replicates"]
+    keys = jax.random.split(jax.random.key(job["seed"]), r)
+    data = jax.jit(jax.vmap(lambda k: sim.simulate(k, design, job["n"])))(keys)
+    data = {
+        f: np.asarray(getattr(data, f))
+        for f in data._fields
+        if getattr(data, f) is not None
+    }
+    model_cls = _statsmodels_model()
+    one = {f: v[0] for f, v in data.items()}
+    statsmodels_replicate(model_cls, one, truth, job["alpha"])  # lazy imports: untimed
+
+    def loop():
+        return [
+            statsmodels_replicate(
+                model_cls, {f: v[i] for f, v in data.items()}, truth, job["alpha"]
+            )
+            for i in range(r)
+        ]
+
+    rows, wall, cpu = _timed(loop)
+    return {
+        "replicates": r,
+        "wall_per_replicate": wall / r,
+        "cpu_per_replicate": cpu / r,
+        "not_converged": int(sum(not row["converged"] for row in rows)),
+        "coverage": np.mean([row["covered"] for row in rows], 0).tolist(),
+    }
+
+
+def _worker_jax(job) -> dict:
+    """Times the replicate program of the code found on sys.path (one version)."""
+    import jax
+    import numpy as np
+
+    jax.config.update("jax_enable_x64", job["precision"] == "float64")
+    if job["cache"]:
+        jax.config.update("jax_compilation_cache_dir", job["cache"])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    import experiments  # noqa: F401  (the XLA flags the studies set)
+    import hetrlhf as hr
+    from experiments import coverage
+    from hetrlhf import parallel
+    from hetrlhf.data import simulate as sim
+    from hetrlhf.types import ravel_params
+
+    design = sim.get_design(job["design"])
+    r, n, alpha = job["replicates"], job["n"], job["alpha"]
+    truth = ravel_params(sim.design_truth(design))
+    mesh = parallel.replicate_mesh() if jax.device_count() > 1 else None
+    impl = job.get("prng_impl", "threefry2x32")
+    keys = jax.random.split(jax.random.key(job["seed"], impl=impl), r)
+    keys_in = parallel.shard_replicates(keys, mesh) if mesh is not None else keys
+    options = {}
+    if job["opt_level"] is not None:
+        options = {"xla_backend_optimization_level": job["opt_level"]}
+
+    def program(fn):
+        batch = jax.jit(parallel.batched_vmap(fn, job["batch_size"] or None))
+        if mesh is not None:
+            batch = jax.jit(parallel.sharded_map(batch, mesh))
+        return batch
+
+    def compile_(batch, x):
+        return batch.lower(x).compile(compiler_options=options or None)
+
+    def best_of(exe, x, times=3):
+        runs = [_timed(lambda: jax.block_until_ready(exe(x)))[1:] for _ in range(times)]
+        return min(runs)
+
+    replicate = coverage.make_replicate(
+        design, n, alpha=alpha, information="observed", method="newton"
+    )
+    exe, t_compile, c_compile = _timed(lambda: compile_(program(replicate), keys_in))
+    out, t_first, c_first = _timed(lambda: jax.block_until_ready(exe(keys_in)))
+    t_run, c_run = best_of(exe, keys_in)
+    result = {
+        "hetrlhf": hr.__file__,
+        "device_count": jax.device_count(),
+        "compile_wall": t_compile,
+        "compile_cpu": c_compile,
+        "first_run_wall": t_first,
+        "run_wall": t_run,
+        "run_cpu": c_run,
+        "one_off_wall": t_compile + t_first,
+        "one_off_cpu": c_compile + c_first,
+        "coverage": np.asarray(out.covered, float).mean(0).tolist(),
+        "not_converged": int((~np.asarray(out.converged, bool)).sum()),
+        "mean_newton_steps": float(np.mean(out.num_steps)),
+    }
+    if job["breakdown"]:
+        data = jax.jit(jax.vmap(lambda k: sim.simulate(k, design, n)))(keys)
+        data_in = parallel.shard_replicates(data, mesh) if mesh is not None else data
+        fit_information = getattr(hr.estimate, "fit_with_information", None)
+
+        def fit_intervals(d):
+            # The study's replicate without its simulation, in this version's API.
+            if fit_information is not None:
+                res, hess, _ = fit_information(d)
+                ci = hr.confidence_intervals(res.params, d, alpha, information=hess)
+            else:
+                res = hr.fit(d)
+                ci = hr.confidence_intervals(res.params, d, alpha)
+            lower, upper = ravel_params(ci.lower), ravel_params(ci.upper)
+            return (lower <= truth) & (truth <= upper), res.converged
+
+        def simulate_only(key):
+            return sim.simulate(key, design, n).y.mean()
+
+        exe = compile_(program(fit_intervals), data_in)
+        jax.block_until_ready(exe(data_in))
+        result["fit_intervals_wall"], result["fit_intervals_cpu"] = best_of(
+            exe, data_in
+        )
+        exe = compile_(program(simulate_only), keys_in)
+        jax.block_until_ready(exe(keys_in))
+        result["simulate_wall"], result["simulate_cpu"] = best_of(exe, keys_in)
+    return result
+
+
+def _run_worker(job: dict, root: pathlib.Path) -> dict:
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(root))
+    flags = env.get("XLA_FLAGS", "").split()
+    flags = [f for f in flags if "host_platform_device_count" not in f]
+    if job.get("devices", 1) > 1:
+        flags.append(f"--xla_force_host_platform_device_count={job['devices']}")
+    env["XLA_FLAGS"] = " ".join(flags)
+    proc = subprocess.run(
+        [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker", "-"],
+        input=json.dumps(job),
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {job} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _worker_main(spec: str) -> None:
+    job = json.loads(sys.stdin.read() if spec == "-" else spec)
+    sys.path.insert(0, os.getcwd())
+    fn = _worker_statsmodels if job["kind"] == "statsmodels" else _worker_jax
+    print(json.dumps(fn(job)))
 
 
 # ------------------------------------------------------------------------------------
@@ -174,231 +380,173 @@ def statsmodels_replicate(model_cls, data, truth, alpha):
 # ------------------------------------------------------------------------------------
 
 
-class Timer:
-    """Wall-clock and process-CPU seconds of a block (CPU time: all threads of this
-    process; less sensitive than wall time to other jobs on a shared host)."""
+def _extract(commit: str, folder: pathlib.Path) -> pathlib.Path:
+    """``git archive`` of ``commit`` of this repository, unpacked in ``folder``."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", commit],
+        capture_output=True,
+        check=True,
+    ).stdout
+    folder.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
 
-    def __enter__(self):
-        self._wall, self._cpu = time.perf_counter(), time.process_time()
-        return self
 
-    def __exit__(self, *exc):
-        self.wall = time.perf_counter() - self._wall
-        self.cpu = time.process_time() - self._cpu
+def _ratio(sm_seconds, seconds):
+    return None if seconds is None else sm_seconds / seconds
+
+
+def _table(rows) -> str:
+    cols = [
+        ("version", "version"),
+        ("devices", "devices"),
+        ("precision", "precision"),
+        ("run s", "run_wall"),
+        ("run ×", "run_ratio"),
+        ("run × CPU", "run_ratio_cpu"),
+        ("fit+CI s", "fit_intervals_wall"),
+        ("fit+CI ×", "fit_intervals_ratio"),
+        ("fit+CI × CPU", "fit_intervals_ratio_cpu"),
+        ("simulate s", "simulate_wall"),
+        ("compile s (cold)", "compile_wall"),
+        ("one-off cold s", "one_off_wall"),
+        ("one-off cold ×", "one_off_ratio"),
+        ("compile s (warm cache)", "warm_compile_wall"),
+        ("one-off warm s", "warm_one_off_wall"),
+        ("one-off warm ×", "warm_one_off_ratio"),
+    ]
+
+    def fmt(v):
+        if v is None:
+            return "–"
+        if isinstance(v, float):
+            return f"{v:.1f}" if v >= 10 else f"{v:.3g}"
+        return str(v)
+
+    lines = [
+        "| " + " | ".join(c for c, _ in cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
+    lines += [
+        "| " + " | ".join(fmt(row.get(k)) for _, k in cols) + " |" for row in rows
+    ]
+    return "\n".join(lines)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.devices > 1:
-        os.environ["XLA_FLAGS"] = (
-            os.environ.get("XLA_FLAGS", "")
-            + f" --xla_force_host_platform_device_count={args.devices}"
-        )
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    sys.path.insert(0, str(ROOT))
-
-    import jax
-    import numpy as np
-
-    jax.config.update("jax_enable_x64", True)
-
-    import hetrlhf as hr
-    from experiments.coverage import make_replicate
-    from hetrlhf import parallel, reporting
-    from hetrlhf.data import simulate as sim
-    from hetrlhf.types import ravel_params
-
-    design = sim.get_design(args.design)
-    names = reporting.param_names(design.d, design.k)
-    truth = np.asarray(ravel_params(sim.design_truth(design)))
-    r, n = args.replicates, args.n
-    keys = jax.random.split(jax.random.key(args.seed), r)
-    mesh = parallel.replicate_mesh() if jax.device_count() > 1 else None
-    if mesh is not None and r % mesh.size:
-        raise SystemExit(f"--replicates must be a multiple of {mesh.size} devices")
-    keys_in = parallel.shard_replicates(keys, mesh) if mesh is not None else keys
-
-    def batched(fn):
-        """``fn`` over all keys: lax.map over vmapped batches of --batch_size."""
-        batch = jax.jit(parallel.batched_vmap(fn, args.batch_size or None))
-        if mesh is not None:
-            batch = jax.jit(parallel.sharded_map(batch, mesh))
-        with Timer() as t:
-            exe = batch.lower(keys_in).compile()
-        return exe, t
-
-    def timed(exe):
-        with Timer() as t:
-            out = jax.block_until_ready(exe(keys_in))
-        return out, t
-
-    width = (
-        f"lax.map over vmapped batches of {args.batch_size}"
-        if args.batch_size
-        else ("one vmap over all replicates")
-    )
+    if args.worker is not None:
+        _worker_main(args.worker)
+        return {}
+    base = {
+        "design": args.design,
+        "n": args.n,
+        "alpha": args.alpha,
+        "seed": args.seed,
+    }
     print(
-        f"coverage_speed: {r} replicates, n = {n}, d = {design.d}, k = {design.k} "
-        f"(our design '{args.design}'), alpha = {args.alpha}, float64, "
-        f"{jax.device_count()} {jax.default_backend()} device(s), {width}; "
-        f"{os.cpu_count()} CPU cores, load average "
+        f"coverage_speed: {args.replicates} replicates, n = {args.n}, design "
+        f"'{args.design}', devices {args.devices}, {args.precisions}, batch "
+        f"{args.batch_size}; statsmodels {args.statsmodels_replicates} × 2; "
+        f"{os.cpu_count()} CPU cores, load "
         + " ".join(f"{x:.1f}" for x in os.getloadavg()),
         flush=True,
     )
-
-    # (a) JAX.
-    replicate = make_replicate(
-        design, n, alpha=args.alpha, information="observed", method="newton"
-    )
-    exe, t_compile = batched(replicate)
-    jax_out, t_run = timed(exe)
-    _, t_run2 = timed(exe)  # steady state
-    jax_out = jax.tree.map(np.asarray, jax_out)
-
-    def sim_only(key):
-        return sim.simulate(key, design, n).y.mean()
-
-    def sim_fit(key):
-        return hr.fit(sim.simulate(key, design, n)).params
-
-    breakdown = {}
-    if not args.no_breakdown:
-        for name, fn in (("simulate", sim_only), ("simulate+fit", sim_fit)):
-            e, tc = batched(fn)
-            timed(e)
-            _, tr = timed(e)
-            breakdown[name] = (tc, tr)
-        breakdown["simulate+fit+intervals"] = (t_compile, t_run2)
-    else:
-        e, tc = batched(sim_only)
-        timed(e)
-        breakdown["simulate"] = (tc, timed(e)[1])
-    t_sim = breakdown["simulate"][1]
-
-    # (b) statsmodels on the same datasets (numpy copies).
-    r_sm = args.statsmodels_replicates
-    data = jax.jit(jax.vmap(lambda k: sim.simulate(k, design, n)))(keys[:r_sm])
-    data = {f: np.asarray(getattr(data, f)) for f in data._fields}
-    model_cls = _statsmodels_model(args.statsmodels_derivatives)
-    sm_rows = []
-    with Timer() as t_sm:
-        for i in range(r_sm):
-            one = {f: v[i] for f, v in data.items()}
-            sm_rows.append(statsmodels_replicate(model_cls, one, truth, args.alpha))
-    sm_wall, sm_cpu = t_sm.wall / r_sm * r, t_sm.cpu / r_sm * r
-    extrapolated = r_sm < r
-
-    sm_cov = np.array([row["covered"] for row in sm_rows])
-    sm_conv = np.array([row["converged"] for row in sm_rows])
-    sm_est = np.array([row["estimate"] for row in sm_rows])
-    sm_len = np.array([row["length"] for row in sm_rows])
-    jx_cov = np.asarray(jax_out.covered, bool)
-    jx_conv = np.asarray(jax_out.converged, bool)
-    jx_len = np.asarray(jax_out.length)
-
-    def cov_se(cov, mask):
-        c = cov[mask].mean(0)
-        return c, np.sqrt(c * (1 - c) / max(int(mask.sum()), 1))
-
-    jx_c, jx_se = cov_se(jx_cov, jx_conv)
-    jx_c_sub, _ = cov_se(jx_cov[:r_sm], jx_conv[:r_sm])
-    sm_c, sm_se = cov_se(sm_cov, sm_conv)
-    both = jx_conv[:r_sm] & sm_conv
-    max_diff = float(
-        np.max(np.abs(np.asarray(jax_out.estimate)[:r_sm][both] - sm_est[both]))
-    )
-    agree = float(np.mean(jx_cov[:r_sm][both] == sm_cov[both]))
-
-    def ws(t):
-        return f"{t.wall:7.2f} s wall {t.cpu:7.2f} s CPU"
-
-    print("\n(a) JAX: simulate → hr.fit → hr.confidence_intervals → covered?, jitted")
-    print(f"    compile        {ws(t_compile)}   (.lower().compile())")
+    sm_job = {**base, "kind": "statsmodels", "replicates": args.statsmodels_replicates}
+    statsmodels = [_run_worker(sm_job, ROOT)]
     print(
-        f"    run            {ws(t_run)}   ({1e3 * t_run.cpu / r:.2f} ms CPU/replicate)"
+        f"statsmodels: {1e3 * statsmodels[0]['wall_per_replicate']:.2f} ms/replicate",
+        flush=True,
     )
-    print(f"    second run     {ws(t_run2)}")
-    print(
-        f"    fits not converged: {int((~jx_conv).sum())}/{r}; Newton steps (all "
-        f"phases) mean {float(np.mean(jax_out.num_steps)):.2f}, max "
-        f"{int(np.max(jax_out.num_steps))}"
+    versions = [("after", ROOT)]
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="coverage_speed_"))
+    rows = []
+    try:
+        if not args.no_before:
+            before = _extract(args.before_commit, tmp / "before")
+            versions.insert(0, (f"before ({args.before_commit})", before))
+        for version, root in versions:
+            for devices in args.devices:
+                for precision in args.precisions:
+                    cache = tmp / f"cache_{len(rows)}"
+                    job = {
+                        **base,
+                        "kind": "jax",
+                        "replicates": args.replicates,
+                        "devices": devices,
+                        "precision": precision,
+                        "batch_size": args.batch_size,
+                        "opt_level": args.opt_level,
+                        "cache": str(cache),
+                        "breakdown": not args.no_breakdown,
+                        "prng_impl": args.prng_impl,
+                    }
+                    cold = _run_worker(job, root)
+                    warm = _run_worker({**job, "breakdown": False}, root)
+                    row = {
+                        "version": version,
+                        "devices": devices,
+                        "precision": precision,
+                        **cold,
+                        "warm_compile_wall": warm["compile_wall"],
+                        "warm_one_off_wall": warm["one_off_wall"],
+                        "warm_run_wall": warm["run_wall"],
+                    }
+                    rows.append(row)
+                    print(
+                        f"{version:18s} {devices} dev {precision}: run "
+                        f"{row['run_wall']:.3f} s, compile {row['compile_wall']:.2f} s "
+                        f"(warm cache {row['warm_compile_wall']:.2f} s)",
+                        flush=True,
+                    )
+        statsmodels.append(_run_worker(sm_job, ROOT))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    per_rep = sum(s["wall_per_replicate"] for s in statsmodels) / len(statsmodels)
+    sm_seconds = per_rep * args.replicates
+    cpu_rep = sum(s["cpu_per_replicate"] for s in statsmodels) / len(statsmodels)
+    sm_cpu = cpu_rep * args.replicates
+    for row in rows:
+        row["run_ratio"] = _ratio(sm_seconds, row["run_wall"])
+        row["run_ratio_cpu"] = _ratio(sm_cpu, row["run_cpu"])
+        row["fit_intervals_ratio"] = _ratio(sm_seconds, row.get("fit_intervals_wall"))
+        row["fit_intervals_ratio_cpu"] = _ratio(sm_cpu, row.get("fit_intervals_cpu"))
+        row["one_off_ratio"] = _ratio(sm_seconds, row["one_off_wall"])
+        row["warm_one_off_ratio"] = _ratio(sm_seconds, row["warm_one_off_wall"])
+    table = _table(rows)
+    header = (
+        f"# Coverage study speed: {args.replicates} replicates, n = {args.n} "
+        f"(design '{args.design}', PRNG {args.prng_impl}), against a statsmodels "
+        "loop\n\n"
+        f"statsmodels loop: {1e3 * per_rep:.2f} ms per replicate (wall; mean of "
+        + ", ".join(f"{1e3 * s['wall_per_replicate']:.2f}" for s in statsmodels)
+        + f" ms over {args.statsmodels_replicates} replicates, timed before and after "
+        f"the JAX processes; {1e3 * cpu_rep:.2f} ms CPU) → {sm_seconds:.2f} s for "
+        f"{args.replicates}. "
+        f"{os.cpu_count()} CPU cores; load at the end "
+        + " ".join(f"{x:.1f}" for x in os.getloadavg())
+        + ". × = statsmodels time / JAX time (wall-clock; × CPU: process CPU time, "
+        "all threads — robust to other jobs, but blind to the gain of a second "
+        "device). run: simulate + fit + "
+        "intervals (best of 3); fit+CI: on datasets simulated beforehand; one-off: "
+        "tracing + compilation + first run, without (cold) and with (warm) a filled "
+        "persistent compilation cache.\n\n"
     )
-    print(
-        "    where the time goes (jitted prefixes of the pipeline, steady-state runs):"
-    )
-    prev_w = prev_c = 0.0
-    for name, (tc, tr) in breakdown.items():
-        part = name.split("+")[-1]
-        print(
-            f"      {part:10s} run {tr.wall - prev_w:6.2f} s wall {tr.cpu - prev_c:6.2f} "
-            f"s CPU   (compile of the prefix: {tc.wall:.1f} s wall {tc.cpu:.1f} s CPU)"
-        )
-        prev_w, prev_c = tr.wall, tr.cpu
-    label = args.statsmodels_derivatives
-    print(
-        f"\n(b) statsmodels: sm.Logit homogeneous start, GenericLikelihoodModel BFGS "
-        f"({label} score/Hessian), conf_int Wald intervals; same datasets"
-    )
-    print(
-        f"    {r_sm} replicates: {ws(t_sm)}   ({1e3 * t_sm.cpu / r_sm:.2f} ms "
-        f"CPU/replicate); fits not converged: {int((~sm_conv).sum())}/{r_sm}"
-    )
-    if extrapolated:
-        print(
-            f"    EXTRAPOLATED to {r} replicates: {sm_wall:.1f} s wall, {sm_cpu:.1f} s "
-            f"CPU (= {r} × the per-replicate time measured on {r_sm} replicates)"
-        )
-    fit_ci = (t_run2.wall - t_sim.wall, t_run2.cpu - t_sim.cpu)
-    rows = [
-        ("JAX compile + run", t_compile.wall + t_run.wall, t_compile.cpu + t_run.cpu),
-        ("JAX run (incl. simulate)", t_run.wall, t_run.cpu),
-        ("JAX fit + intervals only", *fit_ci),
-        ("statsmodels loop" + " (extrapolated)" * extrapolated, sm_wall, sm_cpu),
-    ]
-    print(f"\nwhole study of {r} replicates            wall s      CPU s")
-    for name, w, c in rows:
-        print(f"    {name:34s} {w:9.2f}  {c:9.2f}")
-    ratios = {
-        "run": (sm_wall / t_run.wall, sm_cpu / t_run.cpu),
-        "fit_intervals": (sm_wall / fit_ci[0], sm_cpu / fit_ci[1]),
-        "compile_run": (
-            sm_wall / (t_compile.wall + t_run.wall),
-            sm_cpu / (t_compile.cpu + t_run.cpu),
-        ),
+    text = header + table + "\n"
+    print("\n" + text)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "args": {k: v for k, v in vars(args).items() if k != "worker"},
+        "statsmodels": statsmodels,
+        "statsmodels_seconds": sm_seconds,
+        "statsmodels_cpu_seconds": sm_cpu,
+        "rows": rows,
     }
-    print("ratio statsmodels / JAX                      wall        CPU")
-    for name, key in (
-        ("run (JAX also simulates)", "run"),
-        ("like for like: fit + intervals", "fit_intervals"),
-        ("including JAX compile", "compile_run"),
-    ):
-        w, c = ratios[key]
-        print(f"    {name:34s} {w:8.1f}×  {c:8.1f}×")
-    print(
-        f"\ncoverage of the {1 - args.alpha:.0%} Wald intervals (converged fits; ± MC se)"
-    )
-    print(
-        f"    {'coord':6s} {'JAX (' + str(r) + ')':>16s} "
-        f"{'JAX (first ' + str(r_sm) + ')':>18s} {'statsmodels (' + str(r_sm) + ')':>22s}"
-        f" {'JAX len':>8s} {'sm len':>8s}"
-    )
-    for j, name in enumerate(names):
-        print(
-            f"    {name:6s} {jx_c[j]:9.3f} ± {jx_se[j]:.3f} {jx_c_sub[j]:18.3f} "
-            f"{sm_c[j]:15.3f} ± {sm_se[j]:.3f} {jx_len[jx_conv, j].mean():8.3f} "
-            f"{sm_len[sm_conv, j].mean():8.3f}"
-        )
-    print(
-        f"    same datasets: max |estimate JAX − statsmodels| = {max_diff:.2e}; "
-        f"per-interval covered/not-covered agreement {agree:.4f}"
-    )
-    return {
-        "ratios": ratios,
-        "coverage_jax": jx_c,
-        "coverage_statsmodels": sm_c,
-        "max_estimate_diff": max_diff,
-        "interval_agreement": agree,
-    }
+    (out / "coverage_speed.json").write_text(json.dumps(payload, indent=1))
+    (out / "coverage_speed.md").write_text(text)
+    print(f"wrote {out / 'coverage_speed.json'}, {out / 'coverage_speed.md'}")
+    return payload
 
 
 if __name__ == "__main__":

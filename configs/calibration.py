@@ -1,16 +1,17 @@
 """Config of the calibration study: is every reward-uncertainty source honest?
 
 For each source of a ``RewardEstimate`` — Fisher intervals (``hr.reward_interval``),
-the reward ensemble (``hetrlhf.alignment.ensemble``: bootstrap Bradley–Terry heads) and interval ("prompted") rewards from a simulated
-judge — the study measures the coverage of nominal reward-difference intervals on
-held-out comparisons, the expected calibration error (ECE) of the predicted preference
-probabilities and a reliability diagram, on simulated data with known truth and on the
-PandaLM real data (where the truth is unknown: see ``experiments/calibration.py``).
+the sandwich covariance, the reward ensemble (``hetrlhf.alignment.ensemble``:
+bootstrap Bradley–Terry heads) and interval ("prompted") rewards from a simulated judge
+— the study measures the coverage of nominal reward-difference intervals on held-out
+comparisons, the expected calibration error (ECE) of the predicted preference
+probabilities and a reliability diagram, on simulated data with known truth. The same
+check on the PandaLM real data is the study ``calibration_real``
+(``configs/calibration_real.py``, which shares the fields of ``shared_config``).
 
 Run:
   python -m experiments.calibration --config configs/calibration.py
   python -m experiments.calibration --config configs/calibration.py --config.preset=full
-  python -m experiments.calibration --config configs/calibration.py --config.real.enabled=False
 """
 
 import ml_collections
@@ -20,12 +21,12 @@ PRESETS = {
     "full": {
         "sim.num_replicates": 1000,
         "sim.num_test": 1000,
-        "real.num_splits": 50,
     },
 }
 
 
-def get_config():
+def shared_config(results_dir: str) -> ml_collections.ConfigDict:
+    """The fields common to the simulated and the real-data calibration studies."""
     config = ml_collections.ConfigDict()
     # "default" (small, about a minute on a laptop CPU) or "full" (full size; our constants).
     config.preset = "default"
@@ -36,7 +37,7 @@ def get_config():
     # to statsmodels' accuracy on a CPU.
     config.precision = "float64"
     # Output directory for results.json, results.md and the PNGs.
-    config.results_dir = "results/calibration"
+    config.results_dir = results_dir
     # Nominal levels ℓ of the central intervals mean ± z_{(1+ℓ)/2}·sd.
     config.levels = (0.5, 0.8, 0.9, 0.95)
     # Number of equal-width bins of the ECE and the reliability diagram.
@@ -57,6 +58,11 @@ def get_config():
     config.ensemble.init_scale = 1.0
     # Ridge coefficient on each head.
     config.ensemble.l2 = 0.0
+    return config
+
+
+def get_config():
+    config = shared_config("results/calibration")
 
     # Simulated data with known truth.
     config.sim = ml_collections.ConfigDict()
@@ -80,27 +86,4 @@ def get_config():
     # intervals are half as wide as its errors (over-confident).
     config.sim.width_scales = (1.0, 0.5)
 
-    # Real data: PandaLM (3 humans + 2 LLM judges), hashed n-gram features.
-    config.real = ml_collections.ConfigDict()
-    # Run the real-data part (needs the data folder).
-    config.real.enabled = True
-    # Folder holding pandalm_testset/ (relative to the repository root).
-    config.real.data_dir = "../shared/data"
-    # Also use the two LLM judges as annotators (heterogeneous rationality).
-    config.real.judges = True
-    # Share of prompts held out as the test set.
-    config.real.test_fraction = 0.3
-    # Hash buckets of the n-gram features (before projection).
-    config.real.hash_dim = 1024
-    # Dimension d of the whitened SVD projection of the features (fitted on the
-    # training Δφ only).
-    config.real.num_components = 6
-    # Random halvings of the training prompts for the split-half interval check.
-    config.real.num_splits = 6
-    # Annotators with fewer training rows are pooled with the reference.
-    config.real.min_count = 20
-    # Reference annotator (σ ≡ 1, the reward's unit); "" = the most frequent one.
-    config.real.reference = "pandalm_h1"
-    # Rows read per file (None: all; a small number for smoke tests).
-    config.real.max_rows = ml_collections.config_dict.placeholder(int)
     return config

@@ -46,6 +46,17 @@ def get_config():
     config.information = "observed"
     # Solver of hr.fit: "newton" (default; cold start from the homogeneous fit).
     config.fit_method = "newton"
+    # Run every sample size in ONE compiled program: each replicate simulates
+    # max(sample_sizes) comparisons and gives the rows beyond its n weight 0 (the same
+    # data and, to rounding, the same estimates as simulating n; one compilation
+    # instead of one per n, for more work at the smaller n). False: one program per n.
+    config.pad_sample_sizes = True
+    # PRNG of the simulation: "threefry" (JAX's default, threefry2x32), or "rbg" /
+    # "unsafe_rbg" (XLA's RngBitGenerator; different random numbers, so different
+    # replicates; under vmap a batch's draws come from its first key, so the numbers
+    # depend on vmap_size and the device count; meant for accelerators, where
+    # threefry is slow — on a CPU it is not faster).
+    config.prng_impl = "threefry"
     # Replicates per jitted chunk (one checkpoint per chunk; rounded up to a multiple
     # of the device count).
     config.chunk_size = 100

@@ -5,7 +5,9 @@ The shared study plumbing lives here, once:
 * ``launch(run, config_file)`` — the command line: ``--config`` (absl
   ``config_flags``, ``--config.field=value`` overrides), the float precision the
   config asks for (``config.precision``: "float64" or "float32"; set here, by the
-  command, before any array exists — the library never flips it), then ``run(config)``;
+  command, before any array exists — the library never flips it), JAX's persistent
+  compilation cache (``--compilation_cache DIR|none``; on by default), then
+  ``run(config)``;
 * ``prepare(config, presets)`` — resolves the preset and checks the precision;
 * ``replicates(config, fn, keys, *shared, part=...)`` — a pure ``key -> outputs``
   function over many keys: jitted, vmapped in narrow batches, split over all devices,
@@ -31,7 +33,10 @@ works, while tests can import several study modules in one process (absl flags a
 global: ``--config`` is defined only when a study runs as a command). A study with a
 second, separate experiment keeps it in a module of its own that the study imports
 and whose numbers it stores (``convergence_starts`` for ``convergence``,
-``bon_theorem6`` for ``bon``); such a module has no ``run``.
+``bon_theorem6`` for ``bon``); such a module has no ``run``, and neither has a
+module of a study's tables and figures (``real_data_report``, ``calibration_report``).
+A second experiment with its own command is a study of its own that imports the first
+one's helpers (``calibration_real`` imports ``calibration``).
 
 Monte Carlo summaries (rates, bands, means, z-scores) come from
 ``hetrlhf.montecarlo``, tables and coverage figures from ``hetrlhf.reporting``.
@@ -63,6 +68,7 @@ if jaxlib.__version__.startswith("0.10.") and _YNN_FLAG not in os.environ.get(
 
 __all__ = [
     "PRECISIONS",
+    "enable_compilation_cache",
     "fingerprint",
     "launch",
     "prepare",
@@ -116,12 +122,21 @@ def launch(run: Callable, config_file: str, *, argv: list[str] | None = None) ->
     process_id = flags.DEFINE_integer(
         "process_id", None, "This process's index, 0 .. num_processes - 1."
     )
+    cache = flags.DEFINE_string(
+        "compilation_cache",
+        None,
+        "Folder of JAX's persistent compilation cache (default: "
+        "$JAX_COMPILATION_CACHE_DIR, else ~/.cache/hetrlhf/jax), or 'none' to turn "
+        "it off. A second run of a study then loads its compiled programs instead of "
+        "compiling them.",
+    )
 
     def main(args):
         if len(args) > 1:
             raise app.UsageError(f"unexpected arguments: {args[1:]}")
         _check_precision(config.value.precision)
         jax.config.update("jax_enable_x64", config.value.precision == "float64")
+        enable_compilation_cache(cache.value)
         parallel.initialize_distributed(
             coordinator.value, num_processes.value, process_id.value
         )
@@ -129,6 +144,31 @@ def launch(run: Callable, config_file: str, *, argv: list[str] | None = None) ->
         run(config.value)
 
     app.run(main, argv=argv)
+
+
+def enable_compilation_cache(path: str | None = None) -> str | None:
+    """Turns on JAX's persistent compilation cache for this process (the command's
+    ``--compilation_cache``); the library never does.
+
+    Every compiled program (however quick to compile) is stored in ``path`` and
+    loaded by later runs instead of compiled again.
+
+    Args:
+      path: the folder; None: ``$JAX_COMPILATION_CACHE_DIR`` if set, else
+        ``~/.cache/hetrlhf/jax`` (``$HETRLHF_CACHE_DIR/jax``); "none": leave the
+        cache off.
+
+    Returns:
+      The folder used, or None when off.
+    """
+    if path is not None and path.lower() == "none":
+        return None
+    from hetrlhf.cli import enable_compilation_cache as enable
+
+    path = path or os.environ.get("JAX_COMPILATION_CACHE_DIR") or None
+    path = enable(path)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    return path
 
 
 def prepare(config, presets: Mapping[str, Mapping[str, Any]]):

@@ -43,6 +43,7 @@ from configs import bon as bon_config
 from experiments import bon_theorem6 as theorem6
 from hetrlhf import montecarlo as mc
 from hetrlhf import reporting
+from hetrlhf.alignment import selection
 from hetrlhf.data import simulate
 from hetrlhf.validation import condition_number, default_max_condition
 
@@ -68,12 +69,6 @@ def regime_design(regime) -> simulate.Design:
     if regime.feature_df:
         return simulate.get_design(regime.design, feature_df=float(regime.feature_df))
     return simulate.get_design(regime.design)
-
-
-def _tail_mean(x: jax.Array, tail: float) -> jax.Array:
-    """Mean of the ⌈tail·P⌉ smallest entries of x [P]."""
-    m = max(1, math.ceil(tail * x.shape[0]))
-    return jnp.sort(x)[:m].mean()
 
 
 def make_replicate(design: simulate.Design, n: int, config):
@@ -102,23 +97,16 @@ def make_replicate(design: simulate.Design, n: int, config):
         gold = cand @ theta_star.astype(cand.dtype)  # [P, max N]
         est = hr.reward_interval(res.params, data, cand, cov=cov)
 
-        def take(g, idx):
-            return jnp.take_along_axis(g, idx[:, None], axis=1)[:, 0]
-
         out = {p: [] for p in (*POLICIES, "tail_bon", "tail_pbon", "changed", "phi")}
         for size in grid:
             g = gold[:, :size]
             sub = hr.RewardEstimate(est.mean[:, :size], est.var[:, :size])
-            b = hr.best_of_n(sub.mean)
-            p = hr.pessimistic_best_of_n(sub, alpha)
-            gb, gp = take(g, b), take(g, p)
-            out["bon"].append(gb.mean())
-            out["pbon"].append(gp.mean())
-            out["oracle"].append(g.max(axis=1).mean())
-            out["random"].append(g.mean())
-            out["tail_bon"].append(_tail_mean(gb, tail))
-            out["tail_pbon"].append(_tail_mean(gp, tail))
-            out["changed"].append(jnp.mean(b != p))
+            chosen = selection.evaluate_choices(sub, g, alpha)  # [P] each
+            for policy in POLICIES:
+                out[policy].append(getattr(chosen, policy).mean())
+            out["tail_bon"].append(selection.tail_mean(chosen.bon, tail))
+            out["tail_pbon"].append(selection.tail_mean(chosen.pbon, tail))
+            out["changed"].append(jnp.mean(chosen.changed))
             best = jnp.argmax(g, axis=1)
             out["phi"].append(
                 jnp.take_along_axis(cand, best[:, None, None], 1).mean(0)[0]

@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import matplotlib
 import numpy as np
 
@@ -43,6 +44,7 @@ import hetrlhf as hr
 from configs import coverage as coverage_config
 from hetrlhf import montecarlo as mc
 from hetrlhf import reporting
+from hetrlhf.btl import estimate
 from hetrlhf.data import simulate as sim
 from hetrlhf.types import ravel_params
 
@@ -61,15 +63,41 @@ class Replicate(NamedTuple):
 
 
 def make_replicate(
-    design: sim.Design, n: int, *, alpha: float, information: str, method: str
+    design: sim.Design,
+    n: int,
+    *,
+    alpha: float,
+    information: str,
+    method: str,
+    padded: bool = False,
 ):
-    """One Monte Carlo replicate ``key -> Replicate`` (pure; vmap/jit at the call site)."""
+    """One Monte Carlo replicate (pure; vmap/jit at the call site).
+
+    ``padded=False``: ``key -> Replicate`` for n comparisons. ``padded=True``:
+    ``(key, size) -> Replicate`` with n the largest sample size and ``size`` <= n a
+    traced [] int: n comparisons are simulated and those from row ``size`` on get
+    weight 0, so every sample size runs in one compiled program. The first ``size``
+    rows are those ``simulate(key, design, size)`` draws (the i-th draw depends only
+    on its index under JAX's default threefry), so the estimates are those of the
+    unpadded replicate up to rounding (weighted sums instead of means).
+
+    The intervals use the information of the fit's last Newton pass
+    (``estimate.fit_with_information``: the same matrix, one pass less).
+    """
     truth = ravel_params(sim.design_truth(design))
 
-    def replicate(key: jax.Array) -> Replicate:
+    def replicate(key: jax.Array, size=None) -> Replicate:
         data = sim.simulate(key, design, n)
-        result = hr.fit(data, method=method)
-        ci = hr.confidence_intervals(result.params, data, alpha, kind=information)
+        if padded:
+            rows = jnp.arange(n) < size
+            data = data._replace(weight=rows.astype(data.y.dtype))
+        if method != "newton":
+            raise ValueError(f"method must be 'newton', got {method!r}")
+        result, hessian, expected = estimate.fit_with_information(data)
+        info = hessian if information == "observed" else expected
+        ci = hr.confidence_intervals(
+            result.params, data, alpha, kind=information, information=info
+        )
         lower, upper = ravel_params(ci.lower), ravel_params(ci.upper)
         return Replicate(
             estimate=ravel_params(ci.estimate),
@@ -206,9 +234,14 @@ def _qq_figure(names, sizes, zs):
     return fig
 
 
+# config.prng_impl -> JAX's PRNG implementation (jax.random.key(..., impl=...)).
+PRNG_IMPLS = {"threefry": "threefry2x32", "rbg": "rbg", "unsafe_rbg": "unsafe_rbg"}
+
+
 def check_config(config) -> None:
     """Raises ValueError naming the first bad field of a (resolved) coverage config."""
     configs.check_sample_sizes(config)
+    configs.check_choice(config, "prng_impl", tuple(PRNG_IMPLS))
     configs.check_int_fields(config, ("num_replicates", "chunk_size"))
     configs.check_int_fields(config, ("vmap_size",), minimum=0)
     configs.check_alpha(config)
@@ -227,19 +260,24 @@ def run(config) -> dict:
     design = sim.get_design(config.design)
     names = reporting.param_names(design.d, design.k)
     truth = np.asarray(ravel_params(sim.design_truth(design)), float)
-    root = jax.random.key(config.seed)
+    root = jax.random.key(config.seed, impl=PRNG_IMPLS[config.prng_impl])
     sizes = list(config.sample_sizes)
     stats, zs, replicates = {"truth": truth}, {}, {}
+    options = {
+        "alpha": config.alpha,
+        "information": config.information,
+        "method": config.fit_method,
+    }
+    if config.pad_sample_sizes:  # one program for every n
+        padded = make_replicate(design, max(sizes), padded=True, **options)
     for n in sizes:
-        replicate = make_replicate(
-            design,
-            n,
-            alpha=config.alpha,
-            information=config.information,
-            method=config.fit_method,
-        )
         keys = jax.random.split(jax.random.fold_in(root, n), config.num_replicates)
-        out = experiments.replicates(config, replicate, keys, part=f"n{n}")
+        if config.pad_sample_sizes:
+            size = np.asarray(n, np.int32)  # traced, not static: one program
+            out = experiments.replicates(config, padded, keys, size, part=f"n{n}")
+        else:
+            replicate = make_replicate(design, n, **options)
+            out = experiments.replicates(config, replicate, keys, part=f"n{n}")
         stats[str(n)], zs[str(n)] = summarize(out, truth)
         replicates[str(n)] = out._asdict()
     theorem2_keys = ("ks_p", "ks_stat", "num_z", "z_mean", "z_sd")

@@ -34,8 +34,9 @@ one). Levels with fewer than ``min_annotator_count`` training rows get no column
 pooled with the reference; a held-out row of an unseen level is scored as the
 reference. Keeping all levels would put ψ0 in the span of ψ (not identified).
 
-Every fit is jitted once per (d, k) and run on rows padded to the dataset's size (see
-``_pad``: padding leaves the estimate and the covariance exactly unchanged). A fit
+Every fit is ``hetrlhf.own_data.analysis.fit_and_covariances`` (rows of weight 0 pad
+the data to a few sizes, so that fits share compiled programs; they leave the estimate
+and the covariance unchanged). A fit
 that does not converge, whose rows are perfectly separated, or whose information is
 singular is reported with that status (and no intervals), never raised or hidden.
 
@@ -44,34 +45,32 @@ the [text] extra) projected by an SVD fitted on the training Δφ (uncentered, w
 to ``num_components`` dimensions, plus the pair statistics of
 ``hetrlhf.data.features.STATISTIC_NAMES`` scaled to unit RMS of their training differences
 (a statistic whose difference is always 0 in training is dropped).
+
+Tables and figures: ``experiments/real_data_report.py``.
 """
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import matplotlib
 import numpy as np
 import scipy.stats
 from tqdm import tqdm
 
+import experiments
 import hetrlhf as hr
 from configs import real_data as real_data_config
+from experiments import real_data_report
 from hetrlhf import data as D
-from hetrlhf import reporting, validation
+from hetrlhf import validation
 from hetrlhf.alignment import selection
-from hetrlhf.btl import confidence, estimate, inference
+from hetrlhf.btl import confidence, inference
 from hetrlhf.data import features as F
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-import experiments
+from hetrlhf.own_data import analysis
 
 _DATASETS = ("pandalm", "tulu1")
 _MODELS = ("homogeneous", "annotator_type", "annotator")
@@ -156,60 +155,15 @@ class Fit(NamedTuple):
     status: str  # "ok", "not converged", "separated" or "singular information"
 
 
-def _pad(cmp: hr.Comparisons, size: int) -> hr.Comparisons:
-    """Appends rows with Δφ = 0, ψ = 0, ψ0 = 1, y = 0 up to ``size`` rows.
+def _fit(config, cmp: hr.Comparisons) -> Fit:
+    """Fits ``cmp`` and diagnoses it; never raises on a bad fit.
 
-    A padded row has η ≡ 0 for every (θ, γ), so it adds the constant log 2 to n·L_n
-    and nothing to its gradient or Hessian: the minimiser is unchanged, the mean
-    gradient and information shrink by n/size, and I⁻¹/size is still exactly the
-    covariance of the unpadded data. Padding every fit of a dataset to one size
-    lets all of them share one compiled program per (d, k).
+    ``own_data.analysis.fit_and_covariances``: one compiled program per padded size
+    and (d, k) (rows of weight 0: the fit and the covariance of ``cmp``).
     """
-    extra = size - cmp.num_comparisons
-    if extra < 0:
-        raise ValueError(f"cannot pad {cmp.num_comparisons} rows to {size}")
-
-    def grow(x, fill):
-        pad = jnp.full((extra, *x.shape[1:]), fill, x.dtype)
-        return jnp.concatenate([x, pad], axis=0)
-
-    return hr.Comparisons(
-        phi0=grow(cmp.phi0, 0.0),
-        phi1=grow(cmp.phi1, 0.0),
-        y=grow(cmp.y, 0.0),
-        psi=grow(cmp.psi, 0.0),
-        psi0=grow(cmp.psi0, 1.0),
-    )
-
-
-@functools.cache
-def _fit_program(options: tuple) -> Callable:
-    """jit(data, n) -> (FitResult, separated, cov, condition number), ``data`` padded."""
-    options = dict(options)
-    base_tol = options.pop("tol", None)
-
-    def program(data: hr.Comparisons, n):
-        size = data.y.shape[0]
-        tol = estimate.default_tol(data.y.dtype) if base_tol is None else base_tol
-        # The padded mean gradient is n/size times the real one: scale the tolerance.
-        res = hr.fit(data, tol=tol * n / size, **options)
-        real = jnp.arange(size) < n
-        margin = (2.0 * data.y - 1.0) * hr.model.logits(res.params, data)
-        separated = jnp.all(jnp.where(real, margin > 0, True))
-        info = hr.fisher_information(res.params, data)
-        cov = hr.covariance(res.params, data)  # traced: NaN, not an error, if singular
-        return res, separated, cov, validation.condition_number(info)
-
-    return jax.jit(program)
-
-
-def _fit(config, cmp: hr.Comparisons, size: int) -> Fit:
-    """Fits ``cmp`` (padded to ``size`` rows) and diagnoses it; never raises on a bad fit."""
-    n = cmp.num_comparisons
-    program = _fit_program(tuple(sorted(config.fit.to_dict().items())))
-    res, separated, cov, cond = program(_pad(cmp, size), n)
-    scale = n / size
-    separated, cond = bool(separated), float(cond)
+    out = analysis.fit_and_covariances(cmp, fit_options=config.fit.to_dict())
+    res = out.result
+    separated, cond = bool(out.separated), float(out.condition_number)
     converged = bool(res.converged) and not separated
     if separated:
         status = "separated"
@@ -224,9 +178,9 @@ def _fit(config, cmp: hr.Comparisons, size: int) -> Fit:
         converged=converged,
         separated=separated,
         num_steps=int(res.num_steps),
-        grad_norm=float(res.grad_norm) / scale,
-        loss=(float(res.loss) * size - (size - n) * float(np.log(2.0))) / n,
-        cov=np.asarray(cov),
+        grad_norm=float(res.grad_norm),
+        loss=float(res.loss),
+        cov=np.asarray(out.covariance),
         condition_number=cond,
         status=status,
     )
@@ -335,7 +289,7 @@ def _inference(config, prep) -> dict:
         if spec.column is not None and psi is None:
             continue
         cmp = D.to_comparisons(records, phi, index, psi=psi)
-        fit = _fit(config, cmp, len(records))
+        fit = _fit(config, cmp)
         n = cmp.num_comparisons
         entry = {
             "k": int(cmp.psi.shape[1]),
@@ -388,7 +342,7 @@ def _evaluate_split(config, prep, split: int):
             psi_train=psi_train,
             psi_test=psi_test,
         )
-        fit = _fit(config, data.train, len(prep.records))
+        fit = _fit(config, data.train)
         held[spec.name] = _held_out(fit.params, data.test, types)
         held[spec.name].update(converged=fit.converged, ok=fit.status == "ok")
         status[spec.name] = fit.status
@@ -454,136 +408,6 @@ def _evaluate_splits(config, key, prep) -> dict:
     }
 
 
-def _ok_mean_sd(held: dict, name: str, digits: int) -> str:
-    """ "mean ± sd" of a held-out metric over the splits whose fit was ok, or "—"."""
-    if name not in held:
-        return "—"
-    values = [v for v, ok in zip(held[name]["values"], held["ok"]["values"]) if ok]
-    if not values:
-        return "— (no ok fit)"
-    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
-
-
-def _verdict(entry: dict, lv: dict) -> str:
-    if entry["status"] != "ok":
-        return f"no interval: {entry['status']}"
-    if lv["lower"] > 0:
-        return "more rational"
-    return "less rational" if lv["upper"] < 0 else "no evidence"
-
-
-def _fits(datasets: dict, levels: bool = False):
-    """(dataset, model, inference entry) of every fitted model (with levels only)."""
-    for name, ds in datasets.items():
-        for model, entry in ds["inference"].items():
-            if not model.startswith("_") and (not levels or "levels" in entry):
-                yield name, model, entry
-
-
-def _tables(payload: dict) -> str:
-    cfg, datasets = payload["config"], payload["datasets"]
-    data_rows = [
-        [name, s["num_rows"], s["num_records"], s["num_ties"],
-         len(s["excluded"].get("tie", ())), len(s["excluded"].get("invalid", ())),
-         s["num_coerced"], ds["num_prompts"], len(s["annotators"]),
-         ds["inference"]["_design"]["d"]]
-        for name, ds in datasets.items() for s in [ds["summary"]]
-    ]  # fmt: skip
-    sigma_rows = []
-    for name, model, entry in _fits(datasets, levels=True):
-        ref = f"{entry['reference']} (ref)"
-        sigma_rows.append([name, model, ref, entry["reference_n"], 0.0, 0.0, 1.0, 1.0, 1.0, "reference"])  # fmt: skip
-        sigma_rows += [
-            [name, model, lv["level"], lv["n"], lv["gamma"], lv["se"], 1 + lv["gamma"],
-             1 + lv["lower"], 1 + lv["upper"], _verdict(entry, lv)]
-            for lv in entry["levels"]
-        ]  # fmt: skip
-    model_rows = [
-        [name, model, entry["k"], entry["loss"], entry.get("lr_stat", float("nan")),
-         entry.get("lr_p_value", float("nan")),
-         f"{entry['status']}; splits ok {sum(held['ok']['values'])}/{len(held['ok']['values'])}",
-         _ok_mean_sd(held, "log_likelihood", 4), _ok_mean_sd(held, "accuracy", 3),
-         _ok_mean_sd(held, "accuracy_human", 3)]
-        for name, model, entry in _fits(datasets)
-        for held in [datasets[name]["held_out"][model]]
-    ]  # fmt: skip
-    bon_rows = [
-        [name, model, b["num_prompts"], b["mean_candidates"], b["random"], b["bon"],
-         b["pbon"], b["oracle"],
-         f"{b['pbon_minus_bon']:+.4f} [{b['pbon_minus_bon_lower']:+.4f}, {b['pbon_minus_bon_upper']:+.4f}]",
-         b["changed"]]
-        for name, ds in datasets.items() for model, b in ds["bon"].items()
-    ]  # fmt: skip
-    table = reporting.markdown_table
-    return "\n".join([
-        "# Real-data study: rationality by annotator, held-out fit, BoN vs pBoN", "",
-        (f"Features: {payload['featurizer']}, {cfg['num_components']} SVD components "
-         f"+ pair statistics; ties: {cfg['ties']}; {cfg['num_splits']} prompt "
-         f"split(s), test fraction {cfg['test_fraction']}; α = {cfg['alpha']}."), "",
-        "## Data", "",
-        table(["dataset", "rows", "used", "ties", "ties excluded", "invalid excluded",
-               "non-string responses converted", "prompts", "annotators", "d"], data_rows),
-        "", "## Rationality σ = 1 + γ relative to the reference (fit on all rows, Wald CI)", "",
-        table(["dataset", "model", "level", "n", "γ", "se", "σ", "σ lower", "σ upper",
-               "vs reference"], sigma_rows),
-        "", "## Model comparison (train loss and LR test on all rows; held-out mean ± sd over the splits whose fit was ok)", "",
-        table(["dataset", "model", "k", "train loss", "LR stat", "LR p",
-               "fit status (all rows; splits)", "held-out log-lik", "held-out acc",
-               "held-out acc (human rows)"], model_rows, digits=4),
-        "", "## Best-of-N on held-out prompts (gold = human win rate of the chosen response)", "",
-        table(["dataset", "model", "prompts/split", "mean N", "random", "BoN", "pBoN",
-               "oracle", "pBoN − BoN [CI]", "share changed"], bon_rows, digits=4),
-    ])  # fmt: skip
-
-
-def _rationality_figure(panels: list):
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False
-    )
-    for ax, (name, model, entry) in zip(axes[0], panels):
-        lvs = entry["levels"]
-        labels = [f"{entry['reference']} (ref)"] + [lv["level"] for lv in lvs]
-        lo = [0.0] + [lv["gamma"] - lv["lower"] for lv in lvs]
-        hi = [0.0] + [lv["upper"] - lv["gamma"] for lv in lvs]
-        y = np.arange(len(labels))
-        sigma = [1.0] + [1 + lv["gamma"] for lv in lvs]
-        ax.errorbar(sigma, y, xerr=[lo, hi], fmt="o", capsize=3)
-        ax.axvline(1.0, color="grey", ls="--", lw=1)
-        ax.axvline(0.0, color="red", ls=":", lw=1)
-        ax.set_yticks(y, labels, fontsize=7)
-        ax.set_xlabel("rationality σ = 1 + γ")
-        ax.set_title(f"{name}: {model}", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def _bon_figure(bars: list):
-    fig, ax = plt.subplots(figsize=(1.8 * len(bars) + 2, 3.5))
-    x = np.arange(len(bars))
-    policies = (("random", "random"), ("bon", "BoN"), ("pbon", "pBoN"))
-    for j, (key, label) in enumerate((*policies, ("oracle", "oracle"))):
-        ax.bar(x + 0.2 * (j - 1.5), [b[key] for _, b in bars], 0.2, label=label)
-    ax.set_xticks(x, [label for label, _ in bars], fontsize=7)
-    ax.set_ylabel("gold human win rate of the choice")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def _figures(payload: dict) -> dict:
-    datasets = payload["datasets"]
-    panels = list(_fits(datasets, levels=True))
-    bars = [
-        (f"{name}\n{model}", b)
-        for name, ds in datasets.items()
-        for model, b in ds["bon"].items()
-    ]
-    figs = {"rationality": _rationality_figure(panels)} if panels else {}
-    if bars:
-        figs["best_of_n"] = _bon_figure(bars)
-    return figs
-
-
 class Prepared(NamedTuple):
     """One dataset loaded and featurized (features of every distinct text, unfitted)."""
 
@@ -634,8 +458,8 @@ def run(config) -> dict:
         }
     # What computed the text features (the minilm featurizer's implementation).
     payload = {"featurizer": prep.features.featurizer, "datasets": datasets}
-    table = _tables({"config": config.to_dict(), **payload})
-    experiments.write(config, payload, table, _figures(payload))
+    table = real_data_report.tables({"config": config.to_dict(), **payload})
+    experiments.write(config, payload, table, real_data_report.figures(payload))
     return payload
 
 

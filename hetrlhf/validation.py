@@ -191,6 +191,33 @@ def covariates(psi, psi0, n: int) -> tuple[np.ndarray, np.ndarray]:
     return psi, psi0
 
 
+def _labels(y, n: int) -> np.ndarray:
+    """[n] labels in {0, 1} as floats (``comparisons``)."""
+    y = as_float_array("y", y, 1)
+    if y.shape != (n,):
+        raise ValueError(f"y must have shape [n] = ({n},), got {y.shape}")
+    bad = ~np.isin(y, (0.0, 1.0))
+    if np.any(bad):
+        raise ValueError(
+            f"y must contain only labels 0 and 1; found {np.unique(y[bad])[:5].tolist()}"
+        )
+    return y
+
+
+def _weights(weight, n: int) -> np.ndarray:
+    """[n] non-negative frequency weights, not all 0 (``comparisons``)."""
+    weight = as_float_array("weight", weight, 1)
+    if weight.shape != (n,):
+        raise ValueError(f"weight must have shape [n] = ({n},), got {weight.shape}")
+    if np.any(weight < 0):
+        raise ValueError(
+            f"weight must be >= 0; found {int(np.sum(weight < 0))} negative value(s)"
+        )
+    if not np.any(weight > 0):
+        raise ValueError("weight is 0 on every row: there is nothing to fit")
+    return weight
+
+
 def comparisons(
     phi0, phi1, y, psi=None, psi0=None, *, weight=None, dtype=None
 ) -> Comparisons:
@@ -236,27 +263,11 @@ def comparisons(
     if d == 0:
         raise ValueError("phi0 has no columns: at least one feature (d >= 1) is needed")
 
-    y = as_float_array("y", y, 1)
-    if y.shape != (n,):
-        raise ValueError(f"y must have shape [n] = ({n},), got {y.shape}")
-    bad = ~np.isin(y, (0.0, 1.0))
-    if np.any(bad):
-        raise ValueError(
-            f"y must contain only labels 0 and 1; found {np.unique(y[bad])[:5].tolist()}"
-        )
-
+    y = _labels(y, n)
     psi, psi0 = covariates(psi, psi0, n)
     dphi = phi1 - phi0
     if weight is not None:
-        weight = as_float_array("weight", weight, 1)
-        if weight.shape != (n,):
-            raise ValueError(f"weight must have shape [n] = ({n},), got {weight.shape}")
-        if np.any(weight < 0):
-            raise ValueError(
-                f"weight must be >= 0; found {int(np.sum(weight < 0))} negative value(s)"
-            )
-        if not np.any(weight > 0):
-            raise ValueError("weight is 0 on every row: there is nothing to fit")
+        weight = _weights(weight, n)
         dphi = dphi[weight > 0]
     rank = column_rank(dphi)
     if rank < d:

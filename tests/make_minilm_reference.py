@@ -1,7 +1,7 @@
 """Writes tests/data/minilm_reference.json: sentence-transformers' own MiniLM outputs.
 
 The stored embeddings and word-piece ids are the independent reference of
-``tests/test_text_encoder.py`` wherever torch is absent (CI). They come from
+``tests/data/test_text_encoder.py`` wherever torch is absent (CI). They come from
 sentence-transformers + torch, never from hetrlhf. Run in an environment that has
 them, e.g. a separate virtualenv (torch stays out of hetrlhf's own environment):
 

@@ -39,6 +39,7 @@ def jax_cache(tmp_path):
     compilation_cache.reset_cache()
 
 
+@pytest.mark.slow  # ~4 s on the 2-core CI machine
 def test_fit_writes_the_report(votes, tmp_path, capsys, jax_cache):
     out = tmp_path / "report"
     argv = ["fit", votes, "--out", str(out), "--holdout", "0.25"]

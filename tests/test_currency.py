@@ -38,6 +38,7 @@ def _three_sources(mean, var):
     return interval, ensemble
 
 
+@pytest.mark.slow  # ~6 s on the 2-core CI machine
 def test_same_estimate_same_choice_whatever_the_source():
     data, params, _ = _fisher_setup(n=60)
     rng = np.random.default_rng(1)
@@ -136,6 +137,7 @@ def test_consumers_trace_under_jit_and_vmap():
     assert cmp.p_value.shape == (4,)
 
 
+@pytest.mark.slow  # ~4 s on the 2-core CI machine
 def test_sandwich_covariance_matches_statsmodels_cluster_robust():
     data, params, res = _fisher_setup(n=300)
     groups = np.arange(300) // 4  # 75 clusters of 4 comparisons

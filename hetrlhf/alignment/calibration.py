@@ -13,7 +13,10 @@ ensemble, interval rewards):
   ``reliability_curve`` compare those probabilities with observed labels.
 
 All functions are pure jnp over a flat batch [n] (flatten replicate axes first) and
-trace under ``jit``.
+trace under ``jit``. ``coverage_summary`` and ``probability_summary`` collect them for
+a batch of replicates [G, m] (what a calibration study reports per source), and
+``difference_sources`` computes the three estimated sources of a reward difference
+that such a study compares (Fisher, sandwich, a bootstrap ensemble).
 """
 
 from __future__ import annotations
@@ -26,18 +29,29 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.stats import norm
 
-from hetrlhf.types import RewardEstimate
+from hetrlhf.alignment import ensemble
+from hetrlhf.btl.confidence import sandwich_covariance
+from hetrlhf.btl.estimate import fit as fit_btl
+from hetrlhf.btl.inference import reward_interval
+from hetrlhf.types import Comparisons, FitResult, RewardEstimate
 from hetrlhf.validation import check_estimate
 
 __all__ = [
+    "DifferenceSources",
     "Reliability",
+    "coverage_summary",
+    "difference_sources",
     "expected_calibration_error",
     "interval_coverage",
     "predictive_probability",
+    "probability_summary",
     "reliability_curve",
     "sd_scale",
     "standardized_errors",
 ]
+
+# An ensemble head counts as converged when its loss gradient norm is below this.
+ENSEMBLE_TOL = 1e-3
 
 
 def standardized_errors(est: RewardEstimate, truth: jax.Array) -> jax.Array:
@@ -160,3 +174,135 @@ def expected_calibration_error(prob: jax.Array, y: jax.Array, num_bins: int = 10
     """
     rel = reliability_curve(prob, y, num_bins)
     return jnp.sum(rel.count * jnp.abs(rel.mean_label - rel.mean_prob)) / prob.shape[0]
+
+
+def coverage_summary(
+    est: RewardEstimate, truth: jax.Array, levels: jax.Array
+) -> dict[str, jax.Array]:
+    """Interval coverage of G groups (replicates, splits) of m estimates each.
+
+    Args:
+      est: ``RewardEstimate`` with mean and var of shape [G, m].
+      truth: [G, m] true values.
+      levels: [L] nominal levels ℓ in (0, 1).
+
+    Raises:
+      ValueError: ``est`` not [G, m] or ``truth`` of another shape.
+
+    Returns:
+      dict: "coverage" [L] over all G·m intervals, "coverage_se" [L] its Monte Carlo
+      standard error sd_g(coverage_g)/√G (ddof 1: NaN for G = 1), "sd_scale" [] (of
+      all G·m standardized errors), "mean_sd" [] the mean of sqrt(var).
+    """
+    check_estimate(est)
+    if est.mean.ndim != 2 or est.var.shape != est.mean.shape:
+        raise ValueError(
+            f"est must hold [G, m] arrays (groups × estimates), got mean "
+            f"{est.mean.shape} and var {est.var.shape}"
+        )
+    if truth.shape != est.mean.shape:
+        raise ValueError(f"truth must have shape {est.mean.shape}, got {truth.shape}")
+    flat = RewardEstimate(est.mean.ravel(), est.var.ravel())
+    per_group = jax.vmap(interval_coverage, in_axes=(0, 0, None))(est, truth, levels)
+    return {
+        "coverage": interval_coverage(flat, truth.ravel(), levels),
+        "coverage_se": jnp.std(per_group, axis=0, ddof=1)
+        / math.sqrt(est.mean.shape[0]),
+        "sd_scale": sd_scale(flat, truth.ravel()),
+        "mean_sd": jnp.mean(jnp.sqrt(est.var)),
+    }
+
+
+def probability_summary(
+    diff: RewardEstimate, y: jax.Array, sigma: jax.Array, num_bins: int = 10
+) -> dict:
+    """ECE and reliability curve of the predicted probabilities E[sigmoid(σ·Δ)].
+
+    Args:
+      diff: ``RewardEstimate`` of the reward differences, shape [...] (flattened).
+      y: [...] labels in {0, 1}, same shape.
+      sigma: [...] rationality of each comparison's annotator, same shape.
+      num_bins: M equal-width bins (Python int; static under ``jit``).
+
+    Returns:
+      dict: "ece" [], "reliability" {"count", "mean_prob", "mean_label"} each [M].
+    """
+    flat = RewardEstimate(diff.mean.ravel(), diff.var.ravel())
+    prob = predictive_probability(flat, sigma.ravel())
+    yy = y.ravel()
+    return {
+        "ece": expected_calibration_error(prob, yy, num_bins),
+        "reliability": reliability_curve(prob, yy, num_bins)._asdict(),
+    }
+
+
+class DifferenceSources(NamedTuple):
+    """The estimated sources of held-out reward differences (``difference_sources``).
+
+    Attributes:
+      fit: ``FitResult`` of ``hr.fit`` on the training rows (heterogeneous model).
+      estimates: {"fisher", "sandwich", "ensemble"} -> ``RewardEstimate`` [m].
+      ensemble_converged: [] share of the ensemble heads whose gradient norm is below
+        ``tol``.
+      sandwich: [p, p] the sandwich covariance of (θ̂, γ̂).
+    """
+
+    fit: FitResult
+    estimates: dict[str, RewardEstimate]
+    ensemble_converged: jax.Array
+    sandwich: jax.Array
+
+
+def difference_sources(
+    key: jax.Array,
+    train: Comparisons,
+    test_dphi: jax.Array,
+    options: ensemble.EnsembleOptions,
+    *,
+    num_real=None,
+    cluster=None,
+    num_clusters: int | None = None,
+    tol: float = ENSEMBLE_TOL,
+) -> DifferenceSources:
+    """Fisher, sandwich and ensemble estimates of the reward differences θᵀΔφ.
+
+    * Fisher: ``hr.reward_interval`` of the ``hr.fit`` estimate (observed information).
+    * Sandwich: the same mean with the (cluster-)robust covariance
+      (``sandwich_covariance``; ``cluster`` None: HC0, every row its own cluster).
+    * Ensemble: ``ensemble.train_ensemble`` (σ ≡ 1) on the first ``num_real`` rows,
+      read by ``ensemble_reward`` (head mean, sample variance).
+
+    Rows at index >= ``num_real`` are padding (Δφ = 0, ψ = 0, ψ0 = 1: they add a
+    constant to the unweighted loss and nothing to its derivatives); the ensemble gives
+    them weight 0 (with ``options.bootstrap`` each head resamples the real rows only),
+    so data of several sizes padded to one size share one compiled program.
+    Traceable (``options`` and ``num_clusters`` static under ``jit``).
+
+    Args:
+      key: PRNG key of the ensemble.
+      train: ``Comparisons`` with n rows (unweighted).
+      test_dphi: [m, d] held-out Δφ.
+      options: ``ensemble.EnsembleOptions``.
+      num_real: number of real (leading) rows; None: all n.
+      cluster: [n] cluster ids of the rows for the sandwich (None: HC0).
+      num_clusters: static number of clusters when ``cluster`` is given.
+      tol: gradient-norm threshold of a converged head.
+
+    Returns:
+      ``DifferenceSources``.
+    """
+    n = train.y.shape[0]
+    num_real = n if num_real is None else num_real
+    fit = fit_btl(train)
+    sandwich = sandwich_covariance(
+        fit.params, train, cluster, num_clusters=num_clusters
+    )
+    real = (jnp.arange(n) < num_real).astype(train.y.dtype)
+    heads = ensemble.train_ensemble(key, train._replace(weight=real), options)
+    estimates = {
+        "fisher": reward_interval(fit.params, train, test_dphi),
+        "sandwich": reward_interval(fit.params, train, test_dphi, cov=sandwich),
+        "ensemble": ensemble.ensemble_reward(heads.params, test_dphi),
+    }
+    converged = jnp.mean((heads.grad_norm < tol).astype(test_dphi.dtype))
+    return DifferenceSources(fit, estimates, converged, sandwich)

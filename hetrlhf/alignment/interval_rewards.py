@@ -13,9 +13,14 @@ Two entry points:
   * ``interval_moments(lo, hi)``: the pure, jittable kernel (no checks; any shape).
   * ``interval_rewards(lo, hi)``: the eager entry point for user input; validates
     (numeric, same shape, finite, lo <= hi) and then calls the kernel.
+
+``judge_differences`` simulates such a judge on known rewards (honest or
+over-confident intervals), for calibration studies.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +29,7 @@ import numpy as np
 from hetrlhf.types import RewardEstimate
 from hetrlhf.validation import as_float_array
 
-__all__ = ["interval_moments", "interval_rewards"]
+__all__ = ["interval_moments", "interval_rewards", "judge_differences"]
 
 
 def interval_moments(lo: jax.Array, hi: jax.Array) -> RewardEstimate:
@@ -88,3 +93,41 @@ def interval_rewards(lo, hi, *, dtype=None) -> RewardEstimate:
     if dtype is None:
         dtype = jnp.zeros(()).dtype
     return interval_moments(jnp.asarray(lo_np, dtype), jnp.asarray(hi_np, dtype))
+
+
+def judge_differences(
+    key: jax.Array,
+    r0: jax.Array,
+    r1: jax.Array,
+    width_scales,
+    noise_low: float,
+    noise_high: float,
+) -> dict[float, RewardEstimate]:
+    """A simulated judge's interval estimates of the reward differences r1 − r0.
+
+    The judge scores each response with its true reward plus N(0, τ²) noise, τ ~
+    Uniform(noise_low, noise_high) per response, and reports [score ∓ w·√3·τ] at each
+    width scale w (w = 1: honest, the uniform variance w²τ² equals the error variance;
+    w < 1: over-confident). Each interval is read as Uniform(lo, hi)
+    (``interval_moments``) and the difference's variance is the sum of the two
+    responses' (independent judge calls). One judge (τ and errors drawn once) serves
+    every w: the sources of different w are paired (common random numbers).
+
+    Args:
+      key: PRNG key.
+      r0, r1: [...] true rewards of the two responses.
+      width_scales: Python floats w > 0 (static).
+      noise_low, noise_high: range of the judge's noise levels τ.
+
+    Returns:
+      {w: ``RewardEstimate`` of r1 − r0, each [...]}.
+    """
+    k_tau, k_eps = jax.random.split(key)
+    tau = jax.random.uniform(k_tau, (2,) + r0.shape, r0.dtype, noise_low, noise_high)
+    score = jnp.stack([r0, r1]) + tau * jax.random.normal(k_eps, tau.shape, r0.dtype)
+    out = {}
+    for w in width_scales:
+        half = w * math.sqrt(3.0) * tau
+        est = interval_moments(score - half, score + half)
+        out[w] = RewardEstimate(est.mean[1] - est.mean[0], est.var[0] + est.var[1])
+    return out

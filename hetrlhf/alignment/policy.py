@@ -195,7 +195,7 @@ def _precision_direction(r_hat: jax.Array, var: jax.Array, simplex: bool) -> jax
     if simplex:
         # A dot product, not jnp.sum(w * r_hat): jax 0.10.2's XLA:CPU miscompiles the
         # vmapped float32 form of the latter for 10,922 <= rows < ~2e5 (every row
-        # from the 10,922nd wrong; tests/test_policy.py checks this kernel).
+        # from the 10,922nd wrong; tests/alignment/test_policy.py checks this kernel).
         r_bar = jnp.dot(w, r_hat) / jnp.sum(w)
         return w * (r_hat - r_bar)
     return w * r_hat

@@ -845,6 +845,7 @@ def confidence_intervals(
     key=None,
     kind: str = "observed",
     max_condition=None,
+    information=None,
     **options,
 ) -> Intervals:
     """Confidence intervals for every coordinate of (θ, γ); Wald by default.
@@ -874,6 +875,8 @@ def confidence_intervals(
       kind: information used for the Wald standard errors ("observed" or "expected").
       max_condition: eager error threshold on the information's condition number;
         default ``default_max_condition(dtype)``.
+      information: "wald" only: the ``kind`` information at ``params`` if already
+        computed (``hr.estimate.fit_with_information``), saving a pass over the data.
       **options: "profile": ``bartlett_draws`` (B of the bootstrap Bartlett
         correction, default 0: none) and see ``profile_bounds``; "bootstrap":
         ``num_bootstrap``, ``interval``, ``resample``, ``cluster``, ``num_clusters``
@@ -891,8 +894,15 @@ def confidence_intervals(
                 f"{sorted(options) + (['key'] if key is not None else [])}"
             )
         return inference.wald_intervals(
-            params, data, alpha, kind=kind, max_condition=max_condition
+            params,
+            data,
+            alpha,
+            kind=kind,
+            max_condition=max_condition,
+            information=information,
         )
+    if information is not None:
+        raise TypeError(f"information= is for method='wald' only, got {method!r}")
     if method == "profile":
         return profile_intervals(params, data, alpha, key=key, **options)
     if method == "bootstrap":

@@ -53,6 +53,7 @@ __all__ = [
     "alternating_gd",
     "fit",
     "fit_rankings",
+    "fit_with_information",
     "mirror_basin",
     "newton_fit",
     "pad_rows",
@@ -311,7 +312,7 @@ def _finish(params: Params, data, count, tol, ok) -> FitResult:
     return _honest_result(fam, x, value, grad, hess, prep, count, tol, ok)
 
 
-def newton_fit(
+def fit_with_information(
     data: Comparisons,
     init: Params | None = None,
     *,
@@ -321,8 +322,14 @@ def newton_fit(
     lr_theta=0.5,
     lr_gamma=0.5,
     start_tol=1e-2,
-) -> FitResult:
-    """The default solver (see the module docstring). Pure; jit/vmap at the call site.
+) -> tuple[FitResult, jax.Array, jax.Array]:
+    """``newton_fit`` and the information at its estimate, from its last pass.
+
+    The Newton loop evaluates the Hessian and the expected information at every
+    iterate, the estimate included; returning them spares the intervals
+    (``hr.confidence_intervals(..., information=hessian)``) another pass over the
+    data — the same matrices ``model.derivatives`` gives at the estimate. Pure;
+    jit/vmap at the call site; Newton only (the default solver).
 
     Args:
       data: one dataset (``Comparisons`` with [n, d], [n, k] fields).
@@ -337,8 +344,9 @@ def newton_fit(
         to ``tol``.
 
     Returns:
-      ``FitResult``; ``num_steps`` counts Newton iterations of every phase plus warm-up
-      iterations.
+      (``FitResult``, observed information [p, p] (the Hessian of L_n), expected
+      information [p, p]) at the estimate, p = d + k; ``num_steps`` counts Newton
+      iterations of every phase plus warm-up iterations.
     """
     fam = model.family(data)
     d = fam.dim(data)
@@ -389,9 +397,26 @@ def newton_fit(
     # γ = 0 is feasible, so a minimiser can't be worse than the homogeneous fit.
     slack = 10 * jnp.finfo(dtype).eps * (1 + jnp.abs(hom.value))
     ok = best.value <= hom.value + slack
-    return _honest_result(
+    result = _honest_result(
         fam, best.x, best.value, best.grad, best.hess, prep, best.count, tol, ok
     )
+    return result, best.hess, best.fisher
+
+
+def newton_fit(data: Comparisons, init: Params | None = None, **options) -> FitResult:
+    """The default solver (see the module docstring). Pure; jit/vmap at the call site.
+
+    Options (all keyword): ``tol`` (on ‖∇L_n‖₂; default ``default_tol(dtype)``),
+    ``max_steps`` (Newton iterations per phase, static, 100), ``warmup_steps``
+    (Algorithm-1 iterations before the joint phase, static, 0), ``lr_theta``,
+    ``lr_gamma`` (their step sizes), ``start_tol`` (tolerance of the homogeneous
+    start, 1e-2): see ``fit_with_information``.
+
+    Returns:
+      ``FitResult``; ``num_steps`` counts Newton iterations of every phase plus warm-up
+      iterations.
+    """
+    return fit_with_information(data, init, **options)[0]
 
 
 def fit(
@@ -494,7 +519,7 @@ def padded_size(n: int, *, smallest: int = 64) -> int:
     return next(size for q in (5, 6, 7, 8) if (size := octave * q // 4) >= n)
 
 
-def pad_rows(data: Comparisons, size: int) -> Comparisons:
+def pad_rows(data: Comparisons, size: int, *, weighted: bool = True) -> Comparisons:
     """``data`` with rows of weight 0 appended up to ``size`` rows: the same fit.
 
     A row of weight 0 adds nothing to the loss Σ w_i ℓ_i / Σ w_i, its derivatives, the
@@ -505,22 +530,32 @@ def pad_rows(data: Comparisons, size: int) -> Comparisons:
     Δφ = 0, ψ = 0, ψ0 = 1, y = 0; unweighted data get weight 1 on their own rows.
     Eager (numpy; no compilation per input shape).
 
+    ``weighted=False`` (unweighted ``data`` only) appends the same rows without a
+    weight column: a row with Δφ = 0 has η = 0 whatever (θ, γ), so it adds the
+    constant log 2 to the summed loss and nothing to its gradient or Hessian — the
+    minimiser is unchanged, the mean gradient and the information shrink by n/size, and
+    I⁻¹/size is still the covariance of ``data`` (a fit's tolerance on the mean
+    gradient must be scaled by n/size to mean the same).
+
     Args:
       data: ``Comparisons`` with n rows.
       size: rows of the result (≥ n).
+      weighted: add the weight column (default) or leave the data unweighted.
 
     Returns:
-      ``Comparisons`` with ``size`` rows and a ``weight``.
+      ``Comparisons`` with ``size`` rows and a ``weight`` (None if not ``weighted``).
 
     Raises:
       TypeError: ``data`` is not ``Comparisons``.
-      ValueError: size < n.
+      ValueError: size < n; ``weighted=False`` with weighted ``data``.
     """
     if not isinstance(data, Comparisons):
         raise TypeError(f"data must be hetrlhf.Comparisons, got {type(data).__name__}")
     n = data.num_comparisons
     if size < n:
         raise ValueError(f"size must be >= the {n} rows of data, got {size}")
+    if not weighted and data.weight is not None:
+        raise ValueError("weighted=False needs unweighted data (data.weight is None)")
     weight = np.ones(n, data.y.dtype) if data.weight is None else data.weight
     fill = {"psi0": 1.0}
 
@@ -529,6 +564,13 @@ def pad_rows(data: Comparisons, size: int) -> Comparisons:
         extra = np.full((size - n, *x.shape[1:]), fill.get(name, 0.0), x.dtype)
         return jnp.asarray(np.concatenate([x, extra]))
 
+    if not weighted:
+        return Comparisons(
+            **{
+                name: None if value is None else grow(name, value)
+                for name, value in data._asdict().items()
+            }
+        )
     return Comparisons(
         **{
             name: grow(name, value)

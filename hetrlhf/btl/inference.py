@@ -100,6 +100,11 @@ def _info_cov_cond(params, data, kind):
         info = model.derivatives(ravel_params(params), data)[2]
     else:
         info = fisher_information(params, data, kind=kind)
+    return _cov_cond(info, data)
+
+
+def _cov_cond(info, data):
+    """(info, I⁻¹/n, condition number) of a given information matrix; pure."""
     cond = condition_number(info)
     # Cholesky solve instead of an explicit inverse; NaN if I is not positive definite
     # (only reachable under jit, where ``cond`` = inf reports it).
@@ -112,13 +117,26 @@ def _info_cov_cond(params, data, kind):
 # Eager calls compile the whole computation once per shape instead of dispatching the
 # autodiff Hessian op by op.
 _info_cov_cond_jit = jax.jit(_info_cov_cond, static_argnames="kind")
+_cov_cond_jit = jax.jit(_cov_cond)
 
 
-def _covariance_and_condition(params, data, kind, max_condition, what):
+def _covariance_and_condition(
+    params, data, kind, max_condition, what, information=None
+):
     if kind not in ("observed", "expected"):
         raise ValueError(f"kind must be 'observed' or 'expected', got {kind!r}")
-    fn = _info_cov_cond if is_traced(params, data) else _info_cov_cond_jit
-    info, cov, cond = fn(params, data, kind=kind)
+    if information is not None:
+        p = ravel_params(params).shape[-1]
+        if information.shape != (p, p):
+            raise ValueError(
+                f"information must have shape ({p}, {p}) (the {kind} information at "
+                f"params), got {information.shape}"
+            )
+        fn = _cov_cond if is_traced(information, data) else _cov_cond_jit
+        info, cov, cond = fn(information, data)
+    else:
+        fn = _info_cov_cond if is_traced(params, data) else _info_cov_cond_jit
+        info, cov, cond = fn(params, data, kind=kind)
     check_conditioning(info, cond, max_condition, what)
     return cov, cond
 
@@ -178,6 +196,7 @@ def wald_intervals(
     *,
     kind: str = "observed",
     max_condition=None,
+    information=None,
 ) -> Intervals:
     """Wald intervals θ̂_j ± z_{1−α/2}·se_j, se from I⁻¹/n, for every coordinate.
 
@@ -191,6 +210,9 @@ def wald_intervals(
       kind: information used for the standard errors ("observed" or "expected").
       max_condition: eager error threshold on the information's condition number;
         default ``default_max_condition(dtype)``.
+      information: optional [d + k, d + k] ``kind`` information at ``params``,
+        already computed (``estimate.fit_with_information`` returns the fit's last
+        Hessian and expected information): saves a pass over the data.
 
     Returns:
       ``Intervals(estimate, se, lower, upper, condition_number)``; the first four are
@@ -198,7 +220,7 @@ def wald_intervals(
     """
     check_alpha(alpha)
     cov, cond = _covariance_and_condition(
-        params, data, kind, max_condition, "confidence_intervals"
+        params, data, kind, max_condition, "confidence_intervals", information
     )
     return symmetric_intervals(params, cov, cond, alpha)
 

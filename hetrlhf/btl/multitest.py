@@ -243,6 +243,31 @@ def _letter(index: int) -> str:
     return name
 
 
+def _leader_groups(order: np.ndarray, different: np.ndarray) -> np.ndarray:
+    """[N] group of each item by the leader rule (``rank_with_groups``)."""
+    group = np.zeros(len(order), dtype=np.int64)
+    current = 0
+    for leader in order:
+        if group[leader]:
+            continue
+        current += 1
+        members = (group == 0) & ~different[leader]
+        group[members] = current
+    return group
+
+
+def _clique_letters(different: np.ndarray, rank: np.ndarray) -> list[str]:
+    """Each item's letters: the maximal cliques of "not different", named in order of
+    their best-ranked member (compact letter display)."""
+    cliques = _maximal_cliques(~different)
+    cliques.sort(key=lambda c: sorted(rank[list(c)].tolist()))
+    letters = ["" for _ in range(len(rank))]
+    for c_index, clique in enumerate(cliques):
+        for item in clique:
+            letters[item] += _letter(c_index)
+    return letters
+
+
 def rank_with_groups(
     est: RewardEstimate,
     alpha: float = 0.05,
@@ -311,21 +336,8 @@ def rank_with_groups(
     order = np.argsort(-mean, kind="stable")
     rank = np.empty(num, dtype=np.int64)
     rank[order] = np.arange(1, num + 1)
-    group = np.zeros(num, dtype=np.int64)
-    current = 0
-    for leader in order:
-        if group[leader]:
-            continue
-        current += 1
-        members = (group == 0) & ~different[leader]
-        group[members] = current
-
-    cliques = _maximal_cliques(~different)
-    cliques.sort(key=lambda c: sorted(rank[list(c)].tolist()))
-    letters = ["" for _ in range(num)]
-    for c_index, clique in enumerate(cliques):
-        for item in clique:
-            letters[item] += _letter(c_index)
+    group = _leader_groups(order, different)
+    letters = _clique_letters(different, rank)
     return RankedGroups(
         order=order,
         rank=rank,

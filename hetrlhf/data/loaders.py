@@ -337,6 +337,77 @@ def load_jsonl(
         with ``ties="error"``. Also for a bad option or a field map without a required
         name. FileNotFoundError when ``path`` does not exist.
     """
+    label_map = _check_options(fields, ties, non_string_text, label_map, max_rows)
+    cov_fields = {f"covariate:{c}": c for c in covariates}
+    source = os.fspath(path)
+    records: list[PreferenceRecord] = []
+    excluded: dict[str, list[int]] = {"tie": [], "invalid": []}
+    coerced: list[int] = []
+    num_rows = num_blank = num_ties = 0
+    with open(source, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                num_blank += 1
+                continue
+            if max_rows is not None and num_rows >= max_rows:
+                break
+            num_rows += 1
+            where = f"{source}, line {line_no}"
+            parsed = _record_fields(
+                line, where, fields, label_map, tie_values, non_string_text, cov_fields
+            )
+            if parsed is None:
+                excluded["invalid"].append(line_no)
+                continue
+            fields_of_record, was_coerced = parsed
+            if was_coerced:
+                coerced.append(line_no)
+            if fields_of_record["label"] is None:
+                num_ties += 1
+                if ties == "error":
+                    raise ValueError(
+                        f"{where}: field 'label' (JSON key {fields['label']!r}) is a tie "
+                        "and ties='error' (use ties='exclude' to drop and count ties)"
+                    )
+                if ties == "exclude":
+                    excluded["tie"].append(line_no)
+                    continue
+            records.append(
+                PreferenceRecord(**fields_of_record, source=source, line=line_no)
+            )
+    summary = _summary(
+        source, records, num_rows, num_blank, num_ties, excluded, coerced
+    )
+    return records, summary
+
+
+def _summary(source, records, num_rows, num_blank, num_ties, excluded, coerced):
+    return LoadSummary(
+        path=source,
+        num_rows=num_rows,
+        num_blank=num_blank,
+        num_records=len(records),
+        num_ties=num_ties,
+        num_coerced=len(coerced),
+        excluded={k: tuple(v) for k, v in excluded.items()},
+        coerced_lines=tuple(coerced),
+        annotators=dict(sorted(Counter(r.annotator for r in records).items())),
+    )
+
+
+def _record_fields(line, where, fields, label_map, tie_values, non_string_text, cov):
+    """``_parse_row`` of one line's JSON object; its errors name ``where``."""
+    row = _json_object(line, where)
+    try:
+        return _parse_row(row, fields, label_map, tie_values, non_string_text, cov)
+    except _RowError as exc:
+        raise ValueError(
+            f"{where}: field {exc.field!r} (JSON key {exc.key!r}) {exc}"
+        ) from None
+
+
+def _check_options(fields, ties, non_string_text, label_map, max_rows) -> dict:
+    """Checks ``load_jsonl``'s options; returns the label map (default {0: 0, 1: 1})."""
     if ties not in ("exclude", "error", "keep"):
         raise ValueError(f"ties must be 'exclude', 'error' or 'keep', got {ties!r}")
     if non_string_text not in ("error", "json"):
@@ -358,110 +429,74 @@ def load_jsonl(
     bad_targets = sorted({v for v in label_map.values() if v not in (0, 1)})
     if bad_targets:
         raise ValueError(f"label_map values must be 0 or 1, got {bad_targets}")
-    cov_fields = {f"covariate:{c}": c for c in covariates}
-    source = os.fspath(path)
+    return label_map
 
-    records: list[PreferenceRecord] = []
-    excluded: dict[str, list[int]] = {"tie": [], "invalid": []}
-    coerced: list[int] = []
-    num_rows = num_blank = num_ties = 0
-    with open(source, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                num_blank += 1
-                continue
-            if max_rows is not None and num_rows >= max_rows:
-                break
-            num_rows += 1
-            where = f"{source}, line {line_no}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(
-                    f"{where}: invalid JSON ({exc.msg} at column {exc.colno})"
-                ) from None
-            if not isinstance(row, dict):
-                # A malformed file, like bad JSON: ValueError, as the other row errors.
-                raise ValueError(  # noqa: TRY004
-                    f"{where}: expected a JSON object, got {type(row).__name__}"
-                )
-            try:
-                if "valid" in fields and not _bool(row, fields, "valid"):
-                    excluded["invalid"].append(line_no)
-                    continue
-                label = _label(row, fields, label_map, tie_values)
-                if "tie" in fields:
-                    tie = _bool(row, fields, "tie")
-                    if tie != (label is None):
-                        raise _RowError(
-                            "tie",
-                            fields["tie"],
-                            f"is {json.dumps(tie)} but the label is "
-                            f"{_describe(row[fields['label']])}",
-                        )
-                prompt, _ = _text(row, fields, "prompt", "error")
-                response_0, c0 = _text(row, fields, "response_0", non_string_text)
-                response_1, c1 = _text(row, fields, "response_1", non_string_text)
-                annotator = _id(row, fields, "annotator")
-                optional = {
-                    name: _id(row, fields, name) if name in fields else None
-                    for name in ("annotator_type", "group", "model_0", "model_1")
-                }
-                cov = []
-                for name, key in cov_fields.items():
-                    value = _get(row, cov_fields, name)
-                    if (
-                        isinstance(value, bool)
-                        or not isinstance(value, (int, float))
-                        or not math.isfinite(value)
-                    ):
-                        raise _RowError(
-                            name,
-                            key,
-                            f"must be a finite number, got {_describe(value)}",
-                        )
-                    cov.append(float(value))
-            except _RowError as exc:
-                raise ValueError(
-                    f"{where}: field {exc.field!r} (JSON key {exc.key!r}) {exc}"
-                ) from None
-            if c0 or c1:
-                coerced.append(line_no)
-            if label is None:
-                num_ties += 1
-                if ties == "error":
-                    raise ValueError(
-                        f"{where}: field 'label' (JSON key {fields['label']!r}) is a tie "
-                        "and ties='error' (use ties='exclude' to drop and count ties)"
-                    )
-                if ties == "exclude":
-                    excluded["tie"].append(line_no)
-                    continue
-            records.append(
-                PreferenceRecord(
-                    prompt=prompt,
-                    response_0=response_0,
-                    response_1=response_1,
-                    label=label,
-                    annotator=annotator,
-                    covariates=tuple(cov),
-                    source=source,
-                    line=line_no,
-                    **optional,
-                )
+
+def _json_object(line: str, where: str) -> dict:
+    """One line's JSON object; ValueError naming ``where`` otherwise."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{where}: invalid JSON ({exc.msg} at column {exc.colno})"
+        ) from None
+    if not isinstance(row, dict):
+        # A malformed file, like bad JSON: ValueError, as the other row errors.
+        raise ValueError(  # noqa: TRY004
+            f"{where}: expected a JSON object, got {type(row).__name__}"
+        )
+    return row
+
+
+def _parse_row(row, fields, label_map, tie_values, non_string_text, cov_fields):
+    """One row's ``PreferenceRecord`` fields (without source and line) and whether a
+    response was converted to text; None for a row marked invalid.
+
+    Raises:
+      _RowError: naming the field at fault.
+    """
+    if "valid" in fields and not _bool(row, fields, "valid"):
+        return None
+    label = _label(row, fields, label_map, tie_values)
+    if "tie" in fields:
+        tie = _bool(row, fields, "tie")
+        if tie != (label is None):
+            raise _RowError(
+                "tie",
+                fields["tie"],
+                f"is {json.dumps(tie)} but the label is "
+                f"{_describe(row[fields['label']])}",
             )
-    summary = LoadSummary(
-        path=source,
-        num_rows=num_rows,
-        num_blank=num_blank,
-        num_records=len(records),
-        num_ties=num_ties,
-        num_coerced=len(coerced),
-        excluded={k: tuple(v) for k, v in excluded.items()},
-        coerced_lines=tuple(coerced),
-        annotators=dict(sorted(Counter(r.annotator for r in records).items())),
-    )
-    return records, summary
+    prompt, _ = _text(row, fields, "prompt", "error")
+    response_0, c0 = _text(row, fields, "response_0", non_string_text)
+    response_1, c1 = _text(row, fields, "response_1", non_string_text)
+    annotator = _id(row, fields, "annotator")
+    optional = {
+        name: _id(row, fields, name) if name in fields else None
+        for name in ("annotator_type", "group", "model_0", "model_1")
+    }
+    cov = []
+    for name, key in cov_fields.items():
+        value = _get(row, cov_fields, name)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            raise _RowError(
+                name, key, f"must be a finite number, got {_describe(value)}"
+            )
+        cov.append(float(value))
+    record = {
+        "prompt": prompt,
+        "response_0": response_0,
+        "response_1": response_1,
+        "label": label,
+        "annotator": annotator,
+        "covariates": tuple(cov),
+        **optional,
+    }
+    return record, bool(c0 or c1)
 
 
 def merge_summaries(summaries: Sequence[LoadSummary]) -> LoadSummary:

@@ -461,6 +461,12 @@ def load_params(model_dir: str | os.PathLike, config: BertConfig) -> Any:
         params[f"layer_{i}_output"] = dense(f"{p}.output.dense")
         params[f"layer_{i}_output_norm"] = norm(f"{p}.output.LayerNorm")
     params = {"params": params}
+    _check_shapes(params, config, path)
+    return params
+
+
+def _check_shapes(params, config: BertConfig, path) -> None:
+    """ValueError unless ``params`` has the shapes of ``BertEncoder(config)``."""
     expected = jax.eval_shape(
         BertEncoder(config).init,
         jax.random.key(0),
@@ -481,7 +487,6 @@ def load_params(model_dir: str | os.PathLike, config: BertConfig) -> Any:
             f"{path}: weights do not fit BertEncoder({config}); first mismatches: "
             + ", ".join(f"{k}: {got.get(k)} vs {want.get(k)}" for k in bad[:3])
         )
-    return params
 
 
 class SentenceEncoder(NamedTuple):

@@ -41,6 +41,7 @@ from __future__ import annotations
 import functools
 import math
 import sys
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -221,8 +222,10 @@ class FitOutput(NamedTuple):
     sandwich: jax.Array
 
 
-def _fit_and_covariances(data: Comparisons, cluster, num_clusters) -> FitOutput:
-    res = estimate.fit(data)
+def _fit_and_covariances(
+    data: Comparisons, cluster, num_clusters, fit_options=()
+) -> FitOutput:
+    res = estimate.fit(data, **dict(fit_options))
     hess = model.derivatives(ravel_params(res.params), data)[2]
     return FitOutput(
         res,
@@ -241,13 +244,17 @@ def _fit_and_covariances(data: Comparisons, cluster, num_clusters) -> FitOutput:
 _FAST_COMPILE = {"xla_backend_optimization_level": 0}
 _fit_program = jax.jit(
     _fit_and_covariances,
-    static_argnames="num_clusters",
+    static_argnames=("num_clusters", "fit_options"),
     compiler_options=_FAST_COMPILE,
 )
 
 
 def fit_and_covariances(
-    data: Comparisons, cluster=None, *, num_clusters: int | None = None
+    data: Comparisons,
+    cluster=None,
+    *,
+    num_clusters: int | None = None,
+    fit_options: Mapping[str, Any] | None = None,
 ) -> FitOutput:
     """``hr.fit``, its diagnosis, ``hr.covariance`` and ``hr.sandwich_covariance``.
 
@@ -259,6 +266,9 @@ def fit_and_covariances(
       data: ``Comparisons`` (weighted or not), n rows.
       cluster: optional [n] int cluster ids in [0, num_clusters) for the sandwich.
       num_clusters: the number of clusters (required with ``cluster``).
+      fit_options: keyword options of ``hr.fit`` (hashable values; None: its
+        defaults). A tolerance is on the gradient of the mean loss of ``data``'s own
+        rows (the padding has weight 0).
 
     Returns:
       ``FitOutput``.
@@ -269,7 +279,10 @@ def fit_and_covariances(
             raise ValueError("num_clusters is required when cluster is given")
         padded_cluster = jnp.asarray(padded_cluster)
         num_clusters = padded_size(num_clusters)
-    return _fit_program(padded, padded_cluster, num_clusters=num_clusters)
+    options = tuple(sorted((fit_options or {}).items()))
+    return _fit_program(
+        padded, padded_cluster, num_clusters=num_clusters, fit_options=options
+    )
 
 
 def _padded(data: Comparisons, cluster=None):
@@ -639,27 +652,9 @@ def report(
     say = functools.partial(_say, progress)
     if not isinstance(source, Preferences):
         say(f"reading {source}")
-    prefs = (
-        source
-        if isinstance(source, Preferences)
-        else load_preferences(source, **load_options)
-    )
-    data = prefs.data
-    k = data.psi.shape[-1]
-    say(
-        f"fitting {prefs.summary.num_comparisons} comparisons ({len(prefs.count)} "
-        "unique rows; the first fit of a shape compiles for a few seconds, unless "
-        "JAX's persistent compilation cache has it)"
-    )
-    hom = _fit_checked(_homogeneous(data), "homogeneous fit", (), prefs)
-    het = (
-        _fit_checked(data, "heterogeneous fit", prefs.rationality_names, prefs)
-        if k
-        else hom
-    )
-    lr = None
-    if k:
-        lr = likelihood_ratio_test(hom.log_likelihood, het.log_likelihood, k)
+        source = load_preferences(source, **load_options)
+    prefs, data = source, source.data
+    hom, het, lr = _fits(prefs, say)
     say(f"{intervals} intervals")
     lower, upper, cov, failed = _intervals(
         prefs, het, intervals, alpha, num_bootstrap, seed, progress
@@ -700,6 +695,23 @@ def report(
         num_bootstrap=num_bootstrap if intervals == "bootstrap" else None,
         seed=seed,
     )
+
+
+def _fits(prefs: Preferences, say):
+    """(homogeneous fit, heterogeneous fit (the homogeneous one when k = 0), the
+    likelihood-ratio test of the two or None)."""
+    data = prefs.data
+    k = data.psi.shape[-1]
+    say(
+        f"fitting {prefs.summary.num_comparisons} comparisons ({len(prefs.count)} "
+        "unique rows; the first fit of a shape compiles for a few seconds, unless "
+        "JAX's persistent compilation cache has it)"
+    )
+    hom = _fit_checked(_homogeneous(data), "homogeneous fit", (), prefs)
+    if not k:
+        return hom, hom, None
+    het = _fit_checked(data, "heterogeneous fit", prefs.rationality_names, prefs)
+    return hom, het, likelihood_ratio_test(hom.log_likelihood, het.log_likelihood, k)
 
 
 def _say(progress: bool, message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -290,6 +291,267 @@ def _source_estimate(reward_fn, reward_params, table, prompt_ids, codes, phi):
     )
 
 
+class _Plan(NamedTuple):
+    """What ``make_learner`` fixes once for all of a learner's functions (static)."""
+
+    config: PPOConfig
+    task: Task
+    reward_fn: Callable
+    ref_params: Any
+    optimizer: Any
+    table: dict | None  # ``_response_table`` (None: no finite response set)
+    splits: list  # cut points of an update's random words
+    num_words: int
+    dtype: Any
+
+    @property
+    def num_steps(self) -> int:
+        """Minibatch steps per update."""
+        return self.config.num_epochs * self.config.num_minibatches
+
+    @property
+    def per_query(self) -> bool:
+        return self.config.reward_noise == "per_query"
+
+    @property
+    def kl_reward(self) -> bool:
+        return self.config.penalty == "kl_reward"
+
+
+def _plan(config: PPOConfig, task: Task, reward_fn, ref_params) -> _Plan:
+    num_p, g = config.num_prompts, config.group_size
+    # Random words per update: prompts, one uniform per sampled token, epoch shuffles,
+    # and (per-query rewards) one uniform per sampled response.
+    splits = np.cumsum([num_p, num_p * g * task.seq_len, config.num_epochs * num_p])
+    splits = splits.tolist()
+    per_query = config.reward_noise == "per_query"
+    return _Plan(
+        config=config,
+        task=task,
+        reward_fn=reward_fn,
+        ref_params=ref_params,
+        optimizer=optax.chain(
+            optax.clip_by_global_norm(config.max_grad_norm),
+            optax.adam(config.learning_rate),
+        ),
+        table=_response_table(task, ref_params),
+        splits=splits,
+        num_words=splits[-1] + (num_p * g if per_query else 0),
+        dtype=jax.dtypes.canonicalize_dtype(float),  # float64 under jax_enable_x64
+    )
+
+
+def _init(plan: _Plan, key, variance_aware, beta=None) -> TrainState:
+    beta = plan.config.beta if beta is None else beta
+    return TrainState(
+        params=plan.ref_params,
+        opt_state=plan.optimizer.init(plan.ref_params),
+        key=jax.random.fold_in(key, 0),
+        reward_key=jax.random.fold_in(key, 1),
+        variance_aware=jnp.asarray(variance_aware, bool),
+        beta=jnp.asarray(beta, plan.dtype),
+        step=jnp.zeros((), jnp.int32),
+    )
+
+
+def _loss(plan: _Plan, params, mb, beta):
+    """Loss on a minibatch of whole prompt groups (fields [b, G, ...]): ``ppo_loss``
+    of the groups' samples flattened, plus the value loss with a value baseline."""
+    config, seq_len = plan.config, plan.task.seq_len
+    logp, value = plan.task.evaluate(params, mb["prompt_ids"], mb["actions"])
+    loss, aux = ppo_loss(
+        logp.reshape(-1, seq_len),
+        mb["old_logp"].reshape(-1, seq_len),
+        mb["ref_logp"].reshape(-1, seq_len),
+        mb["advantages"].reshape(-1),
+        mb["weights"].reshape(-1),
+        clip_eps=config.clip_eps,
+        beta=0.0 if plan.kl_reward else beta,  # "kl_reward": the KL is in the reward
+        kl_estimator=config.kl_estimator,
+    )
+    if config.baseline == "value":
+        loss = loss + config.value_coef * jnp.mean(
+            (value[:, None] - mb["returns"]) ** 2
+        )
+    return loss, aux
+
+
+def _draw(plan: _Plan, state: TrainState):
+    """The update's random words (prompts, tokens, shuffles, per-query rewards)."""
+    key, sub = jax.random.split(state.key)
+    words = jax.random.bits(sub, (plan.num_words,), jnp.uint32)
+    return key, jnp.split(words, plan.splits)
+
+
+def _sample(plan: _Plan, state: TrainState, reward_params, words):
+    """Samples the [num_p, G] responses; their log-probabilities, features and the
+    reward source's (observed) ``RewardEstimate`` [num_p·G]."""
+    config, task, table = plan.config, plan.task, plan.table
+    num_p, g = config.num_prompts, config.group_size
+    prompt_ids = uniform_index(words[0], task.num_prompts)
+    u = unit_uniform(words[1], plan.dtype).reshape(num_p, g, task.seq_len)
+    actions = task.sample_uniform(u, state.params, prompt_ids)
+    codes = task.action_ids(actions)  # [num_p, G]
+    old_logp, old_value = task.evaluate(state.params, prompt_ids, actions)
+    if table is None:
+        ref_logp, _ = task.evaluate(plan.ref_params, prompt_ids, actions)
+    else:
+        ref_logp = table["ref_logp"][prompt_ids[:, None], codes]
+    phi = task.response_features(prompt_ids, actions)  # [num_p, G, d]
+    est = _source_estimate(plan.reward_fn, reward_params, table, prompt_ids, codes, phi)
+    chex.assert_shape([est.mean, est.var], (num_p * g,))
+    est = observe(
+        est,
+        config.reward_noise,
+        u=unit_uniform(words[3], plan.dtype) if plan.per_query else None,
+        policy_key=state.reward_key,
+        phi=phi.reshape(-1, phi.shape[-1]),
+        prompt_ids=jnp.repeat(prompt_ids, g),
+        action_ids=codes.reshape(-1),
+        correlation=config.noise_correlation,
+    )
+    sample = {
+        "prompt_ids": prompt_ids,
+        "actions": actions,
+        "codes": codes,
+        "old_logp": old_logp,
+        "old_value": old_value,
+        "ref_logp": ref_logp,
+        "phi": phi,
+    }
+    return sample, est
+
+
+def _score(plan: _Plan, state: TrainState, reward_params, words):
+    """Samples the batch and scores it: the batch dict ([num_p, G, ...] fields) and
+    the diagnostics (codes, observed rewards, variances, gold rewards)."""
+    config, seq_len = plan.config, plan.task.seq_len
+    num_p, g = config.num_prompts, config.group_size
+    s, est = _sample(plan, state, reward_params, words)
+    weights = kl_weights(est.var, state.variance_aware, config.penalty)
+    returns = est.mean
+    if plan.kl_reward:
+        returns = kl_in_reward(
+            returns,
+            weights,
+            s["old_logp"].reshape(-1, seq_len),
+            s["ref_logp"].reshape(-1, seq_len),
+            state.beta,
+        )
+    returns = returns.reshape(num_p, g)
+    if config.baseline == "group":
+        advantages = group_advantages(returns.reshape(-1), g).reshape(num_p, g)
+    else:
+        advantages = returns - s["old_value"][:, None]
+    if config.normalize_advantages:
+        advantages = advantages / (jnp.std(advantages) + 1e-8)
+    batch = {
+        "prompt_ids": s["prompt_ids"],
+        "actions": s["actions"],
+        "old_logp": s["old_logp"],
+        "ref_logp": s["ref_logp"],
+        "advantages": advantages,
+        "weights": weights.reshape(num_p, g),
+        "returns": returns,
+    }
+    extra = {
+        "codes": s["codes"],
+        "observed": est.mean.reshape(num_p, g),
+        "var": est.var.reshape(num_p, g),
+        "gold": plan.task.gold_reward(s["phi"]),
+    }
+    return batch, extra
+
+
+def _rollout(plan: _Plan, state: TrainState, reward_params) -> dict:
+    _, words = _draw(plan, state)
+    batch, extra = _score(plan, state, reward_params, words)
+    return {**batch, **extra}
+
+
+def _minibatch_steps(plan: _Plan, state: TrainState, batch, shuffle_words):
+    """The update's optimiser steps: (params, opt_state, loss sum, clip-fraction sum).
+
+    Minibatches are random sets of whole prompt groups: each epoch shuffles the num_p
+    groups (a stable argsort of fresh random words) and cuts them into
+    num_minibatches; all epochs' minibatches are gathered up front.
+    """
+    config, num_steps = plan.config, plan.num_steps
+    num_p, num_m = config.num_prompts, config.num_minibatches
+    order = jax.vmap(stable_argsort)(shuffle_words.reshape(config.num_epochs, num_p))
+    mbs = jax.tree.map(lambda x: x[order.reshape(num_steps, num_p // num_m)], batch)
+    grad_fn = jax.grad(functools.partial(_loss, plan), has_aux=True)
+
+    def minibatch(k, carry):
+        params, opt_state, loss_sum, clip_sum = carry
+        grads, aux = grad_fn(params, jax.tree.map(lambda x: x[k], mbs), state.beta)
+        updates, opt_state = plan.optimizer.update(grads, opt_state, params)
+        kl_term = (0.0 if plan.kl_reward else state.beta) * aux["kl_penalty"]
+        return (
+            optax.apply_updates(params, updates),
+            opt_state,
+            loss_sum + aux["pg_loss"] + kl_term,
+            clip_sum + aux["clip_frac"],
+        )
+
+    zero = jnp.zeros((), batch["old_logp"].dtype)
+    return jax.lax.fori_loop(
+        0,
+        num_steps,
+        minibatch,
+        (state.params, state.opt_state, zero, zero),
+        unroll=min(num_steps, 16) if plan.task.seq_len == 1 else 1,
+    )
+
+
+def _update(plan: _Plan, state: TrainState, reward_params):
+    config = plan.config
+    key, words = _draw(plan, state)
+    batch, extra = _score(plan, state, reward_params, words)
+    params, opt_state, loss_sum, clip_sum = _minibatch_steps(
+        plan, state, batch, words[2]
+    )
+    # TRL's "objective/kl": the rollout's mean of Σ_t log(π_old/π_ref)_t.
+    kl = jnp.mean(jnp.sum(batch["old_logp"] - batch["ref_logp"], axis=-1))
+    beta = state.beta
+    if config.kl_control == "adaptive":
+        beta = adaptive_beta(
+            beta,
+            kl,
+            target=config.kl_target,
+            horizon=config.kl_horizon,
+            num_steps=config.num_prompts * config.group_size,
+        )
+    metrics = Metrics(
+        reward=jnp.mean(extra["observed"]),
+        gold=jnp.mean(extra["gold"]),
+        kl=kl,
+        beta=state.beta,
+        weight_max=jnp.max(batch["weights"]),
+        loss=loss_sum / plan.num_steps,
+        clip_frac=clip_sum / plan.num_steps,
+    )
+    new_state = state._replace(
+        params=params, opt_state=opt_state, key=key, beta=beta, step=state.step + 1
+    )
+    return new_state, metrics
+
+
+def _evaluate(plan: _Plan, key, params) -> PolicyEval:
+    task = plan.task
+    k_sample, k_gold, k_kl = jax.random.split(key, 3)
+    prompt_ids = jnp.repeat(
+        jnp.arange(task.num_prompts, dtype=jnp.int32), plan.config.num_eval_responses
+    )
+    actions = task.sample(k_sample, params, prompt_ids)
+    phi = task.response_features(prompt_ids, actions)
+    return PolicyEval(
+        gold=jnp.mean(task.gold_reward(phi)),
+        expected_gold=task.expected_gold(k_gold, params),
+        kl=task.policy_kl(k_kl, params, plan.ref_params),
+    )
+
+
 def make_learner(
     config: PPOConfig,
     task: Task,
@@ -316,7 +578,8 @@ def make_learner(
         ``reference_key``), e.g. a partly aligned "SFT" policy.
 
     Returns:
-      A ``PPOLearner``.
+      A ``PPOLearner``: ``init(key, variance_aware, beta=config.beta)``, ``update``,
+      ``evaluate``, ``rollout`` (module functions of one ``_Plan``).
     """
     _validate_config(config)
     if not isinstance(task, Task):
@@ -333,203 +596,12 @@ def make_learner(
         if reference_params is None
         else reference_params
     )
-    optimizer = optax.chain(
-        optax.clip_by_global_norm(config.max_grad_norm),
-        optax.adam(config.learning_rate),
-    )
-    num_p, g, seq_len = config.num_prompts, config.group_size, task.seq_len
-    num_e, num_m = config.num_epochs, config.num_minibatches
-    num_steps = num_e * num_m
-    per_query = config.reward_noise == "per_query"
-    kl_reward = config.penalty == "kl_reward"
-    # Random words per update: prompts, one uniform per sampled token, epoch shuffles,
-    # and (per-query rewards) one uniform per sampled response.
-    splits = np.cumsum([num_p, num_p * g * seq_len, num_e * num_p]).tolist()
-    num_words = splits[-1] + (num_p * g if per_query else 0)
-    dtype = jax.dtypes.canonicalize_dtype(float)  # float64 under jax_enable_x64
-    table = _response_table(task, ref_params)
-
-    def init(key, variance_aware, beta=config.beta):
-        return TrainState(
-            params=ref_params,
-            opt_state=optimizer.init(ref_params),
-            key=jax.random.fold_in(key, 0),
-            reward_key=jax.random.fold_in(key, 1),
-            variance_aware=jnp.asarray(variance_aware, bool),
-            beta=jnp.asarray(beta, dtype),
-            step=jnp.zeros((), jnp.int32),
-        )
-
-    def group_loss(logp, mb, beta):
-        """``ppo_loss`` of prompt groups: fields [b, G, T] / [b, G] flattened to samples."""
-        return ppo_loss(
-            logp.reshape(-1, seq_len),
-            mb["old_logp"].reshape(-1, seq_len),
-            mb["ref_logp"].reshape(-1, seq_len),
-            mb["advantages"].reshape(-1),
-            mb["weights"].reshape(-1),
-            clip_eps=config.clip_eps,
-            beta=0.0 if kl_reward else beta,  # "kl_reward": the KL is in the reward
-            kl_estimator=config.kl_estimator,
-        )
-
-    def loss_fn(params, mb, beta):
-        """Loss on a minibatch of whole prompt groups (fields [b, G, ...])."""
-        logp, value = task.evaluate(params, mb["prompt_ids"], mb["actions"])
-        loss, aux = group_loss(logp, mb, beta)
-        if config.baseline == "value":
-            loss = loss + config.value_coef * jnp.mean(
-                (value[:, None] - mb["returns"]) ** 2
-            )
-        return loss, aux
-
-    grad_fn = jax.grad(loss_fn, has_aux=True)
-
-    def draw(state):
-        """The update's random words (prompts, tokens, shuffles, per-query rewards)."""
-        key, sub = jax.random.split(state.key)
-        return key, jnp.split(jax.random.bits(sub, (num_words,), jnp.uint32), splits)
-
-    def score(state, reward_params, words):
-        """Samples the batch and scores it: the batch dict ([num_p, G, ...] fields)."""
-        prompt_ids = uniform_index(words[0], task.num_prompts)
-        u = unit_uniform(words[1], dtype).reshape(num_p, g, seq_len)
-        actions = task.sample_uniform(u, state.params, prompt_ids)
-        codes = task.action_ids(actions)  # [num_p, G]
-        old_logp, old_value = task.evaluate(state.params, prompt_ids, actions)
-        if table is None:
-            ref_logp, _ = task.evaluate(ref_params, prompt_ids, actions)
-        else:
-            ref_logp = table["ref_logp"][prompt_ids[:, None], codes]
-        phi = task.response_features(prompt_ids, actions)  # [num_p, G, d]
-        est = _source_estimate(reward_fn, reward_params, table, prompt_ids, codes, phi)
-        chex.assert_shape([est.mean, est.var], (num_p * g,))
-        est = observe(
-            est,
-            config.reward_noise,
-            u=unit_uniform(words[3], dtype) if per_query else None,
-            policy_key=state.reward_key,
-            phi=phi.reshape(-1, phi.shape[-1]),
-            prompt_ids=jnp.repeat(prompt_ids, g),
-            action_ids=codes.reshape(-1),
-            correlation=config.noise_correlation,
-        )
-        weights = kl_weights(est.var, state.variance_aware, config.penalty)
-        returns = est.mean
-        if kl_reward:
-            returns = kl_in_reward(
-                returns,
-                weights,
-                old_logp.reshape(-1, seq_len),
-                ref_logp.reshape(-1, seq_len),
-                state.beta,
-            )
-        returns = returns.reshape(num_p, g)
-        if config.baseline == "group":
-            advantages = group_advantages(returns.reshape(-1), g).reshape(num_p, g)
-        else:
-            advantages = returns - old_value[:, None]
-        if config.normalize_advantages:
-            advantages = advantages / (jnp.std(advantages) + 1e-8)
-        batch = {
-            "prompt_ids": prompt_ids,
-            "actions": actions,
-            "old_logp": old_logp,
-            "ref_logp": ref_logp,
-            "advantages": advantages,
-            "weights": weights.reshape(num_p, g),
-            "returns": returns,
-        }
-        extra = {
-            "codes": codes,
-            "observed": est.mean.reshape(num_p, g),
-            "var": est.var.reshape(num_p, g),
-            "gold": task.gold_reward(phi),
-        }
-        return batch, extra
-
-    def rollout(state, reward_params):
-        _, words = draw(state)
-        batch, extra = score(state, reward_params, words)
-        return {**batch, **extra}
-
-    def update(state, reward_params):
-        key, words = draw(state)
-        batch, extra = score(state, reward_params, words)
-
-        # Minibatches are random sets of whole prompt groups: each epoch shuffles the
-        # num_p groups (a stable argsort of fresh random words) and cuts them into
-        # num_minibatches; all epochs' minibatches are gathered up front.
-        order = jax.vmap(stable_argsort)(words[2].reshape(num_e, num_p))
-        mbs = jax.tree.map(lambda x: x[order.reshape(num_steps, num_p // num_m)], batch)
-
-        def minibatch(k, carry):
-            params, opt_state, loss_sum, clip_sum = carry
-            grads, aux = grad_fn(params, jax.tree.map(lambda x: x[k], mbs), state.beta)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            kl_term = (0.0 if kl_reward else state.beta) * aux["kl_penalty"]
-            return (
-                optax.apply_updates(params, updates),
-                opt_state,
-                loss_sum + aux["pg_loss"] + kl_term,
-                clip_sum + aux["clip_frac"],
-            )
-
-        zero = jnp.zeros((), batch["old_logp"].dtype)
-        params, opt_state, loss_sum, clip_sum = jax.lax.fori_loop(
-            0,
-            num_steps,
-            minibatch,
-            (state.params, state.opt_state, zero, zero),
-            unroll=min(num_steps, 16) if seq_len == 1 else 1,
-        )
-        # TRL's "objective/kl": the rollout's mean of Σ_t log(π_old/π_ref)_t.
-        kl = jnp.mean(jnp.sum(batch["old_logp"] - batch["ref_logp"], axis=-1))
-        beta = state.beta
-        if config.kl_control == "adaptive":
-            beta = adaptive_beta(
-                beta,
-                kl,
-                target=config.kl_target,
-                horizon=config.kl_horizon,
-                num_steps=num_p * g,
-            )
-        metrics = Metrics(
-            reward=jnp.mean(extra["observed"]),
-            gold=jnp.mean(extra["gold"]),
-            kl=kl,
-            beta=state.beta,
-            weight_max=jnp.max(batch["weights"]),
-            loss=loss_sum / num_steps,
-            clip_frac=clip_sum / num_steps,
-        )
-        new_state = state._replace(
-            params=params,
-            opt_state=opt_state,
-            key=key,
-            beta=beta,
-            step=state.step + 1,
-        )
-        return new_state, metrics
-
-    def evaluate(key, params):
-        k_sample, k_gold, k_kl = jax.random.split(key, 3)
-        prompt_ids = jnp.repeat(
-            jnp.arange(task.num_prompts, dtype=jnp.int32), config.num_eval_responses
-        )
-        actions = task.sample(k_sample, params, prompt_ids)
-        phi = task.response_features(prompt_ids, actions)
-        return PolicyEval(
-            gold=jnp.mean(task.gold_reward(phi)),
-            expected_gold=task.expected_gold(k_gold, params),
-            kl=task.policy_kl(k_kl, params, ref_params),
-        )
-
+    plan = _plan(config, task, reward_fn, ref_params)
     return PPOLearner(
-        init=init,
-        update=update,
-        evaluate=evaluate,
-        rollout=rollout,
+        init=functools.partial(_init, plan),
+        update=functools.partial(_update, plan),
+        evaluate=functools.partial(_evaluate, plan),
+        rollout=functools.partial(_rollout, plan),
         reference_params=ref_params,
     )
 
