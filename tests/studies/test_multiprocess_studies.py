@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]  # the repository (tests/<part>/)
 
 
 # Tiny configs: each case (one 1-process and one 2-process run) takes well under a
