@@ -17,7 +17,7 @@ none fatal (total under 10 minutes):
    → ``policy_updates_per_s`` (the best of its programs);
 5. ``coverage_speed``: ``benchmarks/coverage_speed.py`` at a small size (its printed
    report, kept as text);
-6. ``tests``: ``pytest -q -x tests/test_estimate.py tests/test_inference.py`` (the
+6. ``tests``: ``pytest -q -x tests/btl/test_estimate.py tests/btl/test_inference.py`` (the
    fast statistical core, float64 on the CPU device).
 
 Writes results/device_check.json with at least "device", "replicates_per_s",
@@ -194,8 +194,8 @@ def step_tests() -> dict:
             "-x",
             "-p",
             "no:cacheprovider",
-            "tests/test_estimate.py",
-            "tests/test_inference.py",
+            "tests/btl/test_estimate.py",
+            "tests/btl/test_inference.py",
         ],
         300,
     )
