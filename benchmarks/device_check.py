@@ -172,7 +172,7 @@ def step_ppo(sizes, out_file) -> dict:
 
 
 def step_coverage_speed(sizes, results_dir) -> dict:
-    prefix = os.path.join(results_dir, "coverage_speed")
+    folder = os.path.join(results_dir, "coverage_speed")  # its --out is a folder
     out, seconds = _run(
         [
             sys.executable,
@@ -183,13 +183,14 @@ def step_coverage_speed(sizes, results_dir) -> dict:
             "--devices=1",
             "--precisions=float32",
             "--no_before",
-            f"--out={prefix}",
+            f"--out={folder}",
         ],
         300,
     )
     result = {"seconds": seconds, "report": out[-3000:]}
-    if os.path.exists(prefix + ".json"):
-        with open(prefix + ".json") as f:
+    found = os.path.join(folder, "coverage_speed.json")
+    if os.path.exists(found):
+        with open(found) as f:
             result["json"] = json.load(f)
     return result
 
