@@ -15,9 +15,9 @@ none fatal (total under 10 minutes):
    95% binomial band, and its wall time including compilation;
 4. ``ppo_speed``: ``benchmarks/ppo_speed.py`` (loop / vmap / sharded / 2 processes)
    → ``policy_updates_per_s`` (the best of its programs);
-5. ``coverage_speed``: ``benchmarks/coverage_speed.py`` at a small size (its printed
-   report, kept as text);
-6. ``tests``: ``pytest -q -x tests/test_estimate.py tests/test_inference.py`` (the
+5. ``coverage_speed``: ``benchmarks/coverage_speed.py`` at a small size (float32, one
+   device, this checkout only; its JSON and printed report);
+6. ``tests``: ``pytest -q -x tests/btl/test_estimate.py tests/btl/test_inference.py`` (the
    fast statistical core, float64 on the CPU device).
 
 Writes results/device_check.json with at least "device", "replicates_per_s",
@@ -171,17 +171,28 @@ def step_ppo(sizes, out_file) -> dict:
         return json.load(f)
 
 
-def step_coverage_speed(sizes) -> dict:
+def step_coverage_speed(sizes, results_dir) -> dict:
+    folder = os.path.join(results_dir, "coverage_speed")  # its --out is a folder
     out, seconds = _run(
         [
             sys.executable,
             "benchmarks/coverage_speed.py",
             f"--replicates={sizes['coverage_speed_replicates']}",
+            "--statsmodels_replicates=50",
             "--n=200",
+            "--devices=1",
+            "--precisions=float32",
+            "--no_before",
+            f"--out={folder}",
         ],
         300,
     )
-    return {"seconds": seconds, "report": out[-3000:]}
+    result = {"seconds": seconds, "report": out[-3000:]}
+    found = os.path.join(folder, "coverage_speed.json")
+    if os.path.exists(found):
+        with open(found) as f:
+            result["json"] = json.load(f)
+    return result
 
 
 def step_tests() -> dict:
@@ -194,8 +205,8 @@ def step_tests() -> dict:
             "-x",
             "-p",
             "no:cacheprovider",
-            "tests/test_estimate.py",
-            "tests/test_inference.py",
+            "tests/btl/test_estimate.py",
+            "tests/btl/test_inference.py",
         ],
         300,
     )
@@ -246,7 +257,9 @@ def main(argv=None) -> dict:
         None if ppo is None else max(ppo["policy_updates_per_s"].values())
     )
     report["ppo_speed"] = ppo
-    report["coverage_speed"] = record("coverage_speed", step_coverage_speed, sizes)
+    report["coverage_speed"] = record(
+        "coverage_speed", step_coverage_speed, sizes, results_dir
+    )
     report["tests"] = record("tests", step_tests)
     report["seconds"] = time.perf_counter() - start
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)

@@ -94,6 +94,10 @@ def _from_host(flat: Mapping[str, np.ndarray], like):
             value = jax.random.wrap_key_data(jnp.asarray(value), impl=_key_impl(ref))
         elif isinstance(ref, (bool, int, float)) and not isinstance(ref, np.generic):
             value = type(ref)(value)
+        elif isinstance(ref, (np.ndarray, np.generic)):
+            # numpy stays numpy in its own dtype (float64 too when JAX runs in
+            # float32: a resumed run must hold the same numbers as an uninterrupted one)
+            value = np.asarray(value, ref.dtype)
         else:
             value = jnp.asarray(value)
         leaves.append(value)
@@ -206,7 +210,8 @@ def restore_pytree(directory, step: int | None, like):
         typed-key leaves are re-wrapped with their PRNG implementation.
 
     Returns:
-      The restored pytree (jax arrays; Python scalars stay scalars).
+      The restored pytree (jax arrays; numpy leaves of ``like`` come back as numpy
+      arrays of their dtype, Python scalars as scalars).
 
     Raises:
       FileNotFoundError: no checkpoint (at ``step``) in ``directory``.

@@ -57,3 +57,17 @@ def test_latest_step_of_missing_directory_is_none(tmp_path):
     assert checkpoint.latest_step(tmp_path / "missing") is None
     checkpoint.save_pytree(tmp_path / "c", 3, {"x": np.arange(3.0)})
     assert checkpoint.latest_step(tmp_path / "c") == 3
+
+
+def test_numpy_float64_leaves_restore_exactly_under_float32(tmp_path):
+    """A float64 numpy leaf (e.g. the PPO learning curves) is restored as saved even
+    when JAX runs in float32, so a resumed run holds an uninterrupted run's numbers."""
+    import jax
+
+    curves = np.array([0.3732304871082306, 1 / 3])
+    with jax.enable_x64(False):
+        checkpoint.save_pytree(tmp_path, 1, {"curves": curves, "x": np.arange(2.0)})
+        back = checkpoint.restore_pytree(tmp_path, 1, {"curves": curves, "x": curves})
+    assert isinstance(back["curves"], np.ndarray)
+    assert back["curves"].dtype == np.float64
+    np.testing.assert_array_equal(back["curves"], curves)

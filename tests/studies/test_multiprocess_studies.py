@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]  # the repository (tests/<part>/)
 
 
 # Tiny configs: each case (one 1-process and one 2-process run) takes well under a
@@ -264,3 +264,21 @@ def test_broadcast_and_pytree_checkpoint_on_two_processes(tmp_path):
     assert sorted(
         c.name for c in (tmp_path / "ckpt").iterdir() if c.name.isdigit()
     ) == ["5"]
+
+
+def test_ppo_on_two_processes_resumes_from_its_checkpoints(tmp_path):
+    """A second run of the same two-process command restores the saved train states
+    (process 0 reads them, both processes continue) and gives the same numbers."""
+    out = tmp_path / "ppo"
+    _run_pair("ppo", out)
+    first = _numbers(out / "results.json")
+    table = (out / "results.md").read_text()
+    _run_pair("ppo", out)
+    second = _numbers(out / "results.json")
+    (run,) = first["runs"]
+    assert first["runs"][run]["resumed_from_segment"] == 0
+    assert second["runs"][run]["resumed_from_segment"] == 2  # num_segments: all saved
+    for payload in (first, second):
+        payload["runs"][run].pop("resumed_from_segment")
+    _assert_same(second, first)
+    assert (out / "results.md").read_text() == table
