@@ -108,6 +108,22 @@ def figures(parts, levels):
     return figs
 
 
+def sandwich_se(sandwich_cov) -> np.ndarray:
+    """Standard errors sqrt(diag) of a sandwich covariance [p, p] -> [p].
+
+    A clustered sandwich gives a parameter whose rows all lie in one cluster a variance
+    of exactly 0 in theory (its score sums to 0 at the MLE), which rounding can make
+    -1e-15: such variances are clipped to 0 (the callers flag them), not left to NaN.
+    """
+    var = np.diagonal(np.asarray(sandwich_cov))
+    scale = max(float(np.max(np.abs(var))), np.finfo(var.dtype).tiny)
+    if np.any(var < -1e-8 * scale):
+        raise ValueError(
+            f"sandwich covariance has a negative variance: {var.min():.3g}"
+        )
+    return np.sqrt(np.clip(var, 0.0, None))
+
+
 def rationality(params, tr, sandwich_cov, train, levels):
     """σ̂ = 1 + γ̂ per annotator with Fisher and sandwich 95% intervals."""
     z95 = stats.norm.ppf(0.975)
@@ -117,7 +133,7 @@ def rationality(params, tr, sandwich_cov, train, levels):
         counts[r.annotator] = counts.get(r.annotator, 0) + 1
         types[r.annotator] = r.annotator_type
     d = tr.phi0.shape[-1]
-    se_sw = np.sqrt(np.diagonal(np.asarray(sandwich_cov)))
+    se_sw = sandwich_se(sandwich_cov)
     ref = levels.reference
     rat = {ref: {"sigma": 1.0, "se": 0.0, "lower": 1.0, "upper": 1.0}}
     rows = [[ref, types[ref], counts[ref], 1.0, "reference", "-", "-", "-"]]
@@ -130,9 +146,12 @@ def rationality(params, tr, sandwich_cov, train, levels):
             "lower": s - z95 * se,
             "upper": s + z95 * se,
             "se_sandwich": float(sw),
+            "sandwich_degenerate": bool(sw == 0.0),
         }
         fisher_ci = f"[{s - z95 * se:.3f}, {s + z95 * se:.3f}]"
         sandwich_ci = f"[{s - z95 * sw:.3f}, {s + z95 * sw:.3f}]"
+        if sw == 0.0:  # every row of this annotator in one cluster: no sandwich se
+            sandwich_ci = "degenerate (one cluster)"
         row = [name, types[name], counts[name], s, se, fisher_ci, float(sw)]
         rows.append([*row, sandwich_ci])
     for name in levels.pooled:
@@ -161,7 +180,7 @@ def estimation(params, tr, ests, sandwich_cov, alpha=0.05):
             ]
         )
     cols[0].append(float(np.max(np.asarray(ci.se.theta))))
-    cols[1].append(float(np.max(np.sqrt(np.diagonal(np.asarray(sandwich_cov)))[:d])))
+    cols[1].append(float(np.max(sandwich_se(sandwich_cov)[:d])))
     names = [
         "median se of held-out Δ̂",
         "10% / 90% quantile of se(Δ̂)",

@@ -58,3 +58,12 @@ def test_calibration_real_config_presets_and_validation(tmp_path):
     config.levels = (0.5, 1.2)
     with pytest.raises(ValueError, match="config.levels"):
         study.run(config)
+
+
+def test_sandwich_se_clips_rounding_zeros_and_rejects_negative_variances():
+    from experiments.calibration_report import sandwich_se
+
+    cov = np.diag([4.0, -3.5e-15, 0.25])
+    np.testing.assert_array_equal(sandwich_se(cov), [2.0, 0.0, 0.5])
+    with pytest.raises(ValueError, match="negative variance"):
+        sandwich_se(np.diag([4.0, -0.1]))
