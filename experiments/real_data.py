@@ -56,9 +56,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import scipy.stats
 from tqdm import tqdm
 
 import experiments
@@ -67,7 +65,6 @@ from configs import real_data as real_data_config
 from experiments import real_data_report
 from hetrlhf import data as D
 from hetrlhf import validation
-from hetrlhf.alignment import selection
 from hetrlhf.btl import confidence, inference
 from hetrlhf.data import features as F
 from hetrlhf.own_data import analysis
@@ -126,21 +123,6 @@ def _load(config, name: str):
     return records, summary, gold, [s for s in specs if s.name in wanted]
 
 
-def _psi(spec: ModelSpec, train, rows, min_count: int):
-    """(levels, ψ of ``train``, ψ of ``rows``) or (None, None, None) for k = 0."""
-    if spec.column is None:
-        return None, None, None
-    values = [spec.column(r) for r in train]
-    levels = D.fit_levels(values, reference=spec.reference, min_count=min_count)
-    if not levels.names:
-        return levels, None, None
-    return (
-        levels,
-        D.one_hot(values, levels),
-        D.one_hot([spec.column(r) for r in rows], levels, unknown="reference"),
-    )
-
-
 class Fit(NamedTuple):
     """One fit with its diagnostics, in the units of the unpadded data."""
 
@@ -186,52 +168,16 @@ def _fit(config, cmp: hr.Comparisons) -> Fit:
     )
 
 
-def _candidates(gold, prompts: set, position: dict):
-    """Per held-out prompt: candidate rows of the pair table and their gold win rates.
-
-    Returns:
-      (prompts kept, per prompt the rows of its candidates in the pair table, per
-      prompt their gold win rates, number of prompts skipped for < 2 candidates).
-    """
-    wins: dict = defaultdict(lambda: defaultdict(list))
-    for r in gold:
-        if r.prompt not in prompts:
-            continue
-        score1 = 0.5 if r.label is None else float(r.label)
-        wins[r.prompt][r.response_0].append(1.0 - score1)
-        wins[r.prompt][r.response_1].append(score1)
-    kept, rows, golds, skipped = [], [], [], 0
-    for prompt in sorted(wins):
-        responses = sorted(wins[prompt])
-        if len(responses) < 2:
-            skipped += 1
-            continue
-        kept.append(prompt)
-        rows.append([position[(prompt, a)] for a in responses])
-        golds.append([float(np.mean(wins[prompt][a])) for a in responses])
-    return kept, rows, golds, skipped
-
-
-def _best_of_n(fit: Fit, train_cmp, phi_all, rows, golds, alpha) -> dict:
-    """Gold win rates of the BoN and pBoN choices for each prompt ([P] each)."""
-    width = max(len(r) for r in rows)
-    mask = np.array([[j < len(r) for j in range(width)] for r in rows])
-    est = hr.reward_interval(
-        fit.params,
-        train_cmp,
-        jnp.asarray(phi_all[np.concatenate(rows)]),
-        cov=jnp.asarray(fit.cov),
+def _psi(spec: ModelSpec, train, rows, min_count: int):
+    """(levels, ψ of ``train``, ψ of ``rows``); all None for k = 0."""
+    if spec.column is None:
+        return None, None, None
+    return D.level_covariates(
+        [spec.column(r) for r in train],
+        [spec.column(r) for r in rows],
+        reference=spec.reference,
+        min_count=min_count,
     )
-    mean, var, gold = np.zeros(mask.shape), np.zeros(mask.shape), np.zeros(mask.shape)
-    mean[mask], var[mask] = np.asarray(est.mean), np.asarray(est.var)
-    gold[mask] = np.concatenate(golds)
-    choices = selection.evaluate_choices(
-        hr.RewardEstimate(jnp.asarray(mean), jnp.asarray(var)),
-        jnp.asarray(gold),
-        alpha,
-        jnp.asarray(mask),
-    )
-    return {k: np.asarray(v) for k, v in choices._asdict().items()}
 
 
 def _held_out(params, cmp: hr.Comparisons, types: np.ndarray | None) -> dict:
@@ -243,33 +189,6 @@ def _held_out(params, cmp: hr.Comparisons, types: np.ndarray | None) -> dict:
             out[f"log_likelihood_{t}"] = float(ll[types == t].mean())
             out[f"accuracy_{t}"] = float(correct[types == t].mean())
     return out
-
-
-def _rationality(spec: ModelSpec, levels, records, fit: Fit, entry: dict, alpha):
-    """σ = 1 + γ per level with Wald intervals (NaN when the fit is not ok)."""
-    values = [spec.column(r) for r in records]
-    counts = {v: values.count(v) for v in set(values)}
-    d, k = entry["d"], entry["k"]
-    ok = fit.status == "ok"  # no intervals from a bad fit: NaN, the status says why
-    se = np.sqrt(np.diag(fit.cov))[d:] if ok else np.full(k, np.nan)
-    z = float(scipy.stats.norm.ppf(1 - alpha / 2))
-    gamma = np.asarray(fit.params.gamma)
-    return {
-        "reference": levels.reference,
-        "pooled": list(levels.pooled),
-        "reference_n": counts[levels.reference] + sum(counts[v] for v in levels.pooled),
-        "levels": [
-            {
-                "level": name,
-                "n": counts[name],
-                "gamma": float(gamma[j]),
-                "se": float(se[j]),
-                "lower": float(gamma[j] - z * se[j]),
-                "upper": float(gamma[j] + z * se[j]),
-            }
-            for j, name in enumerate(levels.names)
-        ],
-    }
 
 
 def _inference(config, prep) -> dict:
@@ -300,7 +219,12 @@ def _inference(config, prep) -> dict:
         if spec.column is None:
             hom_loss = fit.loss if fit.converged else None
         else:
-            entry.update(_rationality(spec, levels, records, fit, entry, config.alpha))
+            values = [spec.column(r) for r in records]
+            entry.update(
+                real_data_report.rationality(
+                    values, levels, fit, entry["d"], config.alpha
+                )
+            )
             if hom_loss is not None and fit.converged:
                 lr = inference.likelihood_ratio_test(
                     -n * hom_loss, -n * fit.loss, entry["k"]
@@ -321,9 +245,7 @@ def _evaluate_split(config, prep, split: int):
     train, test = D.split_by_prompt(
         prep.records, test_fraction=config.test_fraction, seed=config.seed + split
     )
-    kept, rows, golds, skipped = _candidates(
-        prep.gold, {r.prompt for r in test}, prep.position
-    )
+    pools = D.pools.candidate_pools(prep.gold, {r.prompt for r in test}, prep.position)
     types = np.array([r.annotator_type or "all" for r in test])
     types = types if len(set(types)) > 1 else None
     held, bon, status = {}, {}, {}
@@ -346,10 +268,13 @@ def _evaluate_split(config, prep, split: int):
         held[spec.name] = _held_out(fit.params, data.test, types)
         held[spec.name].update(converged=fit.converged, ok=fit.status == "ok")
         status[spec.name] = fit.status
-        if rows and fit.status == "ok":
-            chosen = _best_of_n(fit, data.train, data.phi, rows, golds, config.alpha)
-            bon[spec.name] = {**chosen, "prompt": np.array(kept, dtype=object)}
-    return held, bon, skipped, status
+        if pools.prompts and fit.status == "ok":
+            chosen = D.pools.pool_choices(
+                fit.params, data.train, data.phi, pools, config.alpha, cov=fit.cov
+            )
+            bon[spec.name] = {k: np.asarray(v) for k, v in chosen._asdict().items()}
+            bon[spec.name]["prompt"] = np.array(pools.prompts, dtype=object)
+    return held, bon, pools.skipped, status
 
 
 def _bon_summary(cols: dict, key, config) -> dict:
@@ -422,10 +347,7 @@ class Prepared(NamedTuple):
 def prepare(config, name: str) -> Prepared:
     """Loads dataset ``name`` and computes the raw features of its distinct texts."""
     records, summary, gold, specs = _load(config, name)
-    position: dict = {}
-    for r in [*records, *gold]:
-        for pair in ((r.prompt, r.response_0), (r.prompt, r.response_1)):
-            position.setdefault(pair, len(position))
+    position = D.pools.text_positions([*records, *gold])
     features = F.text_features(
         list(position),
         config.featurizer,

@@ -7,11 +7,42 @@ from __future__ import annotations
 
 import matplotlib
 import numpy as np
+import scipy.stats
 
 from hetrlhf import reporting
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+
+
+def rationality(values: list, levels, fit, d: int, alpha) -> dict:
+    """σ = 1 + γ per level with Wald intervals (NaN when the fit is not ok).
+
+    ``values``: [n] the level of each row fitted; ``levels``: their ``Levels``;
+    ``fit``: the study's ``Fit`` (params, cov [d + k, d + k], status).
+    """
+    counts = {v: values.count(v) for v in set(values)}
+    k = len(levels.names)
+    ok = fit.status == "ok"  # no intervals from a bad fit: NaN, the status says why
+    se = np.sqrt(np.diag(fit.cov))[d:] if ok else np.full(k, np.nan)
+    z = float(scipy.stats.norm.ppf(1 - alpha / 2))
+    gamma = np.asarray(fit.params.gamma)
+    return {
+        "reference": levels.reference,
+        "pooled": list(levels.pooled),
+        "reference_n": counts[levels.reference] + sum(counts[v] for v in levels.pooled),
+        "levels": [
+            {
+                "level": name,
+                "n": counts[name],
+                "gamma": float(gamma[j]),
+                "se": float(se[j]),
+                "lower": float(gamma[j] - z * se[j]),
+                "upper": float(gamma[j] + z * se[j]),
+            }
+            for j, name in enumerate(levels.names)
+        ],
+    }
 
 
 def _ok_mean_sd(held: dict, name: str, digits: int) -> str:
