@@ -34,11 +34,9 @@ one). Levels with fewer than ``min_annotator_count`` training rows get no column
 pooled with the reference; a held-out row of an unseen level is scored as the
 reference. Keeping all levels would put ψ0 in the span of ψ (not identified).
 
-Every fit is ``hetrlhf.own_data.analysis.fit_and_covariances`` (rows of weight 0 pad
-the data to a few sizes, so that fits share compiled programs; they leave the estimate
-and the covariance unchanged). A fit
-that does not converge, whose rows are perfectly separated, or whose information is
-singular is reported with that status (and no intervals), never raised or hidden.
+Every fit is ``hetrlhf.own_data.analysis.diagnosed_fit``: a fit that does not converge,
+whose rows are perfectly separated, or whose information is singular is reported with
+that status (and no intervals), never raised or hidden.
 
 Features φ(s, a): hashed n-grams of the response (or MiniLM sentence embeddings with
 the [text] extra) projected by an SVD fitted on the training Δφ (uncentered, whitened)
@@ -64,8 +62,7 @@ import hetrlhf as hr
 from configs import real_data as real_data_config
 from experiments import real_data_report
 from hetrlhf import data as D
-from hetrlhf import validation
-from hetrlhf.btl import confidence, inference
+from hetrlhf.btl import inference
 from hetrlhf.data import features as F
 from hetrlhf.own_data import analysis
 
@@ -83,34 +80,7 @@ class ModelSpec(NamedTuple):
 
 def _load(config, name: str):
     """(training records, summary, gold human records with ties kept, model specs)."""
-    max_rows = config.max_rows or None
-    if name == "pandalm":
-        records, summary = D.load_pandalm(
-            config.data_dir,
-            judges=config.pandalm_judges,
-            ties=config.ties,
-            max_rows=max_rows,
-        )
-        gold, _ = D.load_pandalm(
-            config.data_dir, judges=False, ties="keep", max_rows=max_rows
-        )
-        specs = [
-            ModelSpec("homogeneous", None, None),
-            ModelSpec("annotator_type", lambda r: r.annotator_type, "human"),
-            ModelSpec("annotator", lambda r: r.annotator, config.pandalm_reference),
-        ]
-    elif name == "tulu1":
-        records, summary = D.load_tulu1(
-            config.data_dir, ties=config.ties, max_rows=max_rows
-        )
-        gold, _ = D.load_tulu1(config.data_dir, ties="keep", max_rows=max_rows)
-        specs = [
-            ModelSpec("homogeneous", None, None),
-            ModelSpec(
-                "annotator", lambda r: r.annotator, config.tulu1_reference or None
-            ),
-        ]
-    else:
+    if name not in _DATASETS:
         raise ValueError(
             f"config.datasets: unknown dataset {name!r}; known: {_DATASETS}"
         )
@@ -120,52 +90,27 @@ def _load(config, name: str):
         raise ValueError(
             f"config.models: unknown model(s) {sorted(unknown)}; known: {_MODELS}"
         )
+    pandalm = name == "pandalm"
+    load = D.load_pandalm if pandalm else D.load_tulu1
+    judges = (
+        [{"judges": config.pandalm_judges}, {"judges": False}] if pandalm else [{}] * 2
+    )
+    options = {"max_rows": config.max_rows or None}
+    records, summary = load(config.data_dir, ties=config.ties, **options, **judges[0])
+    gold, _ = load(config.data_dir, ties="keep", **options, **judges[1])
+    reference = config.pandalm_reference if pandalm else config.tulu1_reference or None
+    specs = [
+        ModelSpec("homogeneous", None, None),
+        ModelSpec("annotator_type", lambda r: r.annotator_type, "human"),
+        ModelSpec("annotator", lambda r: r.annotator, reference),
+    ]
+    if not pandalm:  # Tülu has one annotator type
+        del specs[1]
     return records, summary, gold, [s for s in specs if s.name in wanted]
 
 
-class Fit(NamedTuple):
-    """One fit with its diagnostics, in the units of the unpadded data."""
-
-    params: hr.Params
-    converged: bool  # hr.fit's flag, and the rows are not perfectly separated
-    separated: bool  # every training comparison classified correctly: no MLE
-    num_steps: int
-    grad_norm: float  # ‖∇L_n‖ on the n real rows
-    loss: float  # L_n on the n real rows
-    cov: np.ndarray  # [d + k, d + k] I⁻¹/n (NaN when the information is singular)
-    condition_number: float  # of the information (inf: not positive definite)
-    status: str  # "ok", "not converged", "separated" or "singular information"
-
-
-def _fit(config, cmp: hr.Comparisons) -> Fit:
-    """Fits ``cmp`` and diagnoses it; never raises on a bad fit.
-
-    ``own_data.analysis.fit_and_covariances``: one compiled program per padded size
-    and (d, k) (rows of weight 0: the fit and the covariance of ``cmp``).
-    """
-    out = analysis.fit_and_covariances(cmp, fit_options=config.fit.to_dict())
-    res = out.result
-    separated, cond = bool(out.separated), float(out.condition_number)
-    converged = bool(res.converged) and not separated
-    if separated:
-        status = "separated"
-    elif not converged:
-        status = "not converged"
-    elif not cond <= validation.default_max_condition(cmp.y.dtype):
-        status = "singular information"
-    else:
-        status = "ok"
-    return Fit(
-        params=res.params,
-        converged=converged,
-        separated=separated,
-        num_steps=int(res.num_steps),
-        grad_norm=float(res.grad_norm),
-        loss=float(res.loss),
-        cov=np.asarray(out.covariance),
-        condition_number=cond,
-        status=status,
-    )
+def _fit(config, cmp: hr.Comparisons) -> analysis.DiagnosedFit:
+    return analysis.diagnosed_fit(cmp, fit_options=config.fit.to_dict())
 
 
 def _psi(spec: ModelSpec, train, rows, min_count: int):
@@ -214,7 +159,11 @@ def _inference(config, prep) -> dict:
             "k": int(cmp.psi.shape[1]),
             "d": int(cmp.phi0.shape[1]),
             "n": int(n),
-            **{f: getattr(fit, f) for f in Fit._fields if f not in ("params", "cov")},
+            **{
+                f: getattr(fit, f)
+                for f in analysis.DiagnosedFit._fields
+                if f not in ("params", "cov")
+            },
         }
         if spec.column is None:
             hom_loss = fit.loss if fit.converged else None
@@ -277,28 +226,6 @@ def _evaluate_split(config, prep, split: int):
     return held, bon, pools.skipped, status
 
 
-def _bon_summary(cols: dict, key, config) -> dict:
-    """BoN/pBoN over the splits, with a bootstrap interval clustered by prompt."""
-    cat = {name: np.concatenate(v) for name, v in cols.items()}
-    diff, lo, hi = confidence.cluster_bootstrap_mean(
-        key,
-        cat["pbon"] - cat["bon"],
-        list(cat["prompt"]),
-        num_bootstrap=config.num_bootstrap,
-        alpha=config.alpha,
-    )
-    return {
-        "num_splits_used": len(cols["bon"]),
-        "num_prompts": int(len(cat["bon"]) / len(cols["bon"])),
-        "mean_candidates": float(cat["num_candidates"].mean()),
-        **{k: float(cat[k].mean()) for k in ("random", "bon", "pbon", "oracle")},
-        "pbon_minus_bon": diff,
-        "pbon_minus_bon_lower": lo,
-        "pbon_minus_bon_upper": hi,
-        "changed": float(cat["changed"].mean()),
-    }
-
-
 def _evaluate_splits(config, key, prep) -> dict:
     """Held-out log-likelihood, accuracy and BoN/pBoN over ``num_splits`` splits."""
     per_model: dict = defaultdict(lambda: defaultdict(list))
@@ -318,15 +245,11 @@ def _evaluate_splits(config, key, prep) -> dict:
     summaries = {}
     for model, cols in bon_rows.items():
         key, sub = jax.random.split(key)
-        summaries[model] = _bon_summary(cols, sub, config)
+        summaries[model] = real_data_report.bon_summary(
+            cols, sub, config.num_bootstrap, config.alpha
+        )
     return {
-        "held_out": {
-            model: {
-                name: {"mean": float(np.mean(v)), "sd": float(np.std(v)), "values": v}
-                for name, v in metrics.items()
-            }
-            for model, metrics in per_model.items()
-        },
+        "held_out": real_data_report.mean_sd(per_model),
         "bon": summaries,
         "skipped_prompts": skipped,
         "fit_status": {m: dict(c) for m, c in statuses.items()},
