@@ -34,11 +34,9 @@ one). Levels with fewer than ``min_annotator_count`` training rows get no column
 pooled with the reference; a held-out row of an unseen level is scored as the
 reference. Keeping all levels would put ψ0 in the span of ψ (not identified).
 
-Every fit is ``hetrlhf.own_data.analysis.fit_and_covariances`` (rows of weight 0 pad
-the data to a few sizes, so that fits share compiled programs; they leave the estimate
-and the covariance unchanged). A fit
-that does not converge, whose rows are perfectly separated, or whose information is
-singular is reported with that status (and no intervals), never raised or hidden.
+Every fit is ``hetrlhf.own_data.analysis.diagnosed_fit``: a fit that does not converge,
+whose rows are perfectly separated, or whose information is singular is reported with
+that status (and no intervals), never raised or hidden.
 
 Features φ(s, a): hashed n-grams of the response (or MiniLM sentence embeddings with
 the [text] extra) projected by an SVD fitted on the training Δφ (uncentered, whitened)
@@ -56,9 +54,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import scipy.stats
 from tqdm import tqdm
 
 import experiments
@@ -66,9 +62,7 @@ import hetrlhf as hr
 from configs import real_data as real_data_config
 from experiments import real_data_report
 from hetrlhf import data as D
-from hetrlhf import validation
-from hetrlhf.alignment import selection
-from hetrlhf.btl import confidence, inference
+from hetrlhf.btl import inference
 from hetrlhf.data import features as F
 from hetrlhf.own_data import analysis
 
@@ -86,34 +80,7 @@ class ModelSpec(NamedTuple):
 
 def _load(config, name: str):
     """(training records, summary, gold human records with ties kept, model specs)."""
-    max_rows = config.max_rows or None
-    if name == "pandalm":
-        records, summary = D.load_pandalm(
-            config.data_dir,
-            judges=config.pandalm_judges,
-            ties=config.ties,
-            max_rows=max_rows,
-        )
-        gold, _ = D.load_pandalm(
-            config.data_dir, judges=False, ties="keep", max_rows=max_rows
-        )
-        specs = [
-            ModelSpec("homogeneous", None, None),
-            ModelSpec("annotator_type", lambda r: r.annotator_type, "human"),
-            ModelSpec("annotator", lambda r: r.annotator, config.pandalm_reference),
-        ]
-    elif name == "tulu1":
-        records, summary = D.load_tulu1(
-            config.data_dir, ties=config.ties, max_rows=max_rows
-        )
-        gold, _ = D.load_tulu1(config.data_dir, ties="keep", max_rows=max_rows)
-        specs = [
-            ModelSpec("homogeneous", None, None),
-            ModelSpec(
-                "annotator", lambda r: r.annotator, config.tulu1_reference or None
-            ),
-        ]
-    else:
+    if name not in _DATASETS:
         raise ValueError(
             f"config.datasets: unknown dataset {name!r}; known: {_DATASETS}"
         )
@@ -123,115 +90,39 @@ def _load(config, name: str):
         raise ValueError(
             f"config.models: unknown model(s) {sorted(unknown)}; known: {_MODELS}"
         )
+    pandalm = name == "pandalm"
+    load = D.load_pandalm if pandalm else D.load_tulu1
+    judges = (
+        [{"judges": config.pandalm_judges}, {"judges": False}] if pandalm else [{}] * 2
+    )
+    options = {"max_rows": config.max_rows or None}
+    records, summary = load(config.data_dir, ties=config.ties, **options, **judges[0])
+    gold, _ = load(config.data_dir, ties="keep", **options, **judges[1])
+    reference = config.pandalm_reference if pandalm else config.tulu1_reference or None
+    specs = [
+        ModelSpec("homogeneous", None, None),
+        ModelSpec("annotator_type", lambda r: r.annotator_type, "human"),
+        ModelSpec("annotator", lambda r: r.annotator, reference),
+    ]
+    if not pandalm:  # Tülu has one annotator type
+        del specs[1]
     return records, summary, gold, [s for s in specs if s.name in wanted]
 
 
+def _fit(config, cmp: hr.Comparisons) -> analysis.DiagnosedFit:
+    return analysis.diagnosed_fit(cmp, fit_options=config.fit.to_dict())
+
+
 def _psi(spec: ModelSpec, train, rows, min_count: int):
-    """(levels, ψ of ``train``, ψ of ``rows``) or (None, None, None) for k = 0."""
+    """(levels, ψ of ``train``, ψ of ``rows``); all None for k = 0."""
     if spec.column is None:
         return None, None, None
-    values = [spec.column(r) for r in train]
-    levels = D.fit_levels(values, reference=spec.reference, min_count=min_count)
-    if not levels.names:
-        return levels, None, None
-    return (
-        levels,
-        D.one_hot(values, levels),
-        D.one_hot([spec.column(r) for r in rows], levels, unknown="reference"),
+    return D.level_covariates(
+        [spec.column(r) for r in train],
+        [spec.column(r) for r in rows],
+        reference=spec.reference,
+        min_count=min_count,
     )
-
-
-class Fit(NamedTuple):
-    """One fit with its diagnostics, in the units of the unpadded data."""
-
-    params: hr.Params
-    converged: bool  # hr.fit's flag, and the rows are not perfectly separated
-    separated: bool  # every training comparison classified correctly: no MLE
-    num_steps: int
-    grad_norm: float  # ‖∇L_n‖ on the n real rows
-    loss: float  # L_n on the n real rows
-    cov: np.ndarray  # [d + k, d + k] I⁻¹/n (NaN when the information is singular)
-    condition_number: float  # of the information (inf: not positive definite)
-    status: str  # "ok", "not converged", "separated" or "singular information"
-
-
-def _fit(config, cmp: hr.Comparisons) -> Fit:
-    """Fits ``cmp`` and diagnoses it; never raises on a bad fit.
-
-    ``own_data.analysis.fit_and_covariances``: one compiled program per padded size
-    and (d, k) (rows of weight 0: the fit and the covariance of ``cmp``).
-    """
-    out = analysis.fit_and_covariances(cmp, fit_options=config.fit.to_dict())
-    res = out.result
-    separated, cond = bool(out.separated), float(out.condition_number)
-    converged = bool(res.converged) and not separated
-    if separated:
-        status = "separated"
-    elif not converged:
-        status = "not converged"
-    elif not cond <= validation.default_max_condition(cmp.y.dtype):
-        status = "singular information"
-    else:
-        status = "ok"
-    return Fit(
-        params=res.params,
-        converged=converged,
-        separated=separated,
-        num_steps=int(res.num_steps),
-        grad_norm=float(res.grad_norm),
-        loss=float(res.loss),
-        cov=np.asarray(out.covariance),
-        condition_number=cond,
-        status=status,
-    )
-
-
-def _candidates(gold, prompts: set, position: dict):
-    """Per held-out prompt: candidate rows of the pair table and their gold win rates.
-
-    Returns:
-      (prompts kept, per prompt the rows of its candidates in the pair table, per
-      prompt their gold win rates, number of prompts skipped for < 2 candidates).
-    """
-    wins: dict = defaultdict(lambda: defaultdict(list))
-    for r in gold:
-        if r.prompt not in prompts:
-            continue
-        score1 = 0.5 if r.label is None else float(r.label)
-        wins[r.prompt][r.response_0].append(1.0 - score1)
-        wins[r.prompt][r.response_1].append(score1)
-    kept, rows, golds, skipped = [], [], [], 0
-    for prompt in sorted(wins):
-        responses = sorted(wins[prompt])
-        if len(responses) < 2:
-            skipped += 1
-            continue
-        kept.append(prompt)
-        rows.append([position[(prompt, a)] for a in responses])
-        golds.append([float(np.mean(wins[prompt][a])) for a in responses])
-    return kept, rows, golds, skipped
-
-
-def _best_of_n(fit: Fit, train_cmp, phi_all, rows, golds, alpha) -> dict:
-    """Gold win rates of the BoN and pBoN choices for each prompt ([P] each)."""
-    width = max(len(r) for r in rows)
-    mask = np.array([[j < len(r) for j in range(width)] for r in rows])
-    est = hr.reward_interval(
-        fit.params,
-        train_cmp,
-        jnp.asarray(phi_all[np.concatenate(rows)]),
-        cov=jnp.asarray(fit.cov),
-    )
-    mean, var, gold = np.zeros(mask.shape), np.zeros(mask.shape), np.zeros(mask.shape)
-    mean[mask], var[mask] = np.asarray(est.mean), np.asarray(est.var)
-    gold[mask] = np.concatenate(golds)
-    choices = selection.evaluate_choices(
-        hr.RewardEstimate(jnp.asarray(mean), jnp.asarray(var)),
-        jnp.asarray(gold),
-        alpha,
-        jnp.asarray(mask),
-    )
-    return {k: np.asarray(v) for k, v in choices._asdict().items()}
 
 
 def _held_out(params, cmp: hr.Comparisons, types: np.ndarray | None) -> dict:
@@ -243,33 +134,6 @@ def _held_out(params, cmp: hr.Comparisons, types: np.ndarray | None) -> dict:
             out[f"log_likelihood_{t}"] = float(ll[types == t].mean())
             out[f"accuracy_{t}"] = float(correct[types == t].mean())
     return out
-
-
-def _rationality(spec: ModelSpec, levels, records, fit: Fit, entry: dict, alpha):
-    """σ = 1 + γ per level with Wald intervals (NaN when the fit is not ok)."""
-    values = [spec.column(r) for r in records]
-    counts = {v: values.count(v) for v in set(values)}
-    d, k = entry["d"], entry["k"]
-    ok = fit.status == "ok"  # no intervals from a bad fit: NaN, the status says why
-    se = np.sqrt(np.diag(fit.cov))[d:] if ok else np.full(k, np.nan)
-    z = float(scipy.stats.norm.ppf(1 - alpha / 2))
-    gamma = np.asarray(fit.params.gamma)
-    return {
-        "reference": levels.reference,
-        "pooled": list(levels.pooled),
-        "reference_n": counts[levels.reference] + sum(counts[v] for v in levels.pooled),
-        "levels": [
-            {
-                "level": name,
-                "n": counts[name],
-                "gamma": float(gamma[j]),
-                "se": float(se[j]),
-                "lower": float(gamma[j] - z * se[j]),
-                "upper": float(gamma[j] + z * se[j]),
-            }
-            for j, name in enumerate(levels.names)
-        ],
-    }
 
 
 def _inference(config, prep) -> dict:
@@ -295,12 +159,21 @@ def _inference(config, prep) -> dict:
             "k": int(cmp.psi.shape[1]),
             "d": int(cmp.phi0.shape[1]),
             "n": int(n),
-            **{f: getattr(fit, f) for f in Fit._fields if f not in ("params", "cov")},
+            **{
+                f: getattr(fit, f)
+                for f in analysis.DiagnosedFit._fields
+                if f not in ("params", "cov")
+            },
         }
         if spec.column is None:
             hom_loss = fit.loss if fit.converged else None
         else:
-            entry.update(_rationality(spec, levels, records, fit, entry, config.alpha))
+            values = [spec.column(r) for r in records]
+            entry.update(
+                real_data_report.rationality(
+                    values, levels, fit, entry["d"], config.alpha
+                )
+            )
             if hom_loss is not None and fit.converged:
                 lr = inference.likelihood_ratio_test(
                     -n * hom_loss, -n * fit.loss, entry["k"]
@@ -321,9 +194,7 @@ def _evaluate_split(config, prep, split: int):
     train, test = D.split_by_prompt(
         prep.records, test_fraction=config.test_fraction, seed=config.seed + split
     )
-    kept, rows, golds, skipped = _candidates(
-        prep.gold, {r.prompt for r in test}, prep.position
-    )
+    pools = D.pools.candidate_pools(prep.gold, {r.prompt for r in test}, prep.position)
     types = np.array([r.annotator_type or "all" for r in test])
     types = types if len(set(types)) > 1 else None
     held, bon, status = {}, {}, {}
@@ -346,32 +217,13 @@ def _evaluate_split(config, prep, split: int):
         held[spec.name] = _held_out(fit.params, data.test, types)
         held[spec.name].update(converged=fit.converged, ok=fit.status == "ok")
         status[spec.name] = fit.status
-        if rows and fit.status == "ok":
-            chosen = _best_of_n(fit, data.train, data.phi, rows, golds, config.alpha)
-            bon[spec.name] = {**chosen, "prompt": np.array(kept, dtype=object)}
-    return held, bon, skipped, status
-
-
-def _bon_summary(cols: dict, key, config) -> dict:
-    """BoN/pBoN over the splits, with a bootstrap interval clustered by prompt."""
-    cat = {name: np.concatenate(v) for name, v in cols.items()}
-    diff, lo, hi = confidence.cluster_bootstrap_mean(
-        key,
-        cat["pbon"] - cat["bon"],
-        list(cat["prompt"]),
-        num_bootstrap=config.num_bootstrap,
-        alpha=config.alpha,
-    )
-    return {
-        "num_splits_used": len(cols["bon"]),
-        "num_prompts": int(len(cat["bon"]) / len(cols["bon"])),
-        "mean_candidates": float(cat["num_candidates"].mean()),
-        **{k: float(cat[k].mean()) for k in ("random", "bon", "pbon", "oracle")},
-        "pbon_minus_bon": diff,
-        "pbon_minus_bon_lower": lo,
-        "pbon_minus_bon_upper": hi,
-        "changed": float(cat["changed"].mean()),
-    }
+        if pools.prompts and fit.status == "ok":
+            chosen = D.pools.pool_choices(
+                fit.params, data.train, data.phi, pools, config.alpha, cov=fit.cov
+            )
+            bon[spec.name] = {k: np.asarray(v) for k, v in chosen._asdict().items()}
+            bon[spec.name]["prompt"] = np.array(pools.prompts, dtype=object)
+    return held, bon, pools.skipped, status
 
 
 def _evaluate_splits(config, key, prep) -> dict:
@@ -393,15 +245,11 @@ def _evaluate_splits(config, key, prep) -> dict:
     summaries = {}
     for model, cols in bon_rows.items():
         key, sub = jax.random.split(key)
-        summaries[model] = _bon_summary(cols, sub, config)
+        summaries[model] = real_data_report.bon_summary(
+            cols, sub, config.num_bootstrap, config.alpha
+        )
     return {
-        "held_out": {
-            model: {
-                name: {"mean": float(np.mean(v)), "sd": float(np.std(v)), "values": v}
-                for name, v in metrics.items()
-            }
-            for model, metrics in per_model.items()
-        },
+        "held_out": real_data_report.mean_sd(per_model),
         "bon": summaries,
         "skipped_prompts": skipped,
         "fit_status": {m: dict(c) for m, c in statuses.items()},
@@ -422,10 +270,7 @@ class Prepared(NamedTuple):
 def prepare(config, name: str) -> Prepared:
     """Loads dataset ``name`` and computes the raw features of its distinct texts."""
     records, summary, gold, specs = _load(config, name)
-    position: dict = {}
-    for r in [*records, *gold]:
-        for pair in ((r.prompt, r.response_0), (r.prompt, r.response_1)):
-            position.setdefault(pair, len(position))
+    position = D.pools.text_positions([*records, *gold])
     features = F.text_features(
         list(position),
         config.featurizer,

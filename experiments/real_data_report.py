@@ -7,11 +7,80 @@ from __future__ import annotations
 
 import matplotlib
 import numpy as np
+import scipy.stats
 
 from hetrlhf import reporting
+from hetrlhf.btl import confidence
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+
+
+def rationality(values: list, levels, fit, d: int, alpha) -> dict:
+    """σ = 1 + γ per level with Wald intervals (NaN when the fit is not ok).
+
+    ``values``: [n] the level of each row fitted; ``levels``: their ``Levels``;
+    ``fit``: the study's ``Fit`` (params, cov [d + k, d + k], status).
+    """
+    counts = {v: values.count(v) for v in set(values)}
+    k = len(levels.names)
+    ok = fit.status == "ok"  # no intervals from a bad fit: NaN, the status says why
+    se = np.sqrt(np.diag(fit.cov))[d:] if ok else np.full(k, np.nan)
+    z = float(scipy.stats.norm.ppf(1 - alpha / 2))
+    gamma = np.asarray(fit.params.gamma)
+    return {
+        "reference": levels.reference,
+        "pooled": list(levels.pooled),
+        "reference_n": counts[levels.reference] + sum(counts[v] for v in levels.pooled),
+        "levels": [
+            {
+                "level": name,
+                "n": counts[name],
+                "gamma": float(gamma[j]),
+                "se": float(se[j]),
+                "lower": float(gamma[j] - z * se[j]),
+                "upper": float(gamma[j] + z * se[j]),
+            }
+            for j, name in enumerate(levels.names)
+        ],
+    }
+
+
+def bon_summary(cols: dict, key, num_bootstrap: int, alpha) -> dict:
+    """BoN/pBoN over the splits, with a bootstrap interval clustered by prompt.
+
+    ``cols``: per ``selection.Choices`` field and "prompt", a list over the splits of
+    [P_split] arrays.
+    """
+    cat = {name: np.concatenate(v) for name, v in cols.items()}
+    diff, lo, hi = confidence.cluster_bootstrap_mean(
+        key,
+        cat["pbon"] - cat["bon"],
+        list(cat["prompt"]),
+        num_bootstrap=num_bootstrap,
+        alpha=alpha,
+    )
+    return {
+        "num_splits_used": len(cols["bon"]),
+        "num_prompts": int(len(cat["bon"]) / len(cols["bon"])),
+        "mean_candidates": float(cat["num_candidates"].mean()),
+        **{k: float(cat[k].mean()) for k in ("random", "bon", "pbon", "oracle")},
+        "pbon_minus_bon": diff,
+        "pbon_minus_bon_lower": lo,
+        "pbon_minus_bon_upper": hi,
+        "changed": float(cat["changed"].mean()),
+    }
+
+
+def mean_sd(per_model: dict) -> dict:
+    """Mean, sd and values over the splits of each held-out metric of each model."""
+    return {
+        model: {
+            name: {"mean": float(np.mean(v)), "sd": float(np.std(v)), "values": v}
+            for name, v in metrics.items()
+        }
+        for model, metrics in per_model.items()
+    }
 
 
 def _ok_mean_sd(held: dict, name: str, digits: int) -> str:

@@ -6,7 +6,7 @@ The names of ``loaders`` are re-exported here, so ``hr.data.load_pandalm`` (the 
 release 0.1, when ``hetrlhf.data`` was the loaders module) keeps working.
 """
 
-from hetrlhf.data import features, loaders, simulate, text_encoder
+from hetrlhf.data import features, loaders, pools, simulate, text_encoder
 from hetrlhf.data.loaders import (
     FIELDS,
     PANDALM_HUMAN_FIELDS,
@@ -21,6 +21,7 @@ from hetrlhf.data.loaders import (
     featurize_split,
     fit_levels,
     labels,
+    level_covariates,
     load_jsonl,
     load_pandalm,
     load_tulu1,
@@ -47,12 +48,14 @@ __all__ = [
     "featurize_split",
     "fit_levels",
     "labels",
+    "level_covariates",
     "load_jsonl",
     "load_pandalm",
     "load_tulu1",
     "loaders",
     "merge_summaries",
     "one_hot",
+    "pools",
     "simulate",
     "split_by_prompt",
     "text_encoder",

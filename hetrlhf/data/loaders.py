@@ -807,6 +807,38 @@ def one_hot(
     return psi
 
 
+def level_covariates(
+    train_values: Sequence[str],
+    values: Sequence[str],
+    *,
+    reference: str | None = None,
+    min_count: int = 1,
+) -> tuple[Levels, np.ndarray | None, np.ndarray | None]:
+    """One-hot ψ of a categorical column, levels fitted on the training rows.
+
+    ``fit_levels(train_values, reference=, min_count=)``, then ``one_hot`` of both
+    row sets; a value of ``values`` unseen in training is scored as the reference.
+
+    Args:
+      train_values: [n] the column on the training rows.
+      values: [m] the column on other rows (e.g. held out; may be ``train_values``).
+      reference: the level without a column (default: the most frequent).
+      min_count: rarer training levels are pooled with the reference.
+
+    Returns:
+      (levels, ψ_train [n, k], ψ [m, k]); both ψ are None when k = 0 (every level is
+      the reference or pooled with it).
+    """
+    levels = fit_levels(train_values, reference=reference, min_count=min_count)
+    if not levels.names:
+        return levels, None, None
+    return (
+        levels,
+        one_hot(train_values, levels),
+        one_hot(values, levels, unknown="reference"),
+    )
+
+
 def covariate_matrix(
     records: Sequence[PreferenceRecord],
     *,

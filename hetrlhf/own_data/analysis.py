@@ -70,6 +70,7 @@ from hetrlhf.validation import (
 
 __all__ = [
     "INTERVALS",
+    "DiagnosedFit",
     "FitFailure",
     "FitOutput",
     "FitSummary",
@@ -78,6 +79,7 @@ __all__ = [
     "LeaderboardRow",
     "PreferenceReport",
     "RationalityRow",
+    "diagnosed_fit",
     "fit_and_covariances",
     "report",
 ]
@@ -282,6 +284,72 @@ def fit_and_covariances(
     options = tuple(sorted((fit_options or {}).items()))
     return _fit_program(
         padded, padded_cluster, num_clusters=num_clusters, fit_options=options
+    )
+
+
+class DiagnosedFit(NamedTuple):
+    """``diagnosed_fit``: one fit with its diagnostics, in the units of the data.
+
+    Attributes:
+      params: the estimate (θ [d], γ [k]).
+      converged: ``hr.fit``'s flag, and the rows are not perfectly separated.
+      separated: every training comparison classified correctly (no finite MLE).
+      num_steps: Newton steps taken.
+      grad_norm: ‖∇L_n‖ of the mean loss on the data's own rows.
+      loss: L_n, the mean loss on the data's own rows.
+      cov: [d + k, d + k] numpy I⁻¹/n (NaN when the information is singular).
+      condition_number: of the information (inf: not positive definite).
+      status: "ok", "not converged", "separated" or "singular information"
+        (condition number above ``validation.default_max_condition``).
+    """
+
+    params: Params
+    converged: bool
+    separated: bool
+    num_steps: int
+    grad_norm: float
+    loss: float
+    cov: np.ndarray
+    condition_number: float
+    status: str
+
+
+def diagnosed_fit(
+    data: Comparisons, fit_options: Mapping[str, Any] | None = None
+) -> DiagnosedFit:
+    """Fits ``data`` (``fit_and_covariances``) and diagnoses it; never raises on a bad
+    fit: a fit that did not converge, whose rows are separated or whose information is
+    singular gets that ``status``.
+
+    Args:
+      data: ``Comparisons``, n rows.
+      fit_options: keyword options of ``hr.fit`` (None: its defaults).
+
+    Returns:
+      ``DiagnosedFit``.
+    """
+    out = fit_and_covariances(data, fit_options=fit_options)
+    res = out.result
+    separated, cond = bool(out.separated), float(out.condition_number)
+    converged = bool(res.converged) and not separated
+    if separated:
+        status = "separated"
+    elif not converged:
+        status = "not converged"
+    elif not cond <= default_max_condition(data.y.dtype):
+        status = "singular information"
+    else:
+        status = "ok"
+    return DiagnosedFit(
+        params=res.params,
+        converged=converged,
+        separated=separated,
+        num_steps=int(res.num_steps),
+        grad_norm=float(res.grad_norm),
+        loss=float(res.loss),
+        cov=np.asarray(out.covariance),
+        condition_number=cond,
+        status=status,
     )
 
 
