@@ -1,5 +1,5 @@
 """Data in and out of the model: ``simulate`` (designs with known truth), ``loaders``
-(real preference files: JSONL, PandaLM, Tülu; records → ``Comparisons``) and
+(real preference files: JSONL, PandaLM, Tülu; records → ``Comparisons``),
 ``features`` (hashed n-grams, sentence embeddings, projections) and ``pools``
 (best-of-N candidate pools from pairwise records).
 
