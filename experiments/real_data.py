@@ -23,16 +23,13 @@ responses as candidates), and ``experiments/bon.py`` is a simulated analogue.
    two candidates are skipped and counted. The pBoN − BoN difference gets a bootstrap
    interval that resamples held-out prompts (clustered over the splits).
 
-Rationality coding (ψ, ψ0). ψ0 ≡ 1 for every row, and ψ is the one-hot of the
-annotator level with one reference level dropped (``hetrlhf.data.fit_levels``), so
-σ = 1 for the reference and σ = 1 + γ_j for level j: γ_j > 0 means level j follows the
-reward more sharply than the reference, γ_j < 0 less, 1 + γ_j < 0 adversarial, and the
-reward θ is in the reference's units. References: PandaLM by annotator type — the
-humans (k = 1, γ is the LLM judges' shift); PandaLM by annotator — ``pandalm_h1``;
-Tülu — the most frequent annotator of the training rows (``tulu1_reference`` to fix
-one). Levels with fewer than ``min_annotator_count`` training rows get no column and are
-pooled with the reference; a held-out row of an unseen level is scored as the
-reference. Keeping all levels would put ψ0 in the span of ψ (not identified).
+Rationality coding (ψ, ψ0): ψ0 ≡ 1 and ψ is the one-hot of the annotator level with
+a reference level dropped (``hetrlhf.data.level_covariates``; why: ``fit_levels``), so
+σ = 1 + γ_j for level j and θ is in the reference's units. References: PandaLM by
+annotator type — the humans (γ is the LLM judges' shift); by annotator —
+``pandalm_h1``; Tülu — the most frequent training annotator (``tulu1_reference`` to fix
+one). Levels with fewer than ``min_annotator_count`` training rows are pooled with the
+reference, and so is a held-out row of an unseen level.
 
 Every fit is ``hetrlhf.own_data.analysis.diagnosed_fit``: a fit that does not converge,
 whose rows are perfectly separated, or whose information is singular is reported with
@@ -242,15 +239,11 @@ def _evaluate_splits(config, key, prep) -> dict:
         for model, cols in bon.items():
             for name, value in cols.items():
                 bon_rows[model][name].append(np.asarray(value))
-    summaries = {}
-    for model, cols in bon_rows.items():
-        key, sub = jax.random.split(key)
-        summaries[model] = real_data_report.bon_summary(
-            cols, sub, config.num_bootstrap, config.alpha
-        )
     return {
         "held_out": real_data_report.mean_sd(per_model),
-        "bon": summaries,
+        "bon": real_data_report.bon_summaries(
+            bon_rows, key, config.num_bootstrap, config.alpha
+        ),
         "skipped_prompts": skipped,
         "fit_status": {m: dict(c) for m, c in statuses.items()},
     }

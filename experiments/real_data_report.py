@@ -5,6 +5,7 @@ vs pessimistic best-of-N on held-out prompts."""
 
 from __future__ import annotations
 
+import jax
 import matplotlib
 import numpy as np
 import scipy.stats
@@ -70,6 +71,15 @@ def bon_summary(cols: dict, key, num_bootstrap: int, alpha) -> dict:
         "pbon_minus_bon_upper": hi,
         "changed": float(cat["changed"].mean()),
     }
+
+
+def bon_summaries(bon_rows: dict, key, num_bootstrap: int, alpha) -> dict:
+    """``bon_summary`` of each model's columns, one split of ``key`` per model."""
+    summaries = {}
+    for model, cols in bon_rows.items():
+        key, sub = jax.random.split(key)
+        summaries[model] = bon_summary(cols, sub, num_bootstrap, alpha)
+    return summaries
 
 
 def mean_sd(per_model: dict) -> dict:

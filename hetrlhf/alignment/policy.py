@@ -387,8 +387,18 @@ def variance_penalized_policy(
         p = jnp.exp(z - h)  # softmax, zero off the support
         return h, -jnp.sum(p * inv_temp)
 
-    finfo = jnp.finfo(pi0.dtype)
-    tol = 16 * finfo.eps
+    tol = 16 * jnp.finfo(pi0.dtype).eps
+    nu = _decreasing_root(h_and_slope, lo0, hi0, tol, max_iter)
+    return jax.nn.softmax(logits(nu))
+
+
+def _decreasing_root(h_and_slope, lo0, hi0, tol, max_iter: int):
+    """[] root of a decreasing h bracketed by [lo0, hi0] (``variance_penalized_policy``).
+
+    Safeguarded Newton from lo0 (a bisection step whenever Newton would leave the
+    bracket), until |h| <= tol, the bracket closes to tol·(1 + |ν|), or ``max_iter``
+    iterations. ``h_and_slope``: ν -> (h(ν), h'(ν)).
+    """
 
     def cond(state):
         i, nu, lo, hi, h, _ = state
@@ -406,7 +416,7 @@ def variance_penalized_policy(
 
     init = (jnp.asarray(0), lo0, lo0, hi0, *h_and_slope(lo0))
     _, nu, *_ = jax.lax.while_loop(cond, body, init)
-    return jax.nn.softmax(logits(nu))
+    return nu
 
 
 # ----------------------------------------------------------------------------------

@@ -112,6 +112,32 @@ class ProfileResult(NamedTuple):
     num_evaluations: jax.Array
 
 
+def _next_t(t, f, slope, t_lo, t_hi, z, t_max):
+    """(next t, bracket [t_lo, t_hi]) of the root search of f(t) = z after f(t) = f.
+
+    A Newton step on f with slope ``slope`` where it stays inside the bracket (and
+    below 4t before the root is bracketed), else bisection (or doubling), capped at
+    ``t_max``.
+    """
+    t_lo = jnp.where(f < z, t, t_lo)
+    t_hi = jnp.where(f < z, t_hi, t)
+    bracketed = jnp.isfinite(t_hi)
+    step = t + (z - f) / slope
+    step = jnp.where(bracketed, step, jnp.minimum(step, 4.0 * t))
+    ok = jnp.isfinite(step) & (slope > 0) & (step > t_lo) & (step < t_hi)
+    fallback = jnp.where(bracketed, 0.5 * (t_lo + t_hi), 2.0 * t)
+    return jnp.minimum(jnp.where(ok, step, fallback), t_max), t_lo, t_hi
+
+
+def _end_status(t, f, t_lo, t_hi, count, z, t_max, *, root_tol, max_iter):
+    """[] int32: FOUND, UNBOUNDED, FAILED or _RUNNING after ``count`` evaluations."""
+    found = (jnp.abs(f - z) <= root_tol) | (t_hi - t_lo <= 1e-12 * (1.0 + t))
+    unbounded = (f < z) & (t >= t_max)
+    failed = (count >= max_iter) | ~jnp.isfinite(f)
+    code = jnp.where(unbounded, UNBOUNDED, jnp.where(failed, FAILED, _RUNNING))
+    return jnp.where(found, FOUND, code).astype(jnp.int32)
+
+
 def _profile_end(
     derivs,
     x_hat,
@@ -140,41 +166,29 @@ def _profile_end(
         grad_j = derivs(st.x)[1][j]
         return f, n * sign * grad_j / f, st.x
 
-    def status(t, f, t_lo, t_hi, count):
-        found = (jnp.abs(f - z) <= root_tol) | (t_hi - t_lo <= 1e-12 * (1.0 + t))
-        unbounded = (f < z) & (t >= t_max)
-        failed = (count >= max_iter) | ~jnp.isfinite(f)
-        code = jnp.where(unbounded, UNBOUNDED, jnp.where(failed, FAILED, _RUNNING))
-        return jnp.where(found, FOUND, code).astype(jnp.int32)
-
     def cond(s):
         return s[-1] == _RUNNING
 
     def body(s):
         t, f, slope, x, t_lo, t_hi, count, _ = s
-        t_lo = jnp.where(f < z, t, t_lo)
-        t_hi = jnp.where(f < z, t_hi, t)
-        bracketed = jnp.isfinite(t_hi)
-        step = t + (z - f) / slope
-        step = jnp.where(bracketed, step, jnp.minimum(step, 4.0 * t))
-        ok = jnp.isfinite(step) & (slope > 0) & (step > t_lo) & (step < t_hi)
-        fallback = jnp.where(bracketed, 0.5 * (t_lo + t_hi), 2.0 * t)
-        t_new = jnp.minimum(jnp.where(ok, step, fallback), t_max)
+        t_new, t_lo, t_hi = _next_t(t, f, slope, t_lo, t_hi, z, t_max)
         # The first iteration evaluates the Wald end point (one traced copy of the
         # constrained fit instead of two keeps the compile time down).
         t_new = jnp.where(count == 0, jnp.minimum(half_width, t_max), t_new)
         f_new, slope_new, x_new = evaluate(t_new, x)
         count = count + 1
-        return (
+        code = _end_status(
             t_new,
             f_new,
-            slope_new,
-            x_new,
             t_lo,
             t_hi,
             count,
-            status(t_new, f_new, t_lo, t_hi, count),
+            z,
+            t_max,
+            root_tol=root_tol,
+            max_iter=max_iter,
         )
+        return (t_new, f_new, slope_new, x_new, t_lo, t_hi, count, code)
 
     zero = jnp.zeros_like(value_hat)
     init = (

@@ -312,6 +312,27 @@ def _finish(params: Params, data, count, tol, ok) -> FitResult:
     return _honest_result(fam, x, value, grad, hess, prep, count, tol, ok)
 
 
+def _warm_up(data, start: Params, count, steps: int, **options):
+    """(start, count) after ``steps`` Algorithm-1 iterations (none when steps = 0)."""
+    if not steps:
+        return start, count
+    warm = run_alternating(data, start, num_steps=steps, check_basin=False, **options)
+    return warm.params, count + warm.num_steps
+
+
+def _joint_phase(run_joint, hom_start: Params, init: Params | None, count):
+    """``NewtonState`` of the joint fit: from the homogeneous start, and also from
+    ``init`` when given, keeping the lower loss (escapes a wrong basin; a tie keeps
+    the user's run). ``run_joint``: (start, count0) -> ``NewtonState``."""
+    if init is None:
+        return run_joint(hom_start, count)
+    from_init = run_joint(init, count)
+    from_hom = run_joint(hom_start, from_init.count)
+    use_hom = from_hom.value < from_init.value
+    best = jax.tree.map(lambda a, b: jnp.where(use_hom, a, b), from_hom, from_init)
+    return best._replace(count=from_hom.count)
+
+
 def fit_with_information(
     data: Comparisons,
     init: Params | None = None,
@@ -372,28 +393,11 @@ def fit_with_information(
     count = hom.count
 
     def run_joint(start: Params, count):
-        if warmup_steps:
-            warm = run_alternating(
-                data,
-                start,
-                lr_theta=lr_theta,
-                lr_gamma=lr_gamma,
-                num_steps=warmup_steps,
-                tol=tol,
-                check_basin=False,
-            )
-            start, count = warm.params, count + warm.num_steps
+        warm = {"lr_theta": lr_theta, "lr_gamma": lr_gamma, "tol": tol}
+        start, count = _warm_up(data, start, count, warmup_steps, **warm)
         return minimize(prep, ravel_params(start), tol, count)
 
-    if init is None:
-        best = run_joint(hom_start, count)
-    else:
-        from_init = run_joint(init, count)
-        from_hom = run_joint(hom_start, from_init.count)
-        # Escape a wrong basin: keep the lower loss (a tie keeps the user's run).
-        use_hom = from_hom.value < from_init.value
-        best = jax.tree.map(lambda a, b: jnp.where(use_hom, a, b), from_hom, from_init)
-        best = best._replace(count=from_hom.count)
+    best = _joint_phase(run_joint, hom_start, init, count)
     # γ = 0 is feasible, so a minimiser can't be worse than the homogeneous fit.
     slack = 10 * jnp.finfo(dtype).eps * (1 + jnp.abs(hom.value))
     ok = best.value <= hom.value + slack

@@ -23,6 +23,7 @@ iteration (a nested while loop).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -124,18 +125,7 @@ def minimize(
     Returns:
       ``NewtonState`` at the last iterate.
     """
-    if free is None:
-        fn, find = derivs, direction
-    else:
-
-        def fn(x):
-            value, grad, hess, fisher = derivs(x)
-            return value, jnp.where(free, grad, 0.0), hess, fisher
-
-        def find(grad, hess, fisher):
-            step = direction(grad, _reduce(hess, free), _reduce(fisher, free))
-            return jnp.where(free, step, 0.0)
-
+    fn, find = _restricted(derivs, free)
     count0 = jnp.zeros((), jnp.int32) if count0 is None else count0
     value, grad, hess, fisher = fn(x0)
     one = jnp.ones_like(value)
@@ -157,29 +147,48 @@ def minimize(
     def cond(s):
         return (jnp.linalg.norm(s.grad) > tol) & (s.count < limit) & ~s.stalled
 
-    def body(s):
-        x_trial = s.x + s.step * s.direction
-        trial = fn(x_trial)
-        # Armijo with a rounding allowance: at the floating-point floor of f a
-        # decrease can no longer be seen, and without the allowance the line search
-        # would shrink exact Newton steps and turn quadratic convergence into a crawl.
-        allowance = 8 * jnp.finfo(s.value.dtype).eps * jnp.abs(s.value)
-        slope = s.grad @ s.direction  # < 0
-        accepted = trial[0] <= s.value + 1e-4 * s.step * slope + allowance
-        moved = NewtonState(
-            x_trial,
-            *trial,
-            find(*trial[1:]),
-            one,
-            zero,
-            s.count + 1,
-            s.stalled,
-        )
-        halved = s._replace(
-            step=0.5 * s.step,
-            halvings=s.halvings + 1,
-            stalled=s.halvings + 1 >= _MAX_HALVINGS,
-        )
-        return jax.tree.map(lambda a, b: jnp.where(accepted, a, b), moved, halved)
+    return jax.lax.while_loop(cond, functools.partial(_iterate, fn, find), state0)
 
-    return jax.lax.while_loop(cond, body, state0)
+
+def _restricted(derivs: Derivatives, free):
+    """(derivatives, direction finder) with the fixed coordinates' gradient and step 0."""
+    if free is None:
+        return derivs, direction
+
+    def fn(x):
+        value, grad, hess, fisher = derivs(x)
+        return value, jnp.where(free, grad, 0.0), hess, fisher
+
+    def find(grad, hess, fisher):
+        step = direction(grad, _reduce(hess, free), _reduce(fisher, free))
+        return jnp.where(free, step, 0.0)
+
+    return fn, find
+
+
+def _iterate(fn, find, s: NewtonState) -> NewtonState:
+    """One iteration: the Newton step accepted (Armijo) or halved."""
+    one, zero = jnp.ones_like(s.value), jnp.zeros((), jnp.int32)
+    x_trial = s.x + s.step * s.direction
+    trial = fn(x_trial)
+    # Armijo with a rounding allowance: at the floating-point floor of f a
+    # decrease can no longer be seen, and without the allowance the line search
+    # would shrink exact Newton steps and turn quadratic convergence into a crawl.
+    allowance = 8 * jnp.finfo(s.value.dtype).eps * jnp.abs(s.value)
+    slope = s.grad @ s.direction  # < 0
+    accepted = trial[0] <= s.value + 1e-4 * s.step * slope + allowance
+    moved = NewtonState(
+        x_trial,
+        *trial,
+        find(*trial[1:]),
+        one,
+        zero,
+        s.count + 1,
+        s.stalled,
+    )
+    halved = s._replace(
+        step=0.5 * s.step,
+        halvings=s.halvings + 1,
+        stalled=s.halvings + 1 >= _MAX_HALVINGS,
+    )
+    return jax.tree.map(lambda a, b: jnp.where(accepted, a, b), moved, halved)

@@ -1,6 +1,7 @@
 """Data in and out of the model: ``simulate`` (designs with known truth), ``loaders``
-(real preference files: JSONL, PandaLM, Tülu; records → ``Comparisons``) and
-``features`` (hashed n-grams, sentence embeddings, projections).
+(real preference files: JSONL, PandaLM, Tülu; records → ``Comparisons``),
+``features`` (hashed n-grams, sentence embeddings, projections) and ``pools``
+(best-of-N candidate pools from pairwise records).
 
 The names of ``loaders`` are re-exported here, so ``hr.data.load_pandalm`` (the path of
 release 0.1, when ``hetrlhf.data`` was the loaders module) keeps working.
