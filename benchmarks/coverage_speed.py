@@ -10,9 +10,11 @@ homogeneous start (``sm.Logit`` on ψ0·Δφ, the cold start of ``hr.fit``), the
 ``GenericLikelihoodModel`` of the same likelihood fitted by BFGS with the analytic
 score and Hessian, and its Wald intervals (``conf_int``).
 
-Measured for 1 and 2 CPU devices (``--xla_force_host_platform_device_count``) and
-float32 / float64, each configuration in fresh processes, for two versions of the
-code: AFTER (this checkout) and BEFORE (``--before_commit``, by default the commit
+Measured for 1 and 2 CPU devices (``--xla_force_host_platform_device_count``), for
+2 local processes of one device each (``--processes``: ``jax.distributed`` with gloo,
+the replicate axis split over the global mesh, every timed step started at a barrier;
+wall times are the slowest process's, CPU times the sum) and for float32 / float64,
+each configuration in fresh processes, for two versions of the code: AFTER (this checkout) and BEFORE (``--before_commit``, by default the commit
 this work branched from, extracted with ``git archive`` into a temporary folder):
 
 * run — simulate + fit + intervals of ``--replicates`` replicates, compiled program,
@@ -34,11 +36,13 @@ Run:
   python benchmarks/coverage_speed.py                       # 1000 replicates, n = 600
   python benchmarks/coverage_speed.py --replicates=200 --statsmodels_replicates=20 --no_breakdown
   python benchmarks/coverage_speed.py --devices 2 --precisions float64 --no_before
+  python benchmarks/coverage_speed.py --no_before --devices 1 --processes 2   # + 2 processes
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import math
 import os
@@ -79,6 +83,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         nargs="+",
         default=["float32", "float64"],
         choices=("float32", "float64"),
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        nargs="*",
+        default=[2],
+        help="also time the study as this many local processes of one CPU device "
+        "each (jax.distributed, gloo), for every precision; none: skip",
     )
     parser.add_argument(
         "--batch_size",
@@ -128,9 +140,11 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error("--n must be >= 10")
         if any(d < 1 for d in args.devices):
             parser.error("--devices must be >= 1")
+        if any(p < 2 for p in args.processes):
+            parser.error("--processes must be >= 2 (one process is --devices 1)")
         if args.batch_size < 0:
             parser.error("--batch_size must be >= 0")
-        multiple = math.lcm(*args.devices)
+        multiple = math.lcm(*args.devices, *args.processes)
         if args.replicates % multiple:  # every device gets the same number of keys
             args.replicates += multiple - args.replicates % multiple
             print(
@@ -270,6 +284,13 @@ def _worker_jax(job) -> dict:
     import numpy as np
 
     jax.config.update("jax_enable_x64", job["precision"] == "float64")
+    processes = job.get("processes", 1)
+    if processes > 1:
+        from hetrlhf import parallel as _parallel
+
+        _parallel.initialize_distributed(
+            f"127.0.0.1:{job['port']}", processes, job["process_id"]
+        )
     if job["cache"]:
         jax.config.update("jax_compilation_cache_dir", job["cache"])
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -301,19 +322,31 @@ def _worker_jax(job) -> dict:
     def compile_(batch, x):
         return batch.lower(x).compile(compiler_options=options or None)
 
+    def together(fn):
+        # Several processes: every timed step starts at a barrier, so each
+        # process's wall time is the step's (they are then combined by max).
+        parallel.barrier(f"step{next(steps)}")
+        return _timed(fn)
+
+    steps = iter(range(10**6))
+
     def best_of(exe, x, times=3):
-        runs = [_timed(lambda: jax.block_until_ready(exe(x)))[1:] for _ in range(times)]
+        runs = [
+            together(lambda: jax.block_until_ready(exe(x)))[1:] for _ in range(times)
+        ]
         return min(runs)
 
     replicate = coverage.make_replicate(
         design, n, alpha=alpha, information="observed", method="newton"
     )
-    exe, t_compile, c_compile = _timed(lambda: compile_(program(replicate), keys_in))
-    out, t_first, c_first = _timed(lambda: jax.block_until_ready(exe(keys_in)))
+    exe, t_compile, c_compile = together(lambda: compile_(program(replicate), keys_in))
+    out, t_first, c_first = together(lambda: jax.block_until_ready(exe(keys_in)))
     t_run, c_run = best_of(exe, keys_in)
+    out = parallel.to_host(out)
     result = {
         "hetrlhf": hr.__file__,
         "device_count": jax.device_count(),
+        "process_count": jax.process_count(),
         "compile_wall": t_compile,
         "compile_cpu": c_compile,
         "first_run_wall": t_first,
@@ -376,6 +409,63 @@ def _run_worker(job: dict, root: pathlib.Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _run_processes(job: dict, root: pathlib.Path) -> dict:
+    """``job`` as ``job['processes']`` local processes of one CPU device each.
+
+    Every process runs the same program on its half of the global replicate axis;
+    the timed steps start at barriers. Wall times: the slowest process's; CPU
+    times: summed over the processes; everything else: process 0's.
+    """
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(root))
+    flags = env.get("XLA_FLAGS", "").split()
+    env["XLA_FLAGS"] = " ".join(
+        f for f in flags if "host_platform_device_count" not in f
+    )
+    port = _free_port()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker", "-"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=root,
+            env=env,
+            text=True,
+        )
+        for _ in range(job["processes"])
+    ]
+    # All processes are fed and drained at once (process 0 waits for the others
+    # to register with the coordinator; a full stderr pipe must not block one).
+    with concurrent.futures.ThreadPoolExecutor(len(procs)) as pool:
+        outputs = list(
+            pool.map(
+                lambda i: procs[i].communicate(
+                    json.dumps({**job, "port": port, "process_id": i}), timeout=900
+                ),
+                range(len(procs)),
+            )
+        )
+    for proc, (_, err) in zip(procs, outputs):
+        if proc.returncode != 0:
+            raise RuntimeError(f"worker {job} failed:\n{err[-4000:]}")
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    combined = dict(results[0])
+    for key, value in results[0].items():
+        if isinstance(value, float) and key.endswith("_wall"):
+            combined[key] = max(r[key] for r in results)
+        elif isinstance(value, float) and key.endswith("_cpu"):
+            combined[key] = sum(r[key] for r in results)
+    return combined
+
+
 def _worker_main(spec: str) -> None:
     job = json.loads(sys.stdin.read() if spec == "-" else spec)
     sys.path.insert(0, os.getcwd())
@@ -407,7 +497,8 @@ def _ratio(sm_seconds, seconds):
 def _table(rows) -> str:
     cols = [
         ("version", "version"),
-        ("devices", "devices"),
+        ("processes", "processes"),
+        ("devices per process", "devices"),
         ("precision", "precision"),
         ("run s", "run_wall"),
         ("run ×", "run_ratio"),
@@ -474,13 +565,17 @@ def main(argv=None) -> dict:
             before = _extract(args.before_commit, tmp / "before")
             versions.insert(0, (f"before ({args.before_commit})", before))
         for version, root in versions:
-            for devices in args.devices:
+            configurations = [(d, 1) for d in args.devices]
+            configurations += [(1, p) for p in args.processes]
+            for devices, processes in configurations:
+                run = _run_worker if processes == 1 else _run_processes
                 for precision in args.precisions:
                     cache = tmp / f"cache_{len(rows)}"
                     job = {
                         **base,
                         "kind": "jax",
                         "replicates": args.replicates,
+                        "processes": processes,
                         "devices": devices,
                         "precision": precision,
                         "batch_size": args.batch_size,
@@ -489,10 +584,11 @@ def main(argv=None) -> dict:
                         "breakdown": not args.no_breakdown,
                         "prng_impl": args.prng_impl,
                     }
-                    cold = _run_worker(job, root)
-                    warm = _run_worker({**job, "breakdown": False}, root)
+                    cold = run(job, root)
+                    warm = run({**job, "breakdown": False}, root)
                     row = {
                         "version": version,
+                        "processes": processes,
                         "devices": devices,
                         "precision": precision,
                         **cold,
@@ -502,7 +598,8 @@ def main(argv=None) -> dict:
                     }
                     rows.append(row)
                     print(
-                        f"{version:18s} {devices} dev {precision}: run "
+                        f"{version:18s} {processes} proc × {devices} dev "
+                        f"{precision}: run "
                         f"{row['run_wall']:.3f} s, compile {row['compile_wall']:.2f} s "
                         f"(warm cache {row['warm_compile_wall']:.2f} s)",
                         flush=True,
