@@ -12,10 +12,11 @@ score and Hessian, and its Wald intervals (``conf_int``).
 
 Measured for 1 and 2 CPU devices (``--xla_force_host_platform_device_count``), for
 2 local processes of one device each (``--processes``: ``jax.distributed`` with gloo,
-the replicate axis split over the global mesh, every timed step started at a barrier;
-wall times are the slowest process's, CPU times the sum) and for float32 / float64,
-each configuration in fresh processes, for two versions of the code: AFTER (this checkout) and BEFORE (``--before_commit``, by default the commit
-this work branched from, extracted with ``git archive`` into a temporary folder):
+the replicate axis split over the global mesh, every timed step started at a
+barrier; wall times are the slowest process's, CPU times the sum) and for float32 /
+float64, each configuration in fresh processes, for two versions of the code: AFTER
+(this checkout) and BEFORE (``--before_commit``, by default the commit this work
+branched from, extracted with ``git archive`` into a temporary folder):
 
 * run — simulate + fit + intervals of ``--replicates`` replicates, compiled program,
   best of 3 runs (wall-clock);
@@ -43,11 +44,13 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import itertools
 import json
 import math
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -284,21 +287,19 @@ def _worker_jax(job) -> dict:
     import numpy as np
 
     jax.config.update("jax_enable_x64", job["precision"] == "float64")
-    processes = job.get("processes", 1)
-    if processes > 1:
-        from hetrlhf import parallel as _parallel
+    import experiments  # noqa: F401  (the XLA flags the studies set)
+    from hetrlhf import parallel
 
-        _parallel.initialize_distributed(
-            f"127.0.0.1:{job['port']}", processes, job["process_id"]
+    if job.get("processes", 1) > 1:  # before any array, as in the studies
+        parallel.initialize_distributed(
+            f"127.0.0.1:{job['port']}", job["processes"], job["process_id"]
         )
     if job["cache"]:
         jax.config.update("jax_compilation_cache_dir", job["cache"])
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-    import experiments  # noqa: F401  (the XLA flags the studies set)
     import hetrlhf as hr
     from experiments import coverage
-    from hetrlhf import parallel
     from hetrlhf.data import simulate as sim
     from hetrlhf.types import ravel_params
 
@@ -328,7 +329,7 @@ def _worker_jax(job) -> dict:
         parallel.barrier(f"step{next(steps)}")
         return _timed(fn)
 
-    steps = iter(range(10**6))
+    steps = itertools.count()
 
     def best_of(exe, x, times=3):
         runs = [
@@ -388,48 +389,32 @@ def _worker_jax(job) -> dict:
     return result
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _run_worker(job: dict, root: pathlib.Path) -> dict:
+    """Runs ``job`` in fresh worker processes of the code at ``root``.
+
+    ``job['processes']`` (default 1) local processes, each with ``job['devices']``
+    CPU devices (default 1); several processes run the same program on their parts
+    of the global replicate axis (``jax.distributed``, gloo) and start each timed
+    step at a barrier. Wall times: the slowest process's; CPU times: summed over
+    the processes; everything else: process 0's.
+    """
+    processes = job.get("processes", 1)
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(root))
     flags = env.get("XLA_FLAGS", "").split()
     flags = [f for f in flags if "host_platform_device_count" not in f]
     if job.get("devices", 1) > 1:
         flags.append(f"--xla_force_host_platform_device_count={job['devices']}")
     env["XLA_FLAGS"] = " ".join(flags)
-    proc = subprocess.run(
-        [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker", "-"],
-        input=json.dumps(job),
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"worker {job} failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _run_processes(job: dict, root: pathlib.Path) -> dict:
-    """``job`` as ``job['processes']`` local processes of one CPU device each.
-
-    Every process runs the same program on its half of the global replicate axis;
-    the timed steps start at barriers. Wall times: the slowest process's; CPU
-    times: summed over the processes; everything else: process 0's.
-    """
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(root))
-    flags = env.get("XLA_FLAGS", "").split()
-    env["XLA_FLAGS"] = " ".join(
-        f for f in flags if "host_platform_device_count" not in f
-    )
-    port = _free_port()
+    jobs = [job]
+    if processes > 1:
+        port = _free_port()
+        jobs = [{**job, "port": port, "process_id": i} for i in range(processes)]
     procs = [
         subprocess.Popen(
             [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker", "-"],
@@ -440,17 +425,15 @@ def _run_processes(job: dict, root: pathlib.Path) -> dict:
             env=env,
             text=True,
         )
-        for _ in range(job["processes"])
+        for _ in jobs
     ]
     # All processes are fed and drained at once (process 0 waits for the others
     # to register with the coordinator; a full stderr pipe must not block one).
     with concurrent.futures.ThreadPoolExecutor(len(procs)) as pool:
         outputs = list(
             pool.map(
-                lambda i: procs[i].communicate(
-                    json.dumps({**job, "port": port, "process_id": i}), timeout=900
-                ),
-                range(len(procs)),
+                lambda pair: pair[0].communicate(json.dumps(pair[1]), timeout=900),
+                zip(procs, jobs),
             )
         )
     for proc, (_, err) in zip(procs, outputs):
@@ -568,7 +551,6 @@ def main(argv=None) -> dict:
             configurations = [(d, 1) for d in args.devices]
             configurations += [(1, p) for p in args.processes]
             for devices, processes in configurations:
-                run = _run_worker if processes == 1 else _run_processes
                 for precision in args.precisions:
                     cache = tmp / f"cache_{len(rows)}"
                     job = {
@@ -584,8 +566,8 @@ def main(argv=None) -> dict:
                         "breakdown": not args.no_breakdown,
                         "prng_impl": args.prng_impl,
                     }
-                    cold = run(job, root)
-                    warm = run({**job, "breakdown": False}, root)
+                    cold = _run_worker(job, root)
+                    warm = _run_worker({**job, "breakdown": False}, root)
                     row = {
                         "version": version,
                         "processes": processes,
