@@ -50,7 +50,6 @@ import math
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -389,12 +388,6 @@ def _worker_jax(job) -> dict:
     return result
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _run_worker(job: dict, root: pathlib.Path) -> dict:
     """Runs ``job`` in fresh worker processes of the code at ``root``.
 
@@ -405,15 +398,14 @@ def _run_worker(job: dict, root: pathlib.Path) -> dict:
     the processes; everything else: process 0's.
     """
     processes = job.get("processes", 1)
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(root))
-    flags = env.get("XLA_FLAGS", "").split()
-    flags = [f for f in flags if "host_platform_device_count" not in f]
-    if job.get("devices", 1) > 1:
-        flags.append(f"--xla_force_host_platform_device_count={job['devices']}")
-    env["XLA_FLAGS"] = " ".join(flags)
+    from hetrlhf import parallel  # this checkout's launcher helpers
+
+    devices = job.get("devices", 1)
+    env = parallel.local_worker_env(devices if devices > 1 else None)
+    env["PYTHONPATH"] = str(root)
     jobs = [job]
     if processes > 1:
-        port = _free_port()
+        port = parallel.free_local_port()
         jobs = [{**job, "port": port, "process_id": i} for i in range(processes)]
     procs = [
         subprocess.Popen(

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -41,6 +40,8 @@ sys.path.insert(0, ROOT)
 
 import jax
 import numpy as np
+
+from hetrlhf import parallel
 
 
 def _parse(argv=None):
@@ -123,8 +124,6 @@ def _in_process(args) -> dict:
 
 
 def _worker(args) -> None:
-    from hetrlhf import parallel
-
     parallel.initialize_distributed(f"127.0.0.1:{args.port}", 2, args.worker)
     m = args.policies
     keys, flags = _keys(m)
@@ -142,13 +141,9 @@ def _worker(args) -> None:
 
 
 def _two_processes(args) -> float | None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
-    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(
-        "--xla_force_host_platform_device_count", "--ignored"
-    )
+    port = parallel.free_local_port()
+    platforms = os.environ.get("JAX_PLATFORMS", "cpu")
+    env = parallel.local_worker_env(None, platforms=platforms)
     cmd = [sys.executable, os.path.abspath(__file__), "--port", str(port)]
     cmd += ["--policies", str(args.policies), "--updates", str(args.updates)]
     cmd += ["--repeats", str(args.repeats)]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import socket
 from collections.abc import Callable, Sequence
 
 import jax
@@ -45,8 +46,11 @@ __all__ = [
     "batched_vmap",
     "broadcast_from_primary",
     "detected_cluster",
+    "free_local_port",
     "initialize_distributed",
     "is_primary",
+    "local_process_flags",
+    "local_worker_env",
     "pad_replicates",
     "replicate_mesh",
     "replicate_sharding",
@@ -129,6 +133,77 @@ def initialize_distributed(
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
     return True
+
+
+def free_local_port() -> int:
+    """A TCP port free on 127.0.0.1 now: the coordinator port of local processes.
+
+    The operating system picks it (a bind to port 0); nothing reserves it, so a
+    launcher hands it to its processes at once.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def local_process_flags(port: int, num_processes: int, process_id: int) -> list[str]:
+    """The flags that make a study process ``process_id`` of ``num_processes`` local ones.
+
+    ``--coordinator_address=127.0.0.1:PORT --num_processes=N --process_id=I``, as every
+    study command accepts them (``initialize_distributed``); the README's two-process
+    command is the study's command with these appended, once per process.
+
+    Raises:
+      ValueError: a port outside 1..65535, num_processes < 1 or a process id outside
+        0..num_processes − 1.
+    """
+    if not 0 < port < 65536:
+        raise ValueError(f"port must lie in 1..65535, got {port}")
+    if num_processes < 1 or not 0 <= process_id < num_processes:
+        raise ValueError(
+            "need num_processes >= 1 and 0 <= process_id < num_processes, got "
+            f"{num_processes} and {process_id}"
+        )
+    return [
+        f"--coordinator_address=127.0.0.1:{port}",
+        f"--num_processes={num_processes}",
+        f"--process_id={process_id}",
+    ]
+
+
+_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+
+
+def local_worker_env(
+    devices: int | None = None,
+    *,
+    platforms: str | None = "cpu",
+    environ: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of a local worker process (a study or benchmark run in a child).
+
+    A copy of ``environ`` (default ``os.environ``) whose ``XLA_FLAGS`` keep every flag
+    but a forced host device count; ``devices`` puts
+    ``--xla_force_host_platform_device_count=devices`` back (None: the backend's
+    default, one CPU device). ``platforms`` sets ``JAX_PLATFORMS`` (None keeps it).
+
+    Raises:
+      ValueError: devices < 1.
+    """
+    if devices is not None and devices < 1:
+        raise ValueError(f"devices must be >= 1 or None, got {devices}")
+    env = dict(os.environ if environ is None else environ)
+    flags = [
+        flag
+        for flag in env.get("XLA_FLAGS", "").split()
+        if flag.split("=")[0] != _DEVICE_COUNT_FLAG
+    ]
+    if devices is not None:
+        flags.append(f"{_DEVICE_COUNT_FLAG}={devices}")
+    env["XLA_FLAGS"] = " ".join(flags)
+    if platforms is not None:
+        env["JAX_PLATFORMS"] = platforms
+    return env
 
 
 def is_primary() -> bool:

@@ -71,3 +71,40 @@ def test_numpy_float64_leaves_restore_exactly_under_float32(tmp_path):
     assert isinstance(back["curves"], np.ndarray)
     assert back["curves"].dtype == np.float64
     np.testing.assert_array_equal(back["curves"], curves)
+
+
+def test_free_local_port_can_be_bound():
+    import socket
+
+    port = parallel.free_local_port()
+    assert 0 < port < 65536
+    with socket.socket() as sock:  # free: binding it again succeeds
+        sock.bind(("127.0.0.1", port))
+
+
+def test_local_process_flags_are_what_initialize_reads():
+    assert parallel.local_process_flags(4321, 3, 2) == [
+        "--coordinator_address=127.0.0.1:4321",
+        "--num_processes=3",
+        "--process_id=2",
+    ]
+    for args in [(0, 2, 0), (70000, 2, 0), (4321, 0, 0), (4321, 2, 2), (4321, 2, -1)]:
+        with pytest.raises(ValueError, match="port|num_processes"):
+            parallel.local_process_flags(*args)
+
+
+def test_local_worker_env_replaces_only_the_device_count():
+    environ = {
+        "XLA_FLAGS": "--a=1 --xla_force_host_platform_device_count=8 --b",
+        "JAX_PLATFORMS": "gpu",
+        "OTHER": "x",
+    }
+    env = parallel.local_worker_env(2, environ=environ)
+    assert env["XLA_FLAGS"] == "--a=1 --b --xla_force_host_platform_device_count=2"
+    assert env["JAX_PLATFORMS"] == "cpu" and env["OTHER"] == "x"
+    assert environ["XLA_FLAGS"].endswith("count=8 --b")  # the caller's dict untouched
+    kept = parallel.local_worker_env(None, platforms=None, environ=environ)
+    assert kept["XLA_FLAGS"] == "--a=1 --b" and kept["JAX_PLATFORMS"] == "gpu"
+    assert parallel.local_worker_env(environ={})["XLA_FLAGS"] == ""
+    with pytest.raises(ValueError, match="devices"):
+        parallel.local_worker_env(0)

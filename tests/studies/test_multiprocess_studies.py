@@ -9,9 +9,6 @@ count, XLA flags, config -- are left out). Only process 0 writes.
 """
 
 import json
-import os
-import pathlib
-import socket
 import subprocess
 import sys
 import time
@@ -19,8 +16,16 @@ import time
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]  # the repository (tests/<part>/)
-
+from hetrlhf import parallel
+from tests.studies.launch import (
+    ROOT,
+    assert_same,
+    numbers,
+    run_single,
+    start_pair,
+    study_command,
+    wait,
+)
 
 # Tiny configs: each case (one 1-process and one 2-process run) takes well under a
 # minute on an idle 2-core CPU.
@@ -90,99 +95,12 @@ STUDIES = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env(devices: int) -> dict:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    flags = env.get("XLA_FLAGS", "").replace(
-        "--xla_force_host_platform_device_count", "--ignored"
-    )
-    env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}"
-    return env
-
-
-def _command(study: str, out: pathlib.Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        f"experiments.{study}",
-        f"--config=configs/{study}.py",
-        f"--config.results_dir={out}",
-        *STUDIES[study],
-    ]
-
-
 def _run_single(study, out):
-    proc = subprocess.run(
-        _command(study, out),
-        cwd=ROOT,
-        env=_env(2),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_single(study_command(study, out, STUDIES[study]), devices=2, timeout=600)
 
 
 def _run_pair(study, out):
-    port = _free_port()
-    procs = [
-        subprocess.Popen(
-            [
-                *_command(study, out),
-                f"--coordinator_address=127.0.0.1:{port}",
-                "--num_processes=2",
-                f"--process_id={i}",
-            ],
-            cwd=ROOT,
-            env=_env(1),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    try:
-        outs = [p.communicate(timeout=600)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for i, (p, text) in enumerate(zip(procs, outs)):
-        assert p.returncode == 0, f"process {i}:\n{text[-4000:]}"
-
-
-# Fields that name the run, not its numbers: the devices and the process count, the
-# XLA flags (they hold the forced device count), the config (paths) and wall times.
-_RUN_FIELDS = ("devices", "num_processes", "xla_flags", "config")
-_TIMINGS = ("elapsed_s",)
-
-
-def _numbers(path: pathlib.Path):
-    payload = json.loads(path.read_text())
-    for key in _RUN_FIELDS + _TIMINGS:
-        payload.pop(key, None)
-    return payload
-
-
-def _assert_same(a, b, where=""):
-    if isinstance(a, dict):
-        assert set(a) == set(b), where
-        for k in a:
-            _assert_same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, list):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same(x, y, f"{where}[{i}]")
-    elif isinstance(a, float) and isinstance(b, float):
-        assert a == b or (np.isnan(a) and np.isnan(b)), f"{where}: {a!r} != {b!r}"
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
+    wait(start_pair(study_command(study, out, STUDIES[study])), 600)
 
 
 @pytest.mark.parametrize("study", sorted(STUDIES))
@@ -192,7 +110,7 @@ def test_study_on_two_processes_equals_one_process(study, tmp_path):
     _run_single(study, single)
     _run_pair(study, pair)
     assert (pair / "results.md").read_text() == (single / "results.md").read_text()
-    _assert_same(_numbers(pair / "results.json"), _numbers(single / "results.json"))
+    assert_same(numbers(pair / "results.json"), numbers(single / "results.json"))
     assert json.loads((pair / "results.json").read_text())["num_processes"] == 2
     print(f"{study}: {time.perf_counter() - start:.1f} s")
 
@@ -231,7 +149,7 @@ print(json.dumps({
 def test_broadcast_and_pytree_checkpoint_on_two_processes(tmp_path):
     """Process 0's values reach both processes exactly; a state sharded over the
     processes is saved once (by process 0) and restored on both."""
-    port = _free_port()
+    port = parallel.free_local_port()
     procs = [
         subprocess.Popen(
             [
@@ -243,7 +161,7 @@ def test_broadcast_and_pytree_checkpoint_on_two_processes(tmp_path):
                 str(tmp_path / "ckpt"),
             ],
             cwd=ROOT,
-            env=_env(1),
+            env=parallel.local_worker_env(1),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -271,14 +189,14 @@ def test_ppo_on_two_processes_resumes_from_its_checkpoints(tmp_path):
     (process 0 reads them, both processes continue) and gives the same numbers."""
     out = tmp_path / "ppo"
     _run_pair("ppo", out)
-    first = _numbers(out / "results.json")
+    first = numbers(out / "results.json")
     table = (out / "results.md").read_text()
     _run_pair("ppo", out)
-    second = _numbers(out / "results.json")
+    second = numbers(out / "results.json")
     (run,) = first["runs"]
     assert first["runs"][run]["resumed_from_segment"] == 0
     assert second["runs"][run]["resumed_from_segment"] == 2  # num_segments: all saved
     for payload in (first, second):
         payload["runs"][run].pop("resumed_from_segment")
-    _assert_same(second, first)
+    assert_same(second, first)
     assert (out / "results.md").read_text() == table
