@@ -9,16 +9,13 @@ count, XLA flags, config -- are left out). Only process 0 writes.
 """
 
 import json
-import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
 
-from hetrlhf import parallel
 from tests.studies.launch import (
-    ROOT,
     assert_same,
     numbers,
     run_single,
@@ -119,8 +116,12 @@ _PYTREE_SCRIPT = r"""
 import json, sys
 import jax, numpy as np
 from hetrlhf import checkpoint, parallel
-parallel.initialize_distributed("127.0.0.1:" + sys.argv[1], 2, int(sys.argv[2]))
-directory = sys.argv[3]
+directory = sys.argv[1]
+# The flags a study reads (parallel.local_process_flags), after the directory.
+flags = dict(arg[2:].split("=", 1) for arg in sys.argv[2:])
+parallel.initialize_distributed(
+    flags["coordinator_address"], int(flags["num_processes"]), int(flags["process_id"])
+)
 # float32 JAX: float64 / int64 / 0-d / bool leaves must still arrive exactly.
 mine = {
     "f64": np.array([np.pi, 1 / 3]) * (1 + jax.process_index()),
@@ -135,7 +136,7 @@ assert checkpoint.latest_step(directory) is None
 checkpoint.save_pytree(directory, 5, state)
 step = checkpoint.latest_step(directory)
 back = checkpoint.restore_pytree(directory, step, state)
-print(json.dumps({
+print("RESULT " + json.dumps({
     "f64": got["f64"].tolist(), "f64_dtype": str(got["f64"].dtype),
     "i64": int(got["i64"]), "i64_shape": list(got["i64"].shape),
     "flag": got["flag"].tolist(), "step": step,
@@ -149,29 +150,15 @@ print(json.dumps({
 def test_broadcast_and_pytree_checkpoint_on_two_processes(tmp_path):
     """Process 0's values reach both processes exactly; a state sharded over the
     processes is saved once (by process 0) and restored on both."""
-    port = parallel.free_local_port()
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                _PYTREE_SCRIPT,
-                str(port),
-                str(i),
-                str(tmp_path / "ckpt"),
-            ],
-            cwd=ROOT,
-            env=parallel.local_worker_env(1),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
+    command = [sys.executable, "-c", _PYTREE_SCRIPT, str(tmp_path / "ckpt")]
+    outs = wait(start_pair(command), 300)
+    results = [
+        json.loads(line.removeprefix("RESULT "))
+        for out in outs
+        for line in out.splitlines()
+        if line.startswith("RESULT ")
     ]
-    outs = [p.communicate(timeout=300) for p in procs]
-    for i, (p, (_, err)) in enumerate(zip(procs, outs)):
-        assert p.returncode == 0, f"process {i}:\n{err[-4000:]}"
-    results = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
+    assert len(results) == 2, outs
     for r in results:
         assert r["f64"] == [np.pi, 1 / 3] and r["f64_dtype"] == "float64"
         assert r["i64"] == 2**40 and r["i64_shape"] == []
