@@ -21,7 +21,9 @@ and ``replicate_mesh()`` is one global mesh. The same program runs on every proc
 holds (each process fills only its own devices' slices), ``sharded_map`` computes each
 device's slice, and ``to_host`` gathers the outputs to every process
 (``multihost_utils.process_allgather``). A replicate's result depends only on its
-key, so 1 and N processes give the same numbers. On one CPU machine two local
+key, so 1 and N processes with the same total number of devices give the same
+numbers (another device count changes the shapes of each device's program, and the
+numbers in their last digit). On one CPU machine two local
 processes are a test bed (gloo collectives).
 """
 
