@@ -398,7 +398,9 @@ def _run_worker(job: dict, root: pathlib.Path) -> dict:
     the processes; everything else: process 0's.
     """
     processes = job.get("processes", 1)
-    from hetrlhf import parallel  # this checkout's launcher helpers
+    if str(ROOT) not in sys.path:  # this checkout's launcher helpers, installed or not
+        sys.path.insert(0, str(ROOT))
+    from hetrlhf import parallel
 
     devices = job.get("devices", 1)
     env = parallel.local_worker_env(devices if devices > 1 else None)
