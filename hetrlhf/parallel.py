@@ -94,6 +94,15 @@ def detected_cluster(environ=None) -> str | None:
     return None
 
 
+def _check_process_id(num_processes: int, process_id: int) -> None:
+    """ValueError unless num_processes >= 1 and 0 <= process_id < num_processes."""
+    if num_processes < 1 or not 0 <= process_id < num_processes:
+        raise ValueError(
+            "need num_processes >= 1 and 0 <= process_id < num_processes, got "
+            f"{num_processes} and {process_id}"
+        )
+
+
 def initialize_distributed(
     coordinator_address: str | None = None,
     num_processes: int | None = None,
@@ -122,11 +131,7 @@ def initialize_distributed(
             f"{coordinator_address!r}, {num_processes!r}, {process_id!r}"
         )
     if num_processes is not None:
-        if num_processes < 1 or not 0 <= process_id < num_processes:
-            raise ValueError(
-                f"need num_processes >= 1 and 0 <= process_id < num_processes, got "
-                f"{num_processes} and {process_id}"
-            )
+        _check_process_id(num_processes, process_id)
         if num_processes == 1:
             return False
     elif detected_cluster() is None and os.environ.get(FORCE_ENV) != "1":
@@ -161,11 +166,7 @@ def local_process_flags(port: int, num_processes: int, process_id: int) -> list[
     """
     if not 0 < port < 65536:
         raise ValueError(f"port must lie in 1..65535, got {port}")
-    if num_processes < 1 or not 0 <= process_id < num_processes:
-        raise ValueError(
-            "need num_processes >= 1 and 0 <= process_id < num_processes, got "
-            f"{num_processes} and {process_id}"
-        )
+    _check_process_id(num_processes, process_id)
     return [
         f"--coordinator_address=127.0.0.1:{port}",
         f"--num_processes={num_processes}",
