@@ -127,27 +127,32 @@ def minimize(
     """
     fn, find = _restricted(derivs, free)
     count0 = jnp.zeros((), jnp.int32) if count0 is None else count0
-    value, grad, hess, fisher = fn(x0)
-    one = jnp.ones_like(value)
-    zero = jnp.zeros((), jnp.int32)
+    p = x0.shape[-1]
+    dtype = x0.dtype
+    # The start is evaluated by the loop's first trip (a step of length 1 along a
+    # zero direction, accepted unconditionally): one copy of ``derivs`` in the
+    # compiled program instead of two.
     state0 = NewtonState(
         x0,
-        value,
-        grad,
-        hess,
-        fisher,
-        find(grad, hess, fisher),
-        one,
-        zero,
-        count0,
+        jnp.zeros((), dtype),
+        jnp.zeros((p,), dtype),
+        jnp.zeros((p, p), dtype),
+        jnp.zeros((p, p), dtype),
+        jnp.zeros((p,), dtype),
+        jnp.ones((), dtype),
+        jnp.zeros((), jnp.int32),
+        count0 - 1,
         jnp.array(False),
     )
     limit = count0 + max_steps
 
     def cond(s):
-        return (jnp.linalg.norm(s.grad) > tol) & (s.count < limit) & ~s.stalled
+        started = s.count >= count0
+        going = (jnp.linalg.norm(s.grad) > tol) & (s.count < limit) & ~s.stalled
+        return ~started | going
 
-    return jax.lax.while_loop(cond, functools.partial(_iterate, fn, find), state0)
+    body = functools.partial(_iterate, fn, find, count0)
+    return jax.lax.while_loop(cond, body, state0)
 
 
 def _restricted(derivs: Derivatives, free):
@@ -166,7 +171,7 @@ def _restricted(derivs: Derivatives, free):
     return fn, find
 
 
-def _iterate(fn, find, s: NewtonState) -> NewtonState:
+def _iterate(fn, find, count0, s: NewtonState) -> NewtonState:
     """One iteration: the Newton step accepted (Armijo) or halved."""
     one, zero = jnp.ones_like(s.value), jnp.zeros((), jnp.int32)
     x_trial = s.x + s.step * s.direction
@@ -176,7 +181,8 @@ def _iterate(fn, find, s: NewtonState) -> NewtonState:
     # would shrink exact Newton steps and turn quadratic convergence into a crawl.
     allowance = 8 * jnp.finfo(s.value.dtype).eps * jnp.abs(s.value)
     slope = s.grad @ s.direction  # < 0
-    accepted = trial[0] <= s.value + 1e-4 * s.step * slope + allowance
+    armijo = trial[0] <= s.value + 1e-4 * s.step * slope + allowance
+    accepted = (s.count < count0) | armijo  # the first trip evaluates the start
     moved = NewtonState(
         x_trial,
         *trial,
