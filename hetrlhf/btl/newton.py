@@ -131,19 +131,20 @@ def minimize(
     """
     fn, find = _restricted(derivs, free)
     count0 = jnp.zeros((), jnp.int32) if count0 is None else count0
-    p = x0.shape[-1]
-    dtype = x0.dtype
-    # The start is evaluated by the loop's first trip (a step of length 1 along a
-    # zero direction, accepted unconditionally): one copy of ``derivs`` in the
-    # compiled program instead of two.
+    # The start is evaluated by the loop's first trip (module docstring): the state
+    # begins with zeros shaped like the outputs of ``derivs`` (``eval_shape`` traces
+    # it without adding it to the compiled program).
+    value, grad, hess, fisher = (
+        jnp.zeros(a.shape, a.dtype) for a in jax.eval_shape(fn, x0)
+    )
     state0 = NewtonState(
         x0,
-        jnp.zeros((), dtype),
-        jnp.zeros((p,), dtype),
-        jnp.zeros((p, p), dtype),
-        jnp.zeros((p, p), dtype),
-        jnp.zeros((p,), dtype),
-        jnp.ones((), dtype),
+        value,
+        grad,
+        hess,
+        fisher,
+        jnp.zeros_like(grad),
+        jnp.ones_like(value),
         jnp.zeros((), jnp.int32),
         count0 - 1,
         jnp.array(False),
