@@ -37,8 +37,7 @@ import traceback
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 SPEED = r"""
 import json, os, sys, time
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-    + " --xla_cpu_experimental_ynn_fusion_type=").strip()
+import experiments  # the studies' XLA flags, before any computation
 import jax
 from experiments import coverage
 from hetrlhf import parallel

@@ -32,15 +32,12 @@ import subprocess
 import sys
 import time
 
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_cpu_experimental_ynn_fusion_type="
-).strip()
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
-
 import jax
 import numpy as np
 
+import experiments  # noqa: F401  (the studies' XLA flags, before any computation)
 from hetrlhf import parallel
 
 

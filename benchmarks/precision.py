@@ -27,16 +27,13 @@ import os
 import sys
 import time
 
-# README "Known issues": XLA:CPU's YNNPACK fusion miscompiles float32 reductions.
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_cpu_experimental_ynn_fusion_type="
-).strip()
-
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+# The studies' XLA flags (README "Known issues": XLA:CPU's YNNPACK fusion miscompiles
+# float32 reductions), set before any computation.
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
+import experiments  # noqa: F401
 import hetrlhf as hr
 from hetrlhf import montecarlo as mc
 from hetrlhf.data import simulate as sim

@@ -4,21 +4,15 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
-# README "Known issues": the XLA:CPU float32 YNNPACK fusion bug of jax 0.10 (the
-# studies turn the fusion off, so do the tests; test_policy checks hr.policy's kernel
-# with the fusion on, in a fresh interpreter).
-import jaxlib  # the version only: XLA_FLAGS must be set before jax starts a backend
-
-if jaxlib.__version__.startswith("0.10.") and (
-    "--xla_cpu_experimental_ynn_fusion_type" not in os.environ.get("XLA_FLAGS", "")
-):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_experimental_ynn_fusion_type="
-    ).strip()
-
+# The studies' XLA flags (experiments.STUDY_XLA_FLAGS: the YNNPACK fusion of jax 0.10's
+# XLA:CPU off — README "Known issues"; test_policy checks hr.policy's kernel with the
+# fusion on, in a fresh interpreter — and the faster-compiling loop emitters). Set
+# before jax starts a backend.
 import jax
 import numpy as np
 import pytest
+
+import experiments  # noqa: F401  (sets XLA_FLAGS)
 
 # Inference is checked against float64 references (statsmodels, scipy), so the tests
 # run in float64. The library itself never flips this flag.

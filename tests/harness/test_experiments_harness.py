@@ -1,6 +1,9 @@
 """Tests of the shared study plumbing in experiments/__init__.py."""
 
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -93,3 +96,36 @@ def test_write_records_config_precision_and_devices(tmp_path):
         "vmap_size": 2,
         "part": "a",
     }
+
+
+_FLAGS_PROBE = """
+import os, sys
+import experiments, jax, jax.numpy as jnp
+print(os.environ["XLA_FLAGS"])
+print(float(jax.jit(lambda x: jnp.exp(x).sum())(jnp.arange(3.0))))
+"""
+
+
+@pytest.mark.parametrize(
+    "user_flags",
+    ["", "--xla_cpu_use_fusion_emitters=true --xla_cpu_experimental_ynn_fusion_type="],
+)
+def test_study_xla_flags_are_added_unless_the_user_set_them(user_flags):
+    # A fresh interpreter: XLA reads XLA_FLAGS once, when its backend starts, and
+    # aborts on a flag it does not know (e.g. one a new jaxlib renamed).
+    env = {**os.environ, "XLA_FLAGS": user_flags, "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run(
+        [sys.executable, "-c", _FLAGS_PROBE],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    ).stdout.splitlines()
+    flags = out[0].split()
+    assert abs(float(out[1]) - float(np.exp(np.arange(3.0)).sum())) < 1e-5
+    for flag in experiments.STUDY_XLA_FLAGS:
+        name = flag.split("=")[0]
+        assert sum(f.split("=")[0] == name for f in flags) == 1, flags
+    expected = "true" if user_flags else "false"
+    assert f"--xla_cpu_use_fusion_emitters={expected}" in flags
