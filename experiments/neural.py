@@ -82,6 +82,10 @@ def fit_rewards(key, data, *, net, train_cfg):
     train = neural.make_train(net, **train_cfg)
     params, losses = train(key, data)
     laplace = neural.last_layer_laplace(net, params, data, lam)
+    # The three models one after the other (lax.optimization_barrier; values
+    # unchanged): each makes batched LAPACK calls, and two at once can deadlock
+    # jaxlib 0.10's CPU kernels on a 2-thread pool (hr.validation.cholesky_and_condition).
+    laplace, data = jax.lax.optimization_barrier((laplace, data))
     half_a = jax.tree.map(lambda x: x[: n // 2], data)
     half_b = jax.tree.map(lambda x: x[n // 2 :], data)
     params_s, _ = train(key, half_a)
@@ -93,6 +97,7 @@ def fit_rewards(key, data, *, net, train_cfg):
     )
     params_s = params_s._replace(head=head_s)
     laplace_s = neural.last_layer_laplace(net, params_s, half_b, lam)
+    laplace_s, data = jax.lax.optimization_barrier((laplace_s, data))
     lin = hr.fit(data)
     nets = {"neural": (params, laplace), "neural-split": (params_s, laplace_s)}
     return nets, lin, losses
@@ -111,7 +116,8 @@ def replicate(key, kappa, *, design, n, net, train_cfg, num_pairs, bon, alpha):
     truth = nonlinear_reward(phi_a, theta_star, kappa) - nonlinear_reward(
         phi_b, theta_star, kappa
     )
-    cmp = hr.compare_rewards(lin.params, data, phi_a, phi_b)
+    cov = hr.covariance(lin.params, data)  # once, for both linear intervals
+    cmp = hr.compare_rewards(lin.params, data, phi_a, phi_b, cov=cov)
     intervals = {
         name: _interval_stats(
             neural.reward_difference(net, *nets[name], phi_a, phi_b), truth, z
@@ -127,7 +133,7 @@ def replicate(key, kappa, *, design, n, net, train_cfg, num_pairs, bon, alpha):
     )
     gold = nonlinear_reward(cands, theta_star, kappa)  # [P, N]
     ests = {name: neural.reward_estimate(net, *nets[name], cands) for name in nets}
-    ests["linear"] = hr.reward_interval(lin.params, data, cands)
+    ests["linear"] = hr.reward_interval(lin.params, data, cands, cov=cov)
     selection = {
         name: {
             "bon": _gold(gold, hr.best_of_n(est.mean)),

@@ -23,6 +23,7 @@ __all__ = [
     "check_conditioning",
     "check_draws",
     "check_estimate",
+    "cholesky_and_condition",
     "column_rank",
     "comparisons",
     "condition_number",
@@ -69,6 +70,24 @@ def condition_number(info: jax.Array) -> jax.Array:
     """λ_max/λ_min of a symmetric [p, p] matrix; inf if it is not positive definite."""
     lam = jnp.linalg.eigvalsh(info)
     return jnp.where(lam[0] > 0, lam[-1] / jnp.where(lam[0] > 0, lam[0], 1.0), jnp.inf)
+
+
+def cholesky_and_condition(info: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(lower Cholesky factor, ``condition_number``) of a symmetric [p, p] matrix.
+
+    The factor is computed after the eigenvalues, never alongside: under ``vmap`` both
+    are batched LAPACK calls, and jaxlib 0.10's CPU kernels split a batch over
+    XLA:CPU's intra-op pool and block a pool thread until it is done, so two of them
+    running at once on a 2-thread pool wait for each other forever (README "Known
+    issues"). ``lax.optimization_barrier`` orders them; the values are unchanged.
+    The factor is NaN where the matrix is not positive definite (``cond`` is inf).
+
+    Returns:
+      (``cho_factor``'s (factor [p, p], lower=True) pair, condition number []).
+    """
+    cond = condition_number(info)
+    _, info = jax.lax.optimization_barrier((cond, info))
+    return jax.scipy.linalg.cho_factor(info, lower=True), cond
 
 
 def check_conditioning(info, cond, max_condition, what: str) -> None:

@@ -43,7 +43,7 @@ from hetrlhf.validation import (
     check_alpha,
     check_conditioning,
     check_estimate,
-    condition_number,
+    cholesky_and_condition,
     is_traced,
 )
 
@@ -105,10 +105,9 @@ def _info_cov_cond(params, data, kind):
 
 def _cov_cond(info, data):
     """(info, I⁻¹/n, condition number) of a given information matrix; pure."""
-    cond = condition_number(info)
     # Cholesky solve instead of an explicit inverse; NaN if I is not positive definite
     # (only reachable under jit, where ``cond`` = inf reports it).
-    chol = jax.scipy.linalg.cho_factor(info, lower=True)
+    chol, cond = cholesky_and_condition(info)
     eye = jnp.eye(info.shape[-1], dtype=info.dtype)
     n = model.family(data).num_obs(data)
     return info, jax.scipy.linalg.cho_solve(chol, eye) / n, cond

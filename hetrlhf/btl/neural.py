@@ -48,7 +48,7 @@ from hetrlhf.types import (
     ravel_params,
     unravel_params,
 )
-from hetrlhf.validation import condition_number, default_max_condition
+from hetrlhf.validation import cholesky_and_condition, default_max_condition
 
 __all__ = [
     "FeatureMLP",
@@ -276,7 +276,7 @@ def last_layer_laplace(
     precision = n * fisher_information(params.head, hdata) + prior_precision * jnp.diag(
         prior
     )
-    cond = condition_number(precision)
+    chol, cond = cholesky_and_condition(precision)
     if not isinstance(cond, jax.core.Tracer):
         limit = default_max_condition(precision.dtype)
         if not float(cond) <= limit:
@@ -288,7 +288,6 @@ def last_layer_laplace(
             )
     # Cholesky solve instead of an inverse; NaN only under jit, where the condition
     # number (inf) reports it.
-    chol = jax.scipy.linalg.cho_factor(precision, lower=True)
     cov = jax.scipy.linalg.cho_solve(chol, jnp.eye(m + k, dtype=precision.dtype))
     return LastLayerLaplace(params.head, cov, cond)
 
