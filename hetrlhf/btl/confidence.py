@@ -51,6 +51,7 @@ from hetrlhf.validation import (
     check_alpha,
     check_conditioning,
     check_draws,
+    cholesky_and_condition,
     condition_number,
     is_traced,
 )
@@ -409,8 +410,11 @@ def profile_intervals(
     d = family.dim(data)
     x_hat = ravel_params(params)
     hess = model.derivatives(x_hat, data)[2]
-    se = _wald_half_width(hess, family.num_obs(data), 1.0)
     cond = condition_number(hess)
+    # The Cholesky of the Wald width after the eigenvalues, never alongside (batched
+    # LAPACK calls at once deadlock jaxlib 0.10's CPU kernels: cholesky_and_condition).
+    _, hess = jax.lax.optimization_barrier((cond, hess))
+    se = _wald_half_width(hess, family.num_obs(data), 1.0)
     if not is_traced(res, params, data):
         _warn_profile(res)
     return Intervals(
@@ -774,7 +778,7 @@ def _sandwich(params: Params, data, cluster, num_clusters, max_condition):
     n = family.num_obs(data)
     x = ravel_params(params)
     hess = model.derivatives(x, data)[2]
-    cond = condition_number(hess)
+    chol, cond = cholesky_and_condition(hess)  # in order: see cholesky_and_condition
     check_conditioning(hess, cond, max_condition, "sandwich_covariance")
     # Forward mode: p passes give the [n, p] per-observation scores (reverse mode
     # would build an [n, n] cotangent basis).
@@ -791,7 +795,6 @@ def _sandwich(params: Params, data, cluster, num_clusters, max_condition):
         meat = scores.T @ scores / n
     else:  # w_i identical rows, each its own cluster: Σ w_i s_i s_iᵀ
         meat = (scores.T * weight) @ scores / n
-    chol = jax.scipy.linalg.cho_factor(hess, lower=True)
     bread = jax.scipy.linalg.cho_solve(chol, jnp.eye(x.shape[-1], dtype=x.dtype))
     cov = bread @ meat @ bread / n
     return 0.5 * (cov + cov.T), cond
