@@ -28,11 +28,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-# The studies' XLA flags (README "Known issues": XLA:CPU's YNNPACK fusion miscompiles
-# float32 reductions), set before any computation.
 import jax
 import numpy as np
 
+# The studies' XLA flags (README "Known issues": XLA:CPU's YNNPACK fusion miscompiles
+# float32 reductions), set before any computation.
 import experiments  # noqa: F401
 import hetrlhf as hr
 from hetrlhf import montecarlo as mc

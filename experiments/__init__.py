@@ -62,8 +62,8 @@ from hetrlhf import checkpoint, parallel, reporting
 #   weighted sums broadcast back over their rows wrong beyond the first 128 KiB, so the
 #   fusion is off;
 # * README "Speed of the coverage study": XLA:CPU's older loop emitters instead of its
-#   MLIR fusion emitters compile the studies' programs ~30% faster, with bit-identical
-#   results and the same run time (CPU only; other backends ignore the flag).
+#   MLIR fusion emitters compile the studies' programs sooner at the same run time, the
+#   numbers the same up to round-off (CPU only; other backends ignore the flag).
 STUDY_XLA_FLAGS = ("--xla_cpu_use_fusion_emitters=false",) + (
     ("--xla_cpu_experimental_ynn_fusion_type=",)
     if jaxlib.__version__.startswith("0.10.")
@@ -82,6 +82,7 @@ os.environ["XLA_FLAGS"] = _with_study_flags(os.environ.get("XLA_FLAGS", ""))
 
 __all__ = [
     "PRECISIONS",
+    "STUDY_XLA_FLAGS",
     "enable_compilation_cache",
     "fingerprint",
     "launch",

@@ -232,20 +232,20 @@ def test_likelihood_ratio_test_chi2_tail_and_clipping():
 def test_cholesky_and_condition_against_numpy_and_ordered():
     from hetrlhf.validation import cholesky_and_condition
 
+    def factor_and_condition(m):
+        (factor, _), cond = cholesky_and_condition(m)
+        return factor, cond
+
     rng = np.random.default_rng(3)
     a = rng.normal(size=(4, 6, 6))
-    spd = a @ np.swapaxes(a, -1, -2) + 0.1 * np.eye(6)
-    factor, cond = (
-        jax.vmap(lambda m: cholesky_and_condition(m)[0][0])(jnp.asarray(spd)),
-        jax.vmap(lambda m: cholesky_and_condition(m)[1])(jnp.asarray(spd)),
-    )
+    spd = jnp.asarray(a @ np.swapaxes(a, -1, -2) + 0.1 * np.eye(6))
+    factor, cond = jax.vmap(factor_and_condition)(spd)
     np.testing.assert_allclose(np.tril(factor), np.linalg.cholesky(spd), rtol=1e-10)
     np.testing.assert_allclose(cond, np.linalg.cond(spd), rtol=1e-8)
     # Not positive definite: an infinite condition number and a NaN factor.
-    (factor, _), cond = cholesky_and_condition(jnp.diag(jnp.array([1.0, -1.0])))
+    factor, cond = factor_and_condition(jnp.diag(jnp.array([1.0, -1.0])))
     assert np.isinf(cond) and np.isnan(factor).any()
     # The two batched LAPACK calls must not run at once (jaxlib 0.10's CPU kernels
     # deadlock on a 2-thread pool): the program orders them with a barrier.
-    program = jax.jit(jax.vmap(lambda m: cholesky_and_condition(m)[0][0]))
-    text = program.lower(jnp.asarray(spd)).as_text()
+    text = jax.jit(jax.vmap(factor_and_condition)).lower(spd).as_text()
     assert "optimization_barrier" in text

@@ -99,7 +99,7 @@ def test_write_records_config_precision_and_devices(tmp_path):
 
 
 _FLAGS_PROBE = """
-import os, sys
+import os
 import experiments, jax, jax.numpy as jnp
 print(os.environ["XLA_FLAGS"])
 print(float(jax.jit(lambda x: jnp.exp(x).sum())(jnp.arange(3.0))))
