@@ -63,8 +63,17 @@ from hetrlhf import checkpoint, parallel, reporting
 #   fusion is off;
 # * README "Speed of the coverage study": XLA:CPU's older loop emitters instead of its
 #   MLIR fusion emitters compile the studies' programs sooner at the same run time, the
-#   numbers the same up to round-off (CPU only; other backends ignore the flag).
-STUDY_XLA_FLAGS = ("--xla_cpu_use_fusion_emitters=false",) + (
+#   numbers the same up to round-off (CPU only; other backends ignore the flag);
+# * README "Known issues": XLA:CPU's memory-minimising (DFS) instruction scheduler
+#   instead of its concurrency-optimised one: jaxlib 0.10's batched LAPACK kernels
+#   (Cholesky, eigh, LU, triangular solve) split a large batch over XLA's thread
+#   pool and block a pool thread until it is done, so two such calls that XLA runs
+#   at once deadlock a 2-thread pool (a 2-core machine); with this scheduler the
+#   programs that hung finish (tests/harness/test_lapack_deadlock.py).
+STUDY_XLA_FLAGS = (
+    "--xla_cpu_use_fusion_emitters=false",
+    "--xla_cpu_enable_concurrency_optimized_scheduler=false",
+) + (
     ("--xla_cpu_experimental_ynn_fusion_type=",)
     if jaxlib.__version__.startswith("0.10.")
     else ()

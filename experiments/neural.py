@@ -82,9 +82,10 @@ def fit_rewards(key, data, *, net, train_cfg):
     train = neural.make_train(net, **train_cfg)
     params, losses = train(key, data)
     laplace = neural.last_layer_laplace(net, params, data, lam)
-    # The three models one after the other (lax.optimization_barrier; values
-    # unchanged): each makes batched LAPACK calls, and two at once can deadlock
-    # jaxlib 0.10's CPU kernels on a 2-thread pool (hr.validation.cholesky_and_condition).
+    # The three models one after the other in XLA's schedule (lax.optimization_barrier;
+    # values unchanged): each makes batched LAPACK calls, and two at once can deadlock
+    # jaxlib 0.10's CPU kernels on a 2-thread pool (hr.validation.cholesky_and_condition;
+    # the guard that holds at run time is the scheduler of experiments.STUDY_XLA_FLAGS).
     laplace, data = jax.lax.optimization_barrier((laplace, data))
     half_a = jax.tree.map(lambda x: x[: n // 2], data)
     half_b = jax.tree.map(lambda x: x[n // 2 :], data)

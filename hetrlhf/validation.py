@@ -79,7 +79,11 @@ def cholesky_and_condition(info: jax.Array) -> tuple[jax.Array, jax.Array]:
     are batched LAPACK calls, and jaxlib 0.10's CPU kernels split a batch over
     XLA:CPU's intra-op pool and block a pool thread until it is done, so two of them
     running at once on a 2-thread pool wait for each other forever (README "Known
-    issues"). ``lax.optimization_barrier`` orders them; the values are unchanged.
+    issues"). ``lax.optimization_barrier`` orders them in XLA's schedule; the values
+    are unchanged. XLA removes the barrier before the program runs and XLA:CPU runs
+    instructions by their data and buffer dependencies, so this alone does not
+    guarantee the order: the studies also set XLA:CPU's memory-minimising scheduler
+    (``experiments.STUDY_XLA_FLAGS``), with which the programs that hung finish.
     The factor is NaN where the matrix is not positive definite (``cond`` is inf).
 
     Returns:

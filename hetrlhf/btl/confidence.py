@@ -411,7 +411,7 @@ def profile_intervals(
     x_hat = ravel_params(params)
     hess = model.derivatives(x_hat, data)[2]
     cond = condition_number(hess)
-    # The Cholesky of the Wald width after the eigenvalues, never alongside (batched
+    # The Cholesky of the Wald width after the eigenvalues in XLA's schedule (batched
     # LAPACK calls at once deadlock jaxlib 0.10's CPU kernels: cholesky_and_condition).
     _, hess = jax.lax.optimization_barrier((cond, hess))
     se = _wald_half_width(hess, family.num_obs(data), 1.0)

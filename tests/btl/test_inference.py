@@ -246,6 +246,6 @@ def test_cholesky_and_condition_against_numpy_and_ordered():
     factor, cond = factor_and_condition(jnp.diag(jnp.array([1.0, -1.0])))
     assert np.isinf(cond) and np.isnan(factor).any()
     # The two batched LAPACK calls must not run at once (jaxlib 0.10's CPU kernels
-    # deadlock on a 2-thread pool): the program orders them with a barrier.
+    # deadlock on a 2-thread pool): the program orders them in XLA's schedule.
     text = jax.jit(jax.vmap(factor_and_condition)).lower(spd).as_text()
     assert "optimization_barrier" in text

@@ -1,0 +1,108 @@
+"""The studies' XLA flags keep concurrent batched LAPACK calls from deadlocking.
+
+jaxlib 0.10's CPU LAPACK kernels split a batch whose work passes ~2e5 flops over XLA's
+intra-op thread pool and block their pool thread until every piece is done. When XLA
+runs two such calls of a program at once, each holds a pool thread while waiting for
+pieces that only a free pool thread could run: on a 2-core machine (a 2-thread pool)
+the program hangs for ever (README "Known issues"). ``probe_program`` has four
+unordered batched LAPACK calls (two LU solves, an eigh, a Cholesky) above that size;
+on this project's 2-core machine it hung in 5 of 5 runs with XLA's default
+(concurrency-optimised) scheduler, and finished in 5 of 5 with the studies' flags
+(``experiments.STUDY_XLA_FLAGS``: the memory-minimising scheduler). Without that flag
+the last test times out on a 2-core machine (as CI's); with many cores the deadlock
+needs as many such calls at once as there are cores, so there it may pass either way.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import experiments
+from tests.lapack_order import concurrent_lapack_pairs
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def probe_matrices(seed, batch=2000, d=8):
+    """[batch, d, d] symmetric positive definite matrices."""
+    a = jax.random.normal(jax.random.key(seed), (batch, d, d))
+    return a @ jnp.swapaxes(a, -1, -2) + d * jnp.eye(d)
+
+
+def probe_program(a, b, c, d):
+    """Four batched LAPACK calls that no data path orders."""
+    return (
+        jnp.linalg.solve(a, b),
+        jnp.linalg.eigvalsh(b),
+        jnp.linalg.solve(c, d),
+        jnp.linalg.cholesky(a + b),
+    )
+
+
+_RUN = """
+import jax
+jax.config.update("jax_enable_x64", True)
+import experiments  # the studies' XLA flags, as every study, test and benchmark
+from tests.harness.test_lapack_deadlock import probe_matrices, probe_program
+run = jax.jit(probe_program)
+args = [probe_matrices(s) for s in range(4)]
+for _ in range(200):
+    jax.block_until_ready(run(*args))
+print("finished")
+"""
+
+
+def test_the_probe_program_has_unordered_batched_lapack_calls():
+    # The premise: XLA may run these calls at the same time (no data path orders
+    # them), each over a batch big enough to split over the thread pool.
+    args = [probe_matrices(s) for s in range(4)]
+    text = jax.jit(probe_program).lower(*args).compile().as_text()
+    pairs = concurrent_lapack_pairs(text)
+    targets = {p.split("[")[0] for _, a, b in pairs for p in (a, b) if "[" in p}
+    assert {"lapack_dgetrf_ffi", "lapack_dsyevd_ffi", "lapack_dpotrf_ffi"} <= targets
+
+
+def test_the_analysis_orders_calls_by_their_data():
+    # The checker fails where it should: two batched Cholesky factors of independent
+    # inputs are unordered; once the second input is computed from the first factor,
+    # they are not. Small batches: every batched call counts (min_work=0).
+    a = jnp.broadcast_to(2.0 * jnp.eye(3), (8, 3, 3))
+
+    def unordered(a):
+        return jnp.linalg.cholesky(a), jnp.linalg.cholesky(2.0 * a)
+
+    def ordered(a):
+        first = jnp.linalg.cholesky(a)
+        return first, jnp.linalg.cholesky(2.0 * first @ jnp.swapaxes(first, -1, -2))
+
+    def pairs(f, **kw):
+        text = jax.jit(f).lower(a).compile().as_text()
+        return concurrent_lapack_pairs(text, **kw)
+
+    assert len(pairs(unordered, min_work=0)) == 1
+    assert pairs(ordered, min_work=0) == []
+    assert pairs(unordered) == []  # 8 Cholesky factors of 3 x 3: too small to split
+    np.testing.assert_allclose(unordered(a)[1], ordered(a)[1], rtol=1e-12)
+
+
+def test_concurrent_batched_lapack_calls_finish_with_the_study_flags():
+    # A fresh interpreter (XLA reads XLA_FLAGS once); a hang shows as a timeout.
+    assert "--xla_cpu_enable_concurrency_optimized_scheduler=false" in (
+        experiments.STUDY_XLA_FLAGS
+    )
+    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run(
+        [sys.executable, "-c", _RUN],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+        cwd=ROOT,
+    )
+    assert out.stdout.split() == ["finished"]
