@@ -9,7 +9,9 @@ One house, two wings (the README's "Layout" section says where everything lives)
   (ensembles, interval rewards, calibration, best-of-N, the bandit policies, PPO);
 * ``hetrlhf.data`` — simulation, loaders of real preference files, text features;
 * ``checkpoint``, ``parallel``, ``montecarlo``, ``reporting`` — the study harness
-  (chunked and sharded replicates; Monte Carlo rates, bands and z-scores; tables).
+  (chunked and sharded replicates; Monte Carlo rates, bands and z-scores; tables);
+  ``cpu_lapack`` — which batched LAPACK calls of a compiled XLA:CPU program split over
+  its thread pool (the jaxlib 0.10 deadlock, README "Known issues").
 
 Precision: inference (standard errors, intervals) is exact to statsmodels' level in
 float64. On CPU enable it yourself before creating arrays:

@@ -357,8 +357,9 @@ def run_chunked(
 
     Raises:
       TypeError: ``fingerprint`` not JSON-able, or ``keys`` not a key array.
-      ValueError: bad ``chunk_size``/``keys`` shape, or an existing checkpoint from
-        a different run (unless ``overwrite``).
+      ValueError: bad ``chunk_size``/``keys`` shape, an existing checkpoint from
+        a different run (unless ``overwrite``), or a program that would deadlock
+        the CPU devices of ``mesh`` in this process (``parallel.check_shared_cpu_pool``).
     """
     _check_chunk_args(chunk_size, keys)
     num = int(keys.shape[0])
@@ -378,12 +379,17 @@ def run_chunked(
         "keys_sha256": _keys_digest(keys),
     }
 
+    checked = []
+
     def compute(i):
         start = plan.bounds[i][0]
         idx = np.minimum(np.arange(start, start + plan.chunk_size), num - 1)
         chunk = keys[idx]
         if mesh is not None:
             chunk = parallel.shard_replicates(chunk, mesh)
+            if not checked:  # several CPU devices of this process: no LAPACK deadlock
+                parallel.check_shared_cpu_pool(run_fn, mesh, chunk, *shared)
+                checked.append(True)
         return _to_host(run_fn(chunk, *shared))  # gathered to every process
 
     # Several processes: process 0 alone reads and writes the checkpoint and shares

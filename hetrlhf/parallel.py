@@ -41,12 +41,15 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from hetrlhf import cpu_lapack
+
 __all__ = [
     "AXIS",
     "FORCE_ENV",
     "barrier",
     "batched_vmap",
     "broadcast_from_primary",
+    "check_shared_cpu_pool",
     "detected_cluster",
     "free_local_port",
     "initialize_distributed",
@@ -266,6 +269,38 @@ def replicate_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     if not devices:
         raise ValueError("devices is empty: a mesh needs at least one device")
     return Mesh(np.asarray(devices), (AXIS,))
+
+
+def check_shared_cpu_pool(fn: Callable, mesh: Mesh, *args) -> None:
+    """Raises ``ValueError`` where ``fn(*args)`` on ``mesh`` would deadlock XLA:CPU.
+
+    The CPU devices of one process share one intra-op thread pool, and jaxlib 0.10's
+    batched LAPACK kernels block a pool thread while their batch, split over the pool,
+    is computed (``hetrlhf.cpu_lapack``): one such call per device, run on two devices
+    at once, hangs a 2-core machine for ever (README "Known issues"). Where this
+    process holds several CPU devices of ``mesh``, ``fn`` (jitted) is compiled for
+    ``args`` (the call that follows reuses the executable) and checked; elsewhere
+    (one device per process, accelerators) nothing is done.
+
+    Args:
+      fn: the jitted function the caller is about to run on ``mesh``.
+      mesh: its mesh.
+      *args: its arguments.
+    """
+    local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+    if len(local) < 2 or local[0].platform != "cpu":
+        return
+    calls = cpu_lapack.splitting_calls(fn.lower(*args).compile().as_text())
+    if calls:
+        more = f" and {len(calls) - 1} more" if len(calls) > 1 else ""
+        raise ValueError(
+            f"this program has batched LAPACK calls large enough to split over "
+            f"XLA:CPU's thread pool ({calls[0]}{more}), and the {len(local)} CPU "
+            "devices of this process share that pool: run on them at once, such calls "
+            'can deadlock a small CPU (README "Known issues"). Run one device per '
+            'process instead (several processes: README "Scaling out"; or no '
+            "--xla_force_host_platform_device_count), or a smaller vmap_size"
+        )
 
 
 def _check_mesh(mesh) -> Mesh:

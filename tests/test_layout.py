@@ -22,6 +22,7 @@ LAYERS = {
     "types": 0,
     "validation": 1,
     "checkpoint": 1,
+    "cpu_lapack": 1,
     "parallel": 1,
     "reporting": 1,
     "montecarlo": 1,

@@ -1,19 +1,23 @@
-"""Which batched LAPACK calls of a compiled XLA:CPU program may run at the same time.
+"""XLA:CPU's batched LAPACK calls that split over its thread pool, in a compiled program.
 
-jaxlib 0.10's CPU LAPACK kernels (Cholesky, eigh, LU, triangular solve, ...) split a
+jaxlib 0.10's CPU LAPACK kernels (Cholesky, eigh, LU, triangular solve, QR, SVD) split a
 batch whose work passes ``FAN_OUT_WORK`` over XLA's intra-op thread pool and block
-their pool thread until the pieces are done (``jax::ParallelBatchMap``). XLA:CPU runs
-independent instructions of a program concurrently on that same pool, so two such
-calls at once can each hold a pool thread while waiting for the other's pieces: on a
-2-core machine (a 2-thread pool) the program deadlocks (README "Known issues").
+their pool thread until the pieces are done (``jax::ParallelBatchMap``). Two such calls
+running at once can each hold a pool thread while waiting for the other's pieces: on a
+2-core machine (a 2-thread pool) the program deadlocks (README "Known issues"). That
+happens when XLA:CPU runs two of them side by side in one program, or when several
+devices of one process (which share the pool) each run one.
 
-``concurrent_lapack_pairs(hlo_text)`` reads a program's optimized HLO (``jax.jit(f)
-.lower(...).compile().as_text()``, or a ``--xla_dump_to`` dump) and returns every pair
-of such calls -- or of instructions (loops, conditionals, calls) that contain one --
-that no data path orders, computation by computation. These are candidates: XLA:CPU
-also orders instructions that share a buffer (which depends on its scheduler and
-buffer assignment), and ``lax.optimization_barrier`` is removed before the program
-runs, so it orders the schedule only.
+Reads a program's optimized HLO text (``jax.jit(f).lower(...).compile().as_text()``,
+or a ``--xla_dump_to`` dump):
+
+* ``splitting_calls(text)``: every batched LAPACK call big enough to split;
+* ``concurrent_lapack_pairs(text)``: the pairs of such calls -- or of instructions
+  (loops, conditionals, calls) that contain one -- that no data path orders,
+  computation by computation. These are candidates: XLA:CPU also orders instructions
+  that share a buffer (which depends on its scheduler and buffer assignment), and
+  ``lax.optimization_barrier`` is removed before the program runs, so it orders the
+  schedule only. No pair means no two such calls can run at once.
 """
 
 from __future__ import annotations
@@ -227,6 +231,19 @@ def concurrent_lapack_pairs(
                 if a not in ancestors[b] and b not in ancestors[a]:
                     pairs.append((computation, describe(a), describe(b)))
     return pairs
+
+
+def splitting_calls(text: str, min_work: float = FAN_OUT_WORK) -> list[str]:
+    """Every batched LAPACK call in ``text`` whose work is at least ``min_work``
+    (``batched_lapack_call``'s description), in program order."""
+    frames = source_locations(text)
+    found = []
+    for instructions in parse_hlo(text).values():
+        for instruction in instructions.values():
+            call = batched_lapack_call(instruction, frames, min_work)
+            if call is not None:
+                found.append(call)
+    return found
 
 
 def audit_dump(
