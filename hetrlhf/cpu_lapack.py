@@ -181,6 +181,27 @@ def concurrent_lapack_pairs(
             has_lapack(c) for c in _called(instruction) if c in computations
         )
 
+    def calls_within(callee: str) -> list[str]:
+        found = _calls_in(computations.get(callee, {}).values(), frames, min_work)
+        for ins in computations.get(callee, {}).values():
+            for inner in _called(ins):
+                if inner != callee and has_lapack(inner):
+                    found += calls_within(inner)
+        return found
+
+    def describe(instructions: dict[str, str], name: str) -> str:
+        call = batched_lapack_call(instructions[name], frames, min_work)
+        if call is not None:
+            return call
+        inner = sorted(
+            {
+                c.split(" ", 1)[-1]
+                for callee in _called(instructions[name])
+                for c in calls_within(callee)
+            }
+        )
+        return f"{name} (contains LAPACK: {'; '.join(inner)})"
+
     pairs = []
     for computation, instructions in computations.items():
         units = [name for name, ins in instructions.items() if is_unit(ins)]
@@ -202,48 +223,34 @@ def concurrent_lapack_pairs(
                 found |= {o} | ancestors.get(o, set())
             ancestors[name] = found
 
-        def describe(name: str, instructions=instructions) -> str:
-            call = batched_lapack_call(instructions[name], frames, min_work)
-            if call is not None:
-                return call
-            inner = sorted(
-                {
-                    c.split(" ", 1)[-1]
-                    for callee in _called(instructions[name])
-                    for c in _calls_within(callee)
-                }
-            )
-            return f"{name} (contains LAPACK: {'; '.join(inner)})"
-
-        def _calls_within(callee: str) -> list[str]:
-            found = []
-            for ins in computations.get(callee, {}).values():
-                call = batched_lapack_call(ins, frames, min_work)
-                if call is not None:
-                    found.append(call)
-                for inner in _called(ins):
-                    if inner != callee and has_lapack(inner):
-                        found += _calls_within(inner)
-            return found
-
         for i, a in enumerate(units):
             for b in units[i + 1 :]:
                 if a not in ancestors[b] and b not in ancestors[a]:
-                    pairs.append((computation, describe(a), describe(b)))
+                    pairs.append(
+                        (
+                            computation,
+                            describe(instructions, a),
+                            describe(instructions, b),
+                        )
+                    )
     return pairs
+
+
+def _calls_in(instructions: Iterable[str], frames, min_work: float) -> list[str]:
+    """``batched_lapack_call`` of each of ``instructions`` that is one, in order."""
+    calls = (batched_lapack_call(i, frames, min_work) for i in instructions)
+    return [c for c in calls if c is not None]
 
 
 def splitting_calls(text: str, min_work: float = FAN_OUT_WORK) -> list[str]:
     """Every batched LAPACK call in ``text`` whose work is at least ``min_work``
     (``batched_lapack_call``'s description), in program order."""
     frames = source_locations(text)
-    found = []
-    for instructions in parse_hlo(text).values():
-        for instruction in instructions.values():
-            call = batched_lapack_call(instruction, frames, min_work)
-            if call is not None:
-                found.append(call)
-    return found
+    return [
+        call
+        for instructions in parse_hlo(text).values()
+        for call in _calls_in(instructions.values(), frames, min_work)
+    ]
 
 
 def audit_dump(

@@ -75,7 +75,7 @@ def condition_number(info: jax.Array) -> jax.Array:
 def cholesky_and_condition(info: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(lower Cholesky factor, ``condition_number``) of a symmetric [p, p] matrix.
 
-    The factor is computed after the eigenvalues, never alongside: under ``vmap`` both
+    The factor is scheduled after the eigenvalues, not alongside: under ``vmap`` both
     are batched LAPACK calls, and jaxlib 0.10's CPU kernels split a batch over
     XLA:CPU's intra-op pool and block a pool thread until it is done, so two of them
     running at once on a 2-thread pool wait for each other forever (README "Known

@@ -6,8 +6,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
 # The studies' XLA flags (experiments.STUDY_XLA_FLAGS: the YNNPACK fusion of jax 0.10's
 # XLA:CPU off — README "Known issues"; test_policy checks hr.policy's kernel with the
-# fusion on, in a fresh interpreter — and the faster-compiling loop emitters). Set
-# before jax starts a backend.
+# fusion on, in a fresh interpreter — the faster-compiling loop emitters, and the
+# memory-minimising scheduler against the LAPACK deadlock). Set before jax starts a
+# backend.
 import jax
 import numpy as np
 import pytest

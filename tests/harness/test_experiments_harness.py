@@ -1,9 +1,6 @@
 """Tests of the shared study plumbing in experiments/__init__.py."""
 
 import json
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +9,7 @@ import numpy as np
 import pytest
 
 import experiments
+from tests import fresh_interpreter
 
 
 def _config(tmp_path, **fields):
@@ -113,15 +111,7 @@ print(float(jax.jit(lambda x: jnp.exp(x).sum())(jnp.arange(3.0))))
 def test_study_xla_flags_are_added_unless_the_user_set_them(user_flags):
     # A fresh interpreter: XLA reads XLA_FLAGS once, when its backend starts, and
     # aborts on a flag it does not know (e.g. one a new jaxlib renamed).
-    env = {**os.environ, "XLA_FLAGS": user_flags, "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run(
-        [sys.executable, "-c", _FLAGS_PROBE],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-    ).stdout.splitlines()
+    out = fresh_interpreter.run(_FLAGS_PROBE, user_flags).splitlines()
     flags = out[0].split()
     assert abs(float(out[1]) - float(np.exp(np.arange(3.0)).sum())) < 1e-5
     for flag in experiments.STUDY_XLA_FLAGS:

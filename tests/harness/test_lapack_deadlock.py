@@ -13,33 +13,13 @@ the last test times out on a 2-core machine (as CI's); with many cores the deadl
 needs as many such calls at once as there are cores, so there it may pass either way.
 """
 
-import os
-import pathlib
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import experiments
 from hetrlhf.cpu_lapack import concurrent_lapack_pairs
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def _fresh_interpreter(script: str, xla_flags: str) -> str:
-    """stdout of ``script`` in a new Python (XLA reads XLA_FLAGS once, at start)."""
-    env = {**os.environ, "XLA_FLAGS": xla_flags, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=True,
-        cwd=ROOT,
-    ).stdout
+from tests import fresh_interpreter
 
 
 def probe_matrices(seed, batch=2000, d=8):
@@ -109,7 +89,7 @@ def test_concurrent_batched_lapack_calls_finish_with_the_study_flags():
     assert "--xla_cpu_enable_concurrency_optimized_scheduler=false" in (
         experiments.STUDY_XLA_FLAGS
     )
-    assert _fresh_interpreter(_RUN, "").split() == ["finished"]
+    assert fresh_interpreter.run(_RUN, "").split() == ["finished"]
 
 
 _TWO_DEVICES = """
@@ -144,5 +124,7 @@ def test_several_cpu_devices_of_one_process_refuse_a_splitting_lapack_program():
     # Two CPU devices of one process share the pool: one large batched solve per
     # device hung 3 of 3 runs (README "Known issues"). run_chunked now refuses it with
     # a ValueError (a hang would show as the timeout); one device runs it.
-    out = _fresh_interpreter(_TWO_DEVICES, "--xla_force_host_platform_device_count=2")
+    out = fresh_interpreter.run(
+        _TWO_DEVICES, "--xla_force_host_platform_device_count=2"
+    )
     assert out.split("\n")[:2] == ["refused", "one device 4"], out

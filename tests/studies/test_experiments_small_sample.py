@@ -2,13 +2,12 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 
 from configs import small_sample as small_sample_config
 from experiments import small_sample
+from tests import fresh_interpreter
 
 
 # ~20 s
@@ -66,19 +65,10 @@ def test_wide_vmapped_bootstrap_does_not_deadlock():
     The solver now factors both matrices in one call. Run in a subprocess with a
     timeout so that a regression fails instead of hanging the test run.
     """
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = {**os.environ, "PYTHONPATH": root}
-    proc = subprocess.run(
-        [sys.executable, "-c", _WIDE_BOOTSTRAP],
-        check=False,
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    out = fresh_interpreter.run(
+        _WIDE_BOOTSTRAP, os.environ.get("XLA_FLAGS", ""), timeout=300
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    words = proc.stdout.split()
+    words = out.split()
     coverage, failed = float(words[1]), int(words[3])
     assert failed == 0
     # 25 replicates × 8 coordinates of 95% bootstrap-t intervals.
