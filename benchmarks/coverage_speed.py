@@ -16,7 +16,10 @@ the replicate axis split over the global mesh, every timed step started at a
 barrier; wall times are the slowest process's, CPU times the sum) and for float32 /
 float64, each configuration in fresh processes, for two versions of the code: AFTER
 (this checkout) and BEFORE (``--before_commit``, by default the commit this work
-branched from, extracted with ``git archive`` into a temporary folder):
+branched from, extracted with ``git archive`` into a temporary folder), each with
+the XLA options its own studies compile the replicate program with
+(``experiments.compiler_options()``: LLVM -O2 on a CPU since 2026-12-06, XLA's
+default -O3 before; ``--opt_level`` sets one level for both):
 
 * run — simulate + fit + intervals of ``--replicates`` replicates, compiled program,
   best of 3 runs (wall-clock);
@@ -120,8 +123,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=int,
         default=None,
         choices=(0, 1, 2, 3),
-        help="XLA:CPU backend optimisation level (xla_backend_optimization_level; "
-        "default: XLA's)",
+        help="XLA:CPU backend optimisation level (xla_backend_optimization_level) of "
+        "both columns; default: what each version's study compiles with "
+        "(experiments.compiler_options(): -O2 on a CPU now, XLA's -O3 before)",
     )
     parser.add_argument(
         "--prng_impl",
@@ -286,7 +290,7 @@ def _worker_jax(job) -> dict:
     import numpy as np
 
     jax.config.update("jax_enable_x64", job["precision"] == "float64")
-    import experiments  # noqa: F401  (the XLA flags the studies set)
+    import experiments  # the XLA flags the studies set; compiler_options below
     from hetrlhf import parallel
 
     if job.get("processes", 1) > 1:  # before any array, as in the studies
@@ -309,9 +313,10 @@ def _worker_jax(job) -> dict:
     impl = job.get("prng_impl", "threefry2x32")
     keys = jax.random.split(jax.random.key(job["seed"], impl=impl), r)
     keys_in = parallel.shard_replicates(keys, mesh) if mesh is not None else keys
-    options = {}
     if job["opt_level"] is not None:
         options = {"xla_backend_optimization_level": job["opt_level"]}
+    else:  # the study's own (the BEFORE code has none: XLA's defaults)
+        options = getattr(experiments, "compiler_options", dict)() or {}
 
     def program(fn):
         batch = jax.jit(parallel.batched_vmap(fn, job["batch_size"] or None))
@@ -347,6 +352,7 @@ def _worker_jax(job) -> dict:
         "hetrlhf": hr.__file__,
         "device_count": jax.device_count(),
         "process_count": jax.process_count(),
+        "compiler_options": options,
         "compile_wall": t_compile,
         "compile_cpu": c_compile,
         "first_run_wall": t_first,

@@ -185,7 +185,12 @@ def run(config) -> dict:
             replicate, design=design, n=n, alpha=config.alpha, nuts=nuts
         )
         keys = jax.random.split(key, config.num_replicates)
-        out = experiments.replicates(config, fn, keys, part=f"n{n}", desc=f"n = {n}")
+        # XLA's default options: NUTS trajectories amplify round-off, and at LLVM -O2
+        # (the other studies' CPU setting) the chains and the table change (one or
+        # two of 48 intervals per coordinate at n = 200) for a second less compiling.
+        out = experiments.replicates(
+            config, fn, keys, part=f"n{n}", desc=f"n = {n}", xla_defaults=True
+        )
         results[n] = summarize(out, truth, names, level)
     panels = {
         f"n = {n} ({s['num_used']} replicates)": {

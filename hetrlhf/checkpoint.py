@@ -323,6 +323,7 @@ def run_chunked(
     overwrite: bool = False,
     progress: bool = True,
     shared: tuple = (),
+    compiler_options: Mapping[str, Any] | None = None,
 ):
     """Runs ``fn`` over ``keys`` in chunks, checkpointing each chunk; resumes.
 
@@ -350,6 +351,10 @@ def run_chunked(
         parameter traced by a jitted ``fn``, so that its values share one compiled
         program); not split over the mesh. They are not stored: name their values
         in ``fingerprint``.
+      compiler_options: XLA options of the program that runs a chunk (``jax.jit``'s
+        ``compiler_options``; ``fn`` is then called inside that program, so it must
+        not carry options of its own). They change how it is compiled, not what it
+        computes: they are not part of the checkpoint's identity.
 
     Returns:
       The outputs of all R replicates, concatenated along the leading axis (jax
@@ -364,11 +369,15 @@ def run_chunked(
     _check_chunk_args(chunk_size, keys)
     num = int(keys.shape[0])
     meta_fingerprint = _fingerprint_json(fingerprint)
-    run_fn = fn
     if mesh is not None:
         run_fn = parallel.sharded_map(
-            fn, mesh, replicated=tuple(range(1, 1 + len(shared)))
+            fn,
+            mesh,
+            replicated=tuple(range(1, 1 + len(shared))),
+            compiler_options=compiler_options,
         )
+    else:
+        run_fn = parallel.top_level(fn, compiler_options)
     plan = _plan_chunks(num, chunk_size, 1 if mesh is None else mesh.size)
     like = _output_like(fn, keys, plan.chunk_size, shared)
     meta = {

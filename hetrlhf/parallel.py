@@ -33,7 +33,8 @@ import functools
 import math
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -62,6 +63,7 @@ __all__ = [
     "shard_replicates",
     "sharded_map",
     "to_host",
+    "top_level",
 ]
 
 AXIS = "replicate"
@@ -419,16 +421,23 @@ def _global_array(value, sharding: NamedSharding) -> jax.Array:
 
 
 def sharded_map(
-    fn: Callable, mesh: Mesh, *, replicated: Sequence[int] = ()
+    fn: Callable,
+    mesh: Mesh,
+    *,
+    replicated: Sequence[int] = (),
+    compiler_options: Mapping[str, Any] | None = None,
 ) -> Callable:
     """Runs a batch function on each device's slice of the replicate axis.
 
     Args:
       fn: ``fn(*batched_args) -> pytree``; every input and output leaf has a leading
-        replicate axis (e.g. ``jax.jit(jax.vmap(replicate))``).
+        replicate axis (e.g. ``jax.jit(jax.vmap(replicate))``, jitted without
+        ``compiler_options``: JAX accepts them on the outermost ``jit`` only).
       mesh: a ``replicate_mesh``.
       replicated: positions of arguments shared by every replicate (e.g. reward
         parameters): copied whole to each device instead of split, no leading axis.
+      compiler_options: XLA options of the returned program (``jax.jit``'s
+        ``compiler_options``, e.g. ``{"xla_backend_optimization_level": 2}``).
 
     Returns:
       A jitted function with the same signature; the other inputs and the outputs are
@@ -437,14 +446,52 @@ def sharded_map(
       ``replicated`` give the same function (memoised), so a caller that runs ``fn``
       again, e.g. at another value of a shared argument, reuses its compiled program.
     """
-    return _sharded_map(fn, _check_mesh(mesh), tuple(int(i) for i in replicated))
+    return _sharded_map(
+        fn,
+        _check_mesh(mesh),
+        tuple(int(i) for i in replicated),
+        _options_key(compiler_options),
+    )
+
+
+def top_level(
+    fn: Callable, compiler_options: Mapping[str, Any] | None = None
+) -> Callable:
+    """``jax.jit(fn, compiler_options=compiler_options)``, memoised; ``fn`` itself
+    when there are no options.
+
+    JAX takes ``compiler_options`` on the outermost ``jit`` of a program only (a
+    nested one raises), so a caller that receives a jitted ``fn`` and runs it as a
+    program of its own gives the options here. The same ``fn`` and options give the
+    same function, so its compiled program is reused.
+    """
+    options = _options_key(compiler_options)
+    return _top_level(fn, options) if options else fn
+
+
+def _options_key(compiler_options) -> tuple:
+    if compiler_options is None:
+        return ()
+    if not isinstance(compiler_options, Mapping):
+        raise TypeError(
+            "compiler_options must be a mapping of XLA option names to values, got "
+            f"{type(compiler_options).__name__}"
+        )
+    return tuple(sorted(compiler_options.items()))
 
 
 @functools.lru_cache(maxsize=64)
-def _sharded_map(fn: Callable, mesh: Mesh, replicated: tuple[int, ...]) -> Callable:
+def _top_level(fn: Callable, options: tuple) -> Callable:
+    return jax.jit(fn, compiler_options=dict(options))
+
+
+@functools.lru_cache(maxsize=64)
+def _sharded_map(
+    fn: Callable, mesh: Mesh, replicated: tuple[int, ...], options: tuple
+) -> Callable:
     spec = P(AXIS)
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=dict(options) or None)
     def wrapped(*args):
         # check_vma=False: replicate kernels start loops from constants (e.g. a
         # zero initial estimate) that the varying-manual-axes type check would

@@ -65,6 +65,29 @@ def test_replicates_with_a_shared_argument_compile_once_and_resume(tmp_path):
         )
 
 
+def test_replicates_compile_with_the_studies_cpu_options(tmp_path, monkeypatch):
+    assert jax.default_backend() == "cpu"
+    assert experiments.compiler_options() == {"xla_backend_optimization_level": 2}
+    config = _config(tmp_path, checkpoint=False)
+    keys = jax.random.split(jax.random.key(3), 5)
+
+    def replicate(key):
+        return {"x": jax.random.normal(key, (2,))}
+
+    # A fresh function each time: a compiled program is never reused across arms.
+    out = experiments.replicates(config, lambda k: replicate(k), keys, part="o2")
+    np.testing.assert_array_equal(out["x"], jax.vmap(replicate)(keys)["x"])
+    monkeypatch.setattr(
+        experiments, "STUDY_CPU_COMPILER_OPTIONS", {"xla_hetrlhf_no_such_option": 1}
+    )
+    with pytest.raises(Exception, match="xla_hetrlhf_no_such_option"):
+        experiments.replicates(config, lambda k: replicate(k), keys, part="bad")
+    defaults = experiments.replicates(  # XLA's defaults: the option is not passed
+        config, lambda k: replicate(k), keys, part="defaults", xla_defaults=True
+    )
+    np.testing.assert_array_equal(defaults["x"], out["x"])
+
+
 def test_prepare_checks_precision_and_preset(tmp_path):
     config = _config(tmp_path, num_replicates=10)
     presets = {"full": {"num_replicates": 1000}}

@@ -94,6 +94,42 @@ def test_one_device_mesh_and_run_chunked():
         np.testing.assert_allclose(chunked[name], value, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("sharded", [False, True], ids=["no_mesh", "mesh"])
+def test_compiler_options_reach_the_program_run_chunked_compiles(sharded):
+    """The options go to XLA (an unknown one is refused by it) on the outermost jit:
+    a jitted ``fn`` inside is fine, and LLVM -O2 computes the same numbers."""
+    mesh = parallel.replicate_mesh() if sharded else None
+    keys = jax.random.split(jax.random.key(5), 10)
+
+    def run(**options):
+        return ck.run_chunked(
+            STATISTIC,
+            keys,
+            chunk_size=4,
+            mesh=mesh,
+            progress=False,
+            compiler_options=options,
+        )
+
+    o2 = run(xla_backend_optimization_level=2)
+    for name, value in STATISTIC(keys).items():
+        np.testing.assert_allclose(o2[name], value, rtol=1e-12, atol=1e-12)
+    with pytest.raises(Exception, match="xla_hetrlhf_no_such_option"):
+        run(xla_hetrlhf_no_such_option=1)
+
+
+def test_top_level_is_memoised_and_checks_its_options():
+    fn = jax.jit(jax.vmap(simulate_statistic))
+    options = {"xla_backend_optimization_level": 2}
+    assert parallel.top_level(fn) is fn and parallel.top_level(fn, {}) is fn
+    wrapped = parallel.top_level(fn, options)
+    assert wrapped is not fn and parallel.top_level(fn, dict(options)) is wrapped
+    with pytest.raises(TypeError, match="compiler_options must be a mapping"):
+        parallel.top_level(fn, [("xla_backend_optimization_level", 2)])
+    with pytest.raises(TypeError, match="compiler_options must be a mapping"):
+        parallel.sharded_map(fn, parallel.replicate_mesh(), compiler_options="-O2")
+
+
 def test_padding_and_divisibility_errors():
     devices = jax.devices() * 4  # a 4-"device" mesh only to test the shape checks
     mesh = jax.sharding.Mesh(np.asarray(devices), ("replicate",))
