@@ -352,9 +352,10 @@ def run_chunked(
         program); not split over the mesh. They are not stored: name their values
         in ``fingerprint``.
       compiler_options: XLA options of the program that runs a chunk (``jax.jit``'s
-        ``compiler_options``; ``fn`` is then called inside that program, so it must
-        not carry options of its own). They change how it is compiled, not what it
-        computes: they are not part of the checkpoint's identity.
+        ``compiler_options``; ``fn`` is then called inside that program — traced
+        once, not run per chunk — so it must not carry options of its own). They
+        change how it is compiled, not what it computes: they are not part of the
+        checkpoint's identity.
 
     Returns:
       The outputs of all R replicates, concatenated along the leading axis (jax

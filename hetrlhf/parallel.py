@@ -463,7 +463,9 @@ def top_level(
     JAX takes ``compiler_options`` on the outermost ``jit`` of a program only (a
     nested one raises), so a caller that receives a jitted ``fn`` and runs it as a
     program of its own gives the options here. The same ``fn`` and options give the
-    same function, so its compiled program is reused.
+    same function, so its compiled program is reused. The result is a program of
+    its own: called inside another ``jit`` or ``jax.eval_shape`` it raises (use
+    ``fn`` there).
     """
     options = _options_key(compiler_options)
     return _top_level(fn, options) if options else fn

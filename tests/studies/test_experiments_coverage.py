@@ -41,24 +41,28 @@ import signal
 
 import jax
 
-from hetrlhf import checkpoint
+from hetrlhf import checkpoint, parallel
 
 kill_at = int(os.environ.get("KILL_AT_CALL", "0"))
 log = os.environ["CHUNK_LOG"]
 _run_chunked = checkpoint.run_chunked
 
 
-def run_chunked(fn, keys, **kwargs):
+def run_chunked(fn, keys, compiler_options=None, **kwargs):
+    # The program run_chunked would build (no mesh: shard=False; its options on the
+    # outermost jit), called by a counter that runs eagerly once per chunk.
+    program = parallel.top_level(fn, compiler_options)
     calls = [0]
 
     def counting(k, *shared):
-        if not isinstance(k, jax.core.Tracer):  # a real chunk, not shape inference
-            calls[0] += 1
-            if calls[0] == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)  # no cleanup: as a killed job
-            with open(log, "a") as f:
-                f.write("chunk\\n")
-        return fn(k, *shared)
+        if isinstance(k, jax.core.Tracer):  # shape inference, not a chunk
+            return fn(k, *shared)
+        calls[0] += 1
+        if calls[0] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)  # no cleanup: as a killed job
+        with open(log, "a") as f:
+            f.write("chunk\\n")
+        return program(k, *shared)
 
     return _run_chunked(counting, keys, **kwargs)
 
