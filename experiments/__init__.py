@@ -83,8 +83,9 @@ STUDY_XLA_FLAGS = (
 
 # XLA options of the studies' replicate programs (``replicates``) on a CPU: LLVM's
 # -O2 instead of XLA:CPU's default -O3 compiles them in about two thirds of the time
-# at the same run time, the float64 numbers bit for bit the same (README "Speed of
-# the coverage study"). Per program, not in XLA_FLAGS: the vmapped PPO program ran
+# at the same run time; the coverage study's float64 numbers stay bit for bit the
+# same, other studies' move at round-off (README "Speed of the coverage study").
+# Per program, not in XLA_FLAGS: the vmapped PPO program ran
 # slower at -O2, and on an accelerator the flag would reach its own compiler too.
 STUDY_CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 2}
 
