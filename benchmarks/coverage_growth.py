@@ -55,6 +55,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.sizes) < 10 or min(args.replicate_counts) < 1:
         parser.error("--sizes must be >= 10 and --replicate_counts >= 1")
+    if len(set(args.sizes)) < 2 or len(set(args.replicate_counts)) < 2:
+        parser.error(
+            "--sizes and --replicate_counts need two different values each (a slope)"
+        )
     if args.devices < 1 or args.repeats < 1 or args.batch_size < 0:
         parser.error("--devices, --repeats must be >= 1, --batch_size >= 0")
     return args
@@ -80,13 +84,15 @@ def main(argv=None) -> dict:
     import numpy as np
 
     jax.config.update("jax_enable_x64", args.precision == "float64")
-    import experiments  # noqa: F401  (the XLA flags the studies set)
+    import experiments  # the XLA flags and the compiler options the studies set
     from experiments.coverage import make_replicate
     from hetrlhf import parallel
     from hetrlhf.data import simulate as sim
 
     design = sim.get_design(args.design)
     mesh = parallel.replicate_mesh() if jax.device_count() > 1 else None
+    # The studies' own per-program options (LLVM -O2 on a CPU; none elsewhere).
+    options = experiments.compiler_options()
 
     def measure(n, r):
         r = -(-r // jax.device_count()) * jax.device_count()
@@ -99,7 +105,7 @@ def main(argv=None) -> dict:
         if mesh is not None:
             batch = jax.jit(parallel.sharded_map(batch, mesh))
         start = time.perf_counter()
-        exe = batch.lower(keys).compile()
+        exe = batch.lower(keys).compile(compiler_options=options)
         compile_s = time.perf_counter() - start
         jax.block_until_ready(exe(keys))
         best = (float("inf"), float("inf"))
@@ -157,7 +163,8 @@ def main(argv=None) -> dict:
     text = (
         f"# Coverage study: cost against n and against the replicates\n\n"
         f"{jax.device_count()} CPU device(s), {args.precision}, vmapped batches of "
-        f"{args.batch_size}, best of {args.repeats} runs; load at the end "
+        f"{args.batch_size}, best of {args.repeats} runs, compiler options "
+        f"{options or 'XLA defaults'}; load at the end "
         + " ".join(f"{x:.1f}" for x in os.getloadavg())
         + f".\n\nAgainst n ({args.replicates_for_n} replicates): log-log slope of the "
         f"run time {slopes['seconds_vs_n']:.2f} (CPU {slopes['cpu_seconds_vs_n']:.2f})"
@@ -169,7 +176,13 @@ def main(argv=None) -> dict:
     print("\n" + text)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"args": vars(args), "by_n": by_n, "by_replicates": by_r, **slopes}
+    payload = {
+        "args": vars(args),
+        "compiler_options": options,
+        "by_n": by_n,
+        "by_replicates": by_r,
+        **slopes,
+    }
     (out / "coverage_growth.json").write_text(json.dumps(payload, indent=1))
     (out / "coverage_growth.md").write_text(text)
 

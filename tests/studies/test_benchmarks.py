@@ -1,0 +1,234 @@
+"""Smoke runs of the benchmark scripts through their command lines, at tiny sizes.
+
+The benchmarks hold the project's speed goals and ``device_check.py`` is what a lent
+accelerator runs first: a script that no longer runs would be found only then. No
+speed is asserted here (benchmarks, not timed tests); each script must exit 0, write
+its files, and what it writes must hang together — every ratio the quotient of the
+times it reports, every rate the work over the seconds, slopes the least-squares fit
+of the rows written, coverage rates fractions of the replicates run, the float32
+condition guard 0.01/ε, and float32 fits within a hundredth of a standard error of
+float64's on the same data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _run(args, timeout=600):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    return proc.stdout
+
+
+def _fraction_of(rate, count):
+    """rate is k / count for an integer k in [0, count]."""
+    k = rate * count
+    return 0.0 <= rate <= 1.0 and abs(k - round(k)) < 1e-9
+
+
+def test_device_check_quick_runs_every_step(tmp_path):
+    out = tmp_path / "device_check.json"
+    _run(["benchmarks/device_check.py", "--quick", "--skip", "tests", f"--out={out}"])
+    d = json.loads(out.read_text())
+    assert d["errors"] == {}
+    assert list(d["steps"]) == [
+        "device",
+        "speed",
+        "coverage",
+        "ppo_speed",
+        "coverage_speed",
+    ]
+    assert sum(step["seconds"] for step in d["steps"].values()) <= d["seconds"]
+    assert d["device"] == "cpu" and d["tests"] is None
+
+    speed = d["speed"]
+    assert d["replicates_per_s"] == pytest.approx(
+        speed["replicates"] / speed["seconds"], rel=1e-12
+    )
+    ppo = d["ppo_speed"]
+    work = ppo["policies"] * ppo["updates"]
+    for name, seconds in ppo["seconds"].items():
+        assert ppo["policy_updates_per_s"][name] == pytest.approx(work / seconds)
+        assert ppo["ratio_to_loop"][name] == pytest.approx(
+            ppo["seconds"]["loop"] / seconds
+        )
+    assert d["policy_updates_per_s"] == max(ppo["policy_updates_per_s"].values())
+
+    cov = d["coverage"]
+    assert cov["precision"] == "float32"
+    assert sorted(cov["by_n"], key=int) == ["200", "400", "600"]
+    for row in cov["by_n"].values():
+        assert len(row["coverage"]) == 8  # θ ∈ R^5, γ ∈ R^3
+        converged = cov["replicates"] - row["num_not_converged"]
+        assert all(_fraction_of(c, converged) for c in row["coverage"])
+        lo, hi = row["band"]
+        assert lo <= 0.95 <= hi
+        assert row["num_outside_band"] == sum(
+            not lo <= c <= hi for c in row["coverage"]
+        )
+
+    payload = d["coverage_speed"]["json"]  # one process and two (gloo)
+    rows = payload["rows"]
+    assert [(r["processes"], r["devices"]) for r in rows] == [(1, 1), (2, 1)]
+    for row in rows:
+        _check_coverage_speed_row(payload, row)
+
+
+def _check_coverage_speed_row(payload, row):
+    sm = payload["statsmodels"]
+    per_replicate = np.mean([x["wall_per_replicate"] for x in sm])
+    replicates = payload["args"]["replicates"]
+    assert payload["statsmodels_seconds"] == pytest.approx(per_replicate * replicates)
+    base = payload["statsmodels_seconds"]
+    for ratio, seconds in (
+        ("run_ratio", "run_wall"),
+        ("fit_intervals_ratio", "fit_intervals_wall"),
+        ("one_off_ratio", "one_off_wall"),
+        ("warm_one_off_ratio", "warm_one_off_wall"),
+    ):
+        assert row[seconds] > 0 and math.isfinite(row[seconds])
+        assert row[ratio] == pytest.approx(base / row[seconds])
+    assert row["one_off_wall"] == pytest.approx(
+        row["compile_wall"] + row["first_run_wall"]
+    )
+    assert row["compiler_options"] == {"xla_backend_optimization_level": 2}  # CPU
+    converged = replicates - row["not_converged"]
+    assert len(row["coverage"]) == 8
+    assert all(_fraction_of(c, converged) for c in row["coverage"])
+
+
+def test_coverage_speed_table(tmp_path):
+    _run(
+        [
+            "benchmarks/coverage_speed.py",
+            "--replicates=50",
+            "--statsmodels_replicates=10",
+            "--n=100",
+            "--devices",
+            "1",
+            "--precisions",
+            "float64",
+            "--processes",
+            "--no_before",
+            f"--out={tmp_path}",
+        ]
+    )
+    payload = json.loads((tmp_path / "coverage_speed.json").read_text())
+    (row,) = payload["rows"]
+    assert (row["processes"], row["devices"], row["precision"]) == (1, 1, "float64")
+    _check_coverage_speed_row(payload, row)
+    assert row["run_ratio_cpu"] == pytest.approx(
+        payload["statsmodels_cpu_seconds"] / row["run_cpu"]
+    )
+    lines = [
+        line.strip("|").split("|")
+        for line in (tmp_path / "coverage_speed.md").read_text().splitlines()
+        if line.startswith("| ")
+    ]
+    header, (cells,) = lines[0], lines[1:]  # one row of data
+    printed = dict(zip((h.strip() for h in header), (c.strip() for c in cells)))
+    assert printed["precision"] == "float64"
+    for column, key in (("run ×", "run_ratio"), ("one-off cold ×", "one_off_ratio")):
+        assert float(printed[column]) == pytest.approx(row[key], rel=1e-2)
+
+
+def test_coverage_growth_slopes(tmp_path):
+    _run(
+        [
+            "benchmarks/coverage_growth.py",
+            "--sizes",
+            "50",
+            "100",
+            "--replicates_for_n=20",
+            "--replicate_counts",
+            "10",
+            "30",
+            "--n=50",
+            "--repeats=1",
+            f"--out={tmp_path}",
+        ]
+    )
+    d = json.loads((tmp_path / "coverage_growth.json").read_text())
+    assert d["compiler_options"] == {"xla_backend_optimization_level": 2}
+    assert [x["n"] for x in d["by_n"]] == [50, 100]
+    assert [x["replicates"] for x in d["by_replicates"]] == [10, 30]
+    for x in d["by_n"] + d["by_replicates"]:
+        assert x["seconds_per_replicate"] == pytest.approx(
+            x["seconds"] / x["replicates"]
+        )
+    for key, rows, axis in (
+        ("seconds_vs_n", d["by_n"], "n"),
+        ("seconds_vs_replicates", d["by_replicates"], "replicates"),
+    ):
+        x = np.log([r[axis] for r in rows])
+        y = np.log([r["seconds"] for r in rows])
+        assert d[key] == pytest.approx((y[1] - y[0]) / (x[1] - x[0]), rel=1e-9)
+    png = (tmp_path / "coverage_growth.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_coverage_growth_refuses_a_single_point():
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/coverage_growth.py", "--replicate_counts", "100"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "two different values" in proc.stderr
+
+
+def test_precision_agreement(tmp_path):
+    out = tmp_path / "precision"  # the script adds .json and .md
+    _run(
+        [
+            "benchmarks/precision.py",
+            "--sizes",
+            "100",
+            "200",
+            "--replicates=20",
+            "--chunk=10",
+            f"--out={out}",
+        ]
+    )
+    d = json.loads((tmp_path / "precision.json").read_text())
+    assert (tmp_path / "precision.md").exists()
+    assert sorted(d["sizes"], key=int) == ["100", "200"]
+    for by_precision in d["sizes"].values():
+        for precision, eps in (("float32", 2.0**-23), ("float64", 2.0**-52)):
+            row = by_precision[precision]
+            assert row["condition_guard"] == pytest.approx(0.01 / eps)
+            lo, hi = row["band"]
+            outside = sum(not lo <= c <= hi for c in row["coverage"])
+            assert row["num_outside_band"] == outside
+            assert row["inside_band"] == (outside == 0)
+        agreement = by_precision["agreement"]
+        assert agreement["num_both_converged"] == 20
+        assert agreement["max_abs_dest_over_se"] < 1e-2
+        assert agreement["max_abs_dse_over_se"] < 1e-2
+        assert agreement["num_coverage_differs"] == 0
+        assert (
+            by_precision["float32"]["coverage"] == by_precision["float64"]["coverage"]
+        )
