@@ -288,6 +288,7 @@ def _worker_jax(job) -> dict:
     """Times the replicate program of the code found on sys.path (one version)."""
     import jax
     import numpy as np
+    from jax.experimental import multihost_utils
 
     jax.config.update("jax_enable_x64", job["precision"] == "float64")
     import experiments  # the XLA flags the studies set; compiler_options below
@@ -330,7 +331,9 @@ def _worker_jax(job) -> dict:
     def together(fn):
         # Several processes: every timed step starts at a barrier, so each
         # process's wall time is the step's (they are then combined by max).
-        parallel.barrier(f"step{next(steps)}")
+        # JAX's own barrier: the BEFORE code (2c73ac2) has no parallel.barrier.
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"step{next(steps)}")
         return _timed(fn)
 
     steps = itertools.count()

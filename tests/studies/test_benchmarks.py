@@ -94,7 +94,8 @@ def test_device_check_quick_runs_every_step(tmp_path):
         _check_coverage_speed_row(payload, row)
 
 
-def _check_coverage_speed_row(payload, row):
+def _check_coverage_speed_row(payload, row, options=None):
+    """options: the compiler options the row must record (None: the studies' -O2)."""
     sm = payload["statsmodels"]
     per_replicate = np.mean([x["wall_per_replicate"] for x in sm])
     replicates = payload["args"]["replicates"]
@@ -111,13 +112,31 @@ def _check_coverage_speed_row(payload, row):
     assert row["one_off_wall"] == pytest.approx(
         row["compile_wall"] + row["first_run_wall"]
     )
-    assert row["compiler_options"] == {"xla_backend_optimization_level": 2}  # CPU
+    if options is None:
+        options = {"xla_backend_optimization_level": 2}  # the studies' own, on a CPU
+    assert row["compiler_options"] == options
     converged = replicates - row["not_converged"]
     assert len(row["coverage"]) == 8
     assert all(_fraction_of(c, converged) for c in row["coverage"])
 
 
+def _has_commit(commit: str) -> bool:
+    proc = subprocess.run(
+        ["git", "cat-file", "-e", f"{commit}^{{commit}}"],
+        cwd=ROOT,
+        capture_output=True,
+        check=False,
+    )
+    return proc.returncode == 0
+
+
 def test_coverage_speed_table(tmp_path):
+    from benchmarks.coverage_speed import parse_args
+
+    # The script's default BEFORE: its code is extracted from git and run by the
+    # current worker (a shallow clone lacks it: then this checkout only).
+    before = parse_args([]).before_commit
+    with_before = _has_commit(before)
     _run(
         [
             "benchmarks/coverage_speed.py",
@@ -129,27 +148,40 @@ def test_coverage_speed_table(tmp_path):
             "--precisions",
             "float64",
             "--processes",
-            "--no_before",
             f"--out={tmp_path}",
         ]
+        + ([f"--before_commit={before}"] if with_before else ["--no_before"])
     )
     payload = json.loads((tmp_path / "coverage_speed.json").read_text())
-    (row,) = payload["rows"]
-    assert (row["processes"], row["devices"], row["precision"]) == (1, 1, "float64")
-    _check_coverage_speed_row(payload, row)
-    assert row["run_ratio_cpu"] == pytest.approx(
-        payload["statsmodels_cpu_seconds"] / row["run_cpu"]
-    )
+    rows = payload["rows"]
+    versions = ([f"before ({before})"] if with_before else []) + ["after"]
+    assert [r["version"] for r in rows] == versions
     lines = [
         line.strip("|").split("|")
         for line in (tmp_path / "coverage_speed.md").read_text().splitlines()
         if line.startswith("| ")
     ]
-    header, (cells,) = lines[0], lines[1:]  # one row of data
-    printed = dict(zip((h.strip() for h in header), (c.strip() for c in cells)))
-    assert printed["precision"] == "float64"
-    for column, key in (("run ×", "run_ratio"), ("one-off cold ×", "one_off_ratio")):
-        assert float(printed[column]) == pytest.approx(row[key], rel=1e-2)
+    header = [h.strip() for h in lines[0]]
+    assert len(lines) == 1 + len(rows)
+    for row, cells in zip(rows, lines[1:]):
+        assert (row["processes"], row["devices"], row["precision"]) == (
+            1,
+            1,
+            "float64",
+        )
+        # 2c73ac2 predates the studies' compiler options: XLA's defaults.
+        options = {} if row["version"].startswith("before") else None
+        _check_coverage_speed_row(payload, row, options)
+        assert row["run_ratio_cpu"] == pytest.approx(
+            payload["statsmodels_cpu_seconds"] / row["run_cpu"]
+        )
+        printed = dict(zip(header, (c.strip() for c in cells)))
+        assert printed["version"] == row["version"]
+        for column, key in (
+            ("run ×", "run_ratio"),
+            ("one-off cold ×", "one_off_ratio"),
+        ):
+            assert float(printed[column]) == pytest.approx(row[key], rel=1e-2)
 
 
 def test_coverage_growth_slopes(tmp_path):
