@@ -1,4 +1,4 @@
-"""Smoke runs of the benchmark scripts through their command lines, at tiny sizes.
+"""Smoke runs of every benchmark script through its command line, at tiny sizes.
 
 The benchmarks hold the project's speed goals and ``device_check.py`` is what a lent
 accelerator runs first: a script that no longer runs would be found only then. No
@@ -6,8 +6,10 @@ speed is asserted here (benchmarks, not timed tests); each script must exit 0, w
 its files, and what it writes must hang together — every ratio the quotient of the
 times it reports, every rate the work over the seconds, slopes the least-squares fit
 of the rows written, coverage rates fractions of the replicates run, the float32
-condition guard 0.01/ε, and float32 fits within a hundredth of a standard error of
-float64's on the same data.
+condition guard 0.01/ε, float32 fits within a hundredth of a standard error of
+float64's on the same data, and the arena benchmark's vmapped bootstrap refits within
+1e−5 of scipy's L-BFGS refits of the same resamples. (``ppo_speed.py`` runs inside
+``device_check.py``.)
 """
 
 from __future__ import annotations
@@ -264,3 +266,65 @@ def test_precision_agreement(tmp_path):
         assert (
             by_precision["float32"]["coverage"] == by_precision["float64"]["coverage"]
         )
+
+
+def test_arena_speed_bootstrap_agrees_with_scipy(tmp_path):
+    _run(
+        [
+            "benchmarks/arena_speed.py",
+            "--items=10",
+            "--rows=500",
+            "--draws=20",
+            "--loop_draws=5",
+            "--repeats=1",
+            f"--out={tmp_path}",
+        ]
+    )
+    d = json.loads((tmp_path / "results.json").read_text())
+    fits = d["hetrlhf"]
+    # The leaderboard from the CSV and from its cache: the same numbers.
+    assert fits[""]["rating"] == fits["cached"]["rating"]
+    assert fits[""]["contrast_se"] == fits["cached"]["contrast_se"]
+    fit = fits[""]
+    assert fit["converged"]
+    ref = fit["items"].index(fit["reference"])
+    assert fit["rating"][ref] == 0.0 and fit["contrast_se"][ref] == 0.0
+    assert all(se > 0 for i, se in enumerate(fit["contrast_se"]) if i != ref)
+    boot = d["bootstrap"]
+    assert boot["converged"] == boot["draws"] == 20
+    # The vmapped bootstrap refits against a loop of scipy L-BFGS refits of the same
+    # resamples (scipy's gradient tolerance bounds the agreement).
+    assert boot["max_refit_diff"] < 1e-5
+    assert boot["max_interval_diff"] < 1e-5
+
+
+def test_parallel_speed_prints_both_programs():
+    out = _run(
+        [
+            "benchmarks/parallel_speed.py",
+            "--num_comparisons=200",
+            "--num_heads=4",
+            "--num_policies=4",
+            "--num_steps=10",
+            "--num_updates=2",
+            "--repeats=1",
+        ]
+    )
+    assert "ensemble 4 heads x 10 adam steps" in out
+    assert "PPO 4 policies x 2 updates" in out
+    ratios = [
+        float(line.split("ratio loop/vmap = ")[1].split("x")[0])
+        for line in out.splitlines()
+        if "ratio loop/vmap = " in line
+    ]
+    assert len(ratios) == 2 and all(r > 0 for r in ratios)
+
+
+@pytest.mark.skipif(
+    not (ROOT.parent / "shared" / "data").is_dir()
+    and not pathlib.Path("/work/shared/data").is_dir(),
+    reason="real data folder not found (the script's texts)",
+)
+def test_text_encoder_speed_runs(minilm_dir):
+    out = _run(["benchmarks/text_encoder_speed.py", "--max_texts=16", "--repeats=1"])
+    assert "| flax (hetrlhf.data.text_encoder) |" in out
