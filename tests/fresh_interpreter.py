@@ -25,3 +25,20 @@ def run(script: str, xla_flags: str, timeout: float = 240) -> str:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
+
+
+def python(args, timeout: float = 600) -> str:
+    """stdout of ``python *args`` (a script, ``-m module``, ``-c code``) in the
+    repository on CPU, with this process's environment; an ``AssertionError`` with the
+    end of its output if it fails, ``TimeoutExpired`` if it hangs."""
+    proc = subprocess.run(
+        [sys.executable, *args],
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    return proc.stdout

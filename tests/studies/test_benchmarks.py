@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
 import subprocess
 import sys
@@ -24,22 +23,9 @@ import sys
 import numpy as np
 import pytest
 
+from tests.fresh_interpreter import python as run_python
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def _run(args, timeout=600):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run(
-        [sys.executable, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    return proc.stdout
 
 
 def _fraction_of(rate, count):
@@ -50,7 +36,9 @@ def _fraction_of(rate, count):
 
 def test_device_check_quick_runs_every_step(tmp_path):
     out = tmp_path / "device_check.json"
-    _run(["benchmarks/device_check.py", "--quick", "--skip", "tests", f"--out={out}"])
+    run_python(
+        ["benchmarks/device_check.py", "--quick", "--skip", "tests", f"--out={out}"]
+    )
     d = json.loads(out.read_text())
     assert d["errors"] == {}
     assert list(d["steps"]) == [
@@ -139,7 +127,7 @@ def test_coverage_speed_table(tmp_path):
     # current worker (a shallow clone lacks it: then this checkout only).
     before = parse_args([]).before_commit
     with_before = _has_commit(before)
-    _run(
+    run_python(
         [
             "benchmarks/coverage_speed.py",
             "--replicates=50",
@@ -187,7 +175,7 @@ def test_coverage_speed_table(tmp_path):
 
 
 def test_coverage_growth_slopes(tmp_path):
-    _run(
+    run_python(
         [
             "benchmarks/coverage_growth.py",
             "--sizes",
@@ -236,7 +224,7 @@ def test_coverage_growth_refuses_a_single_point():
 
 def test_precision_agreement(tmp_path):
     out = tmp_path / "precision"  # the script adds .json and .md
-    _run(
+    run_python(
         [
             "benchmarks/precision.py",
             "--sizes",
@@ -269,7 +257,7 @@ def test_precision_agreement(tmp_path):
 
 
 def test_arena_speed_bootstrap_agrees_with_scipy(tmp_path):
-    _run(
+    run_python(
         [
             "benchmarks/arena_speed.py",
             "--items=10",
@@ -299,7 +287,7 @@ def test_arena_speed_bootstrap_agrees_with_scipy(tmp_path):
 
 
 def test_parallel_speed_prints_both_programs():
-    out = _run(
+    out = run_python(
         [
             "benchmarks/parallel_speed.py",
             "--num_comparisons=200",
@@ -326,5 +314,7 @@ def test_parallel_speed_prints_both_programs():
     reason="real data folder not found (the script's texts)",
 )
 def test_text_encoder_speed_runs(minilm_dir):
-    out = _run(["benchmarks/text_encoder_speed.py", "--max_texts=16", "--repeats=1"])
+    out = run_python(
+        ["benchmarks/text_encoder_speed.py", "--max_texts=16", "--repeats=1"]
+    )
     assert "| flax (hetrlhf.data.text_encoder) |" in out
