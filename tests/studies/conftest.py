@@ -1,8 +1,9 @@
 """Every test under tests/studies/ carries the ``studies`` marker.
 
 The study tests (smoke runs of experiments/*.py and benchmarks/*.py through their
-real entry points, multi-process runs) are their own tier: ``pytest -m studies`` runs them, the default
-``pytest`` skips them (pytest.ini), and ``.ci/run`` runs all three tiers. The tiers
+real entry points, multi-process runs) are their own tier: ``pytest -m studies`` runs
+them, the default ``pytest`` skips them (pytest.ini), and ``.ci/run`` runs all three
+tiers. The tiers
 partition the suite, so a study test never also carries ``slow``.
 """
 
